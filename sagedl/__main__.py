@@ -1,0 +1,7 @@
+"""``python -m sagedl``: the same entry point as the pyz."""
+import sys
+
+from sagedl.cli import main
+
+if __name__ == "__main__":
+    sys.exit(main())

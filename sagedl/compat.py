@@ -1,0 +1,74 @@
+"""The few shims that let one codebase run on Python 2.7 and 3.6+.
+
+Each shim is named for the Python 3 concept and chosen by feature detection,
+not by comparing version numbers.  tests/test_compat.py pins this list, so a
+new shim is a conscious decision.
+"""
+
+import errno
+import os
+import sys
+import time
+
+PY2 = sys.version_info[0] == 2
+
+try:  # Python 3
+    import http.client as compat_http_client
+    from urllib.parse import (urlsplit as compat_urlsplit,
+                              urlunsplit as compat_urlunsplit,
+                              urljoin as compat_urljoin,
+                              quote as compat_quote,
+                              unquote as compat_unquote)
+except ImportError:  # Python 2.7
+    import httplib as compat_http_client
+    from urlparse import (urlsplit as compat_urlsplit,
+                          urlunsplit as compat_urlunsplit,
+                          urljoin as compat_urljoin)
+    from urllib import quote as compat_quote, unquote as compat_unquote
+
+try:
+    compat_str = unicode  # noqa: F821 (Python 2)
+    compat_text_types = (str, unicode)  # noqa: F821
+except NameError:
+    compat_str = str
+    compat_text_types = (str,)
+
+# time.monotonic is 3.3+; on 2.7 wall-clock time is the best the stdlib offers.
+compat_monotonic = getattr(time, "monotonic", time.time)
+
+try:
+    compat_shlex_quote = __import__("shlex").quote  # 3.3+
+except AttributeError:
+    compat_shlex_quote = __import__("pipes").quote
+
+
+def compat_makedirs(path):
+    """os.makedirs(path, exist_ok=True); exist_ok is 3.2+."""
+    try:
+        os.makedirs(path)
+    except OSError as e:
+        if e.errno != errno.EEXIST or not os.path.isdir(path):
+            raise
+
+
+def compat_replace(src, dst):
+    """Atomic rename over an existing file: os.replace is 3.3+; on POSIX
+    os.rename already replaces atomically."""
+    getattr(os, "replace", os.rename)(src, dst)
+
+
+def compat_fsencode(s):
+    """A text path to the bytes the OS sees."""
+    if isinstance(s, bytes):
+        return s
+    return s.encode(sys.getfilesystemencoding() or "utf-8", "surrogateescape" if not PY2 else "strict")
+
+
+def compat_to_text(b, encoding="latin-1"):
+    """HTTP header values and status lines arrive as bytes on 2.7."""
+    if isinstance(b, bytes) and not PY2:
+        return b.decode(encoding)
+    return b
+
+
+COMPAT_NAMES = sorted(n for n in dir() if n.startswith("compat_")) + ["PY2"]

@@ -1,0 +1,132 @@
+"""Errors and the exit codes they map to: the one place that decides both.
+
+Every failure a user can cause or meet is a ``SagedlError``.  The CLI prints
+``sagedl: error: <message>`` (plus ``hint: <hint>`` when there is one) and
+exits with ``exit_code``; it never shows a traceback unless ``--debug``.
+
+Exit codes are compatible with Sage's ``sage-download-file`` (0 success,
+1 failure, 2 usage); the finer codes 3-7 refine "failure" and are all
+non-zero, which is all Sage's build scripts test.
+"""
+
+EXIT_OK = 0
+EXIT_FAILURE = 1        # generic failure (Sage's code for "download failed")
+EXIT_USAGE = 2          # bad arguments or input (argparse uses 2 as well)
+EXIT_NOT_FOUND = 3      # no source had the file (404s), or unknown tarball
+EXIT_CHECKSUM = 4       # every source served bytes that failed verification
+EXIT_NETWORK = 5        # every source failed at the network level
+EXIT_DISK = 6           # could not write the destination (full, read-only)
+EXIT_LOCK = 7           # timed out waiting for another process's lock
+EXIT_INTERRUPTED = 130  # SIGINT/SIGTERM; the partial file is kept for resume
+
+EXIT_CODES = [
+    (EXIT_OK, "success"),
+    (EXIT_FAILURE, "failure (other than those below)"),
+    (EXIT_USAGE, "usage error: bad arguments, unknown or unsafe tarball name"),
+    (EXIT_NOT_FOUND, "not found on any source"),
+    (EXIT_CHECKSUM, "checksum failed on every source"),
+    (EXIT_NETWORK, "network failure on every source"),
+    (EXIT_DISK, "cannot write the destination (disk full, read-only, ...)"),
+    (EXIT_LOCK, "timed out waiting for another sagedl on the same file"),
+    (EXIT_INTERRUPTED, "interrupted (SIGINT/SIGTERM); partial file kept"),
+]
+
+
+class SagedlError(Exception):
+    """Base of every error the user sees.  ``str()`` is the one-line message."""
+
+    exit_code = EXIT_FAILURE
+
+    def __init__(self, message, hint=None):
+        Exception.__init__(self, message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self):
+        return self.message
+
+
+class UsageError(SagedlError):
+    exit_code = EXIT_USAGE
+
+
+class MetadataError(UsageError):
+    """A malformed checksums.ini / mirrors.toml / mirror list: names file and line."""
+
+    def __init__(self, path, lineno, message, hint=None):
+        where = path if lineno is None else "%s:%d" % (path, lineno)
+        UsageError.__init__(self, "%s: %s" % (where, message), hint)
+        self.path = path
+        self.lineno = lineno
+
+
+class NotFoundError(SagedlError):
+    exit_code = EXIT_NOT_FOUND
+
+
+class ChecksumError(SagedlError):
+    exit_code = EXIT_CHECKSUM
+
+
+class NetworkError(SagedlError):
+    exit_code = EXIT_NETWORK
+
+
+class DiskError(SagedlError):
+    exit_code = EXIT_DISK
+
+
+class LockTimeout(SagedlError):
+    exit_code = EXIT_LOCK
+
+
+class Interrupted(SagedlError):
+    exit_code = EXIT_INTERRUPTED
+
+
+class SourceFailure(Exception):
+    """One source failed for one attempt; the engine records it and moves on.
+
+    ``kind`` is one of the KIND_* values; it decides retry/failover and the
+    final exit code.  Never shown to the user except inside the summary of a
+    DownloadFailed.
+    """
+
+    KIND_NETWORK = "network"      # connect/read error, timeout, reset, stall
+    KIND_NOT_FOUND = "not-found"  # 404/410
+    KIND_HTTP = "http"            # other 4xx/5xx
+    KIND_TRANSIENT = "transient"  # 503/429/408: worth retrying the same source
+    KIND_PROTOCOL = "protocol"    # short body, bad Content-Range, HTML page, too long
+    KIND_CHECKSUM = "checksum"    # size or digest mismatch after a full transfer
+
+    def __init__(self, kind, message, retry_after=None):
+        Exception.__init__(self, message)
+        self.kind = kind
+        self.message = message
+        self.retry_after = retry_after
+
+    def __str__(self):
+        return self.message
+
+
+def failure_error(attempts, target_name):
+    """Build the final SagedlError from a list of (source_label, SourceFailure).
+
+    The exit code follows what the sources did: all 404 -> not found; any
+    checksum failure and no success -> checksum; all network -> network.
+    """
+    kinds = set(f.kind for _, f in attempts)
+    lines = ["; ".join("%s: %s" % (label, f) for label, f in attempts)]
+    if not attempts:
+        return NotFoundError("%s: no source to download from" % target_name,
+                             hint="give a URL, --mirror URL, or run inside a Sage tree")
+    summary = "could not download %s: %s" % (target_name, lines[0])
+    if kinds == set([SourceFailure.KIND_NOT_FOUND]):
+        return NotFoundError(summary)
+    if SourceFailure.KIND_CHECKSUM in kinds:
+        return ChecksumError(summary, hint="the mirrors serve a different file than the "
+                                           "checksums expect; is your Sage tree up to date?")
+    if kinds <= set([SourceFailure.KIND_NETWORK, SourceFailure.KIND_TRANSIENT]):
+        return NetworkError(summary, hint="check your network or proxy; --timeout S "
+                                          "raises the network timeout")
+    return SagedlError(summary)
