@@ -1,0 +1,111 @@
+"""One transfer per file across processes: an flock(2) lock beside the target.
+
+flock locks die with their process, so a lock held by a process killed with
+``kill -9`` never blocks the next run.  The lock file is removed on release;
+because another process may be waiting on the very inode we unlink, a
+locker re-checks after acquiring that the path still names the inode it
+locked, and retries if not (the classic unlink-safe flock pattern).
+
+Waiting has a deadline and says what it waits for: a lock that is never
+released ends in LockTimeout naming the file, never in a silent hang.
+"""
+
+from __future__ import absolute_import
+
+import errno
+import os
+import time
+
+from sagedl.compat import compat_monotonic
+from sagedl.errors import DiskError, LockTimeout
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - Windows is not a target, but fail softly
+    fcntl = None
+
+
+class FileLock(object):
+    """``with FileLock(path, timeout, what):`` holds an exclusive lock on ``path``.
+
+    ``on_wait(message)`` is called once if the lock is not free at once, so
+    the CLI can say "waiting for another sagedl to finish X".
+    """
+
+    def __init__(self, path, timeout=600.0, what=None, on_wait=None):
+        self.path = path
+        self.timeout = timeout
+        self.what = what or path
+        self.on_wait = on_wait
+        self.fd = None
+
+    def acquire(self):
+        deadline = compat_monotonic() + self.timeout
+        delay = 0.005
+        told = False
+        while True:
+            fd = self._open()
+            try:
+                if fcntl is None or self._try_lock(fd):
+                    if self._still_ours(fd):
+                        self.fd = fd
+                        return self
+                    # Unlinked (and maybe re-created) under us: start over.
+                    os.close(fd)
+                    continue
+            except BaseException:
+                os.close(fd)
+                raise
+            os.close(fd)
+            if not told and self.on_wait is not None:
+                told = True
+                self.on_wait("waiting for another sagedl to finish %s" % self.what)
+            remaining = deadline - compat_monotonic()
+            if remaining <= 0:
+                raise LockTimeout(
+                    "timed out after %gs waiting for the lock on %s (%s)"
+                    % (self.timeout, self.what, self.path),
+                    hint="another sagedl is downloading it; if none is running, "
+                         "remove %s" % self.path)
+            time.sleep(min(delay, remaining))
+            delay = min(delay * 2, 0.25)
+
+    def _open(self):
+        try:
+            return os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        except (IOError, OSError) as e:
+            raise DiskError("cannot create lock file %s: %s" % (self.path, e.strerror or e))
+
+    @staticmethod
+    def _try_lock(fd):
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except (IOError, OSError) as e:
+            if e.errno in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
+                return False
+            raise
+
+    def _still_ours(self, fd):
+        try:
+            st = os.stat(self.path)
+        except OSError:
+            return False
+        fst = os.fstat(fd)
+        return (st.st_dev, st.st_ino) == (fst.st_dev, fst.st_ino)
+
+    def release(self):
+        if self.fd is None:
+            return
+        try:
+            os.unlink(self.path)
+        except OSError:
+            pass
+        os.close(self.fd)  # closing drops the flock
+        self.fd = None
+
+    def __enter__(self):
+        return self.acquire()
+
+    def __exit__(self, *exc):
+        self.release()

@@ -1,0 +1,504 @@
+"""HTTP/1.1 over plain sockets: the standard-library transport.
+
+Why not http.client?  Two things a downloader needs that it cannot give on
+every supported Python: a deadline on the *whole* response head (a server
+sending one header byte a second never trips a per-recv timeout), and a body
+read that performs at most one recv() so the caller can apply its stall rule
+(http.client's readinto fills the whole buffer; on 2.7 httplib reads through
+an unbuffered file object).  What we need of HTTP is small: GET/HEAD, one
+request at a time per connection, Content-Length, chunked and
+close-delimited bodies, keep-alive, redirects, proxies and TLS.
+
+Everything a source can do wrong surfaces as errors.SourceFailure with a
+``kind`` that tells the engine whether to retry, fail over or give up.
+"""
+
+from __future__ import absolute_import
+
+import base64
+import errno
+import socket
+
+from sagedl import __version__
+from sagedl.compat import (compat_monotonic, compat_unquote, compat_urljoin,
+                           compat_urlsplit)
+from sagedl.errors import SourceFailure, UsageError
+
+USER_AGENT = "sagedl/%s" % __version__
+MAX_HEAD_BYTES = 64 * 1024      # a response head larger than this is hostile
+MAX_HEADERS = 200
+MAX_REDIRECTS = 10
+REDIRECT_CODES = (301, 302, 303, 307, 308)
+
+_NETWORK_ERRORS = (socket.error, OSError, IOError)
+
+
+def redact(url):
+    """The URL without user:password, for every message we print."""
+    try:
+        parts = compat_urlsplit(url)
+    except ValueError:
+        return "<invalid URL>"
+    if "@" not in parts.netloc:
+        return url
+    host = parts.netloc.rsplit("@", 1)[1]
+    return parts._replace(netloc="***@" + host).geturl()
+
+
+def check_url(url, allow_schemes=("http", "https")):
+    """Refuse foreign schemes (file:, ftp:, gopher:, ...) before any I/O."""
+    try:
+        parts = compat_urlsplit(url)
+        parts.port  # raises ValueError on a bad port
+    except ValueError as e:
+        raise UsageError("invalid URL %s: %s" % (redact(url), e))
+    if parts.scheme.lower() not in allow_schemes:
+        raise UsageError("refusing URL scheme %r in %s" % (parts.scheme + ":", redact(url)),
+                         hint="only %s URLs are allowed" % " and ".join(allow_schemes))
+    if not parts.hostname:
+        raise UsageError("URL has no host: %s" % redact(url))
+    return parts
+
+
+class Response(object):
+    """A response whose head has been read; the body is read with readinto()."""
+
+    def __init__(self, conn, method, url, status, reason, headers):
+        self.conn = conn
+        self.url = url
+        self.status = status
+        self.reason = reason
+        self.headers = headers          # dict: lower-case name -> value
+        self._method = method
+        self.length = None              # Content-Length, if given and valid
+        self.chunked = False
+        self._chunk_left = 0
+        self._chunks_done = False
+        self._remaining = None
+        self._done = False
+        te = headers.get("transfer-encoding", "").lower()
+        if method == "HEAD" or status in (204, 304) or 100 <= status < 200:
+            self._remaining = 0
+        elif "chunked" in te:
+            self.chunked = True
+        elif "content-length" in headers:
+            try:
+                self.length = int(headers["content-length"].split(",")[0].strip())
+                if self.length < 0:
+                    raise ValueError
+            except ValueError:
+                raise SourceFailure(SourceFailure.KIND_PROTOCOL,
+                                    "invalid Content-Length %r" % headers["content-length"])
+            self._remaining = self.length
+        connection = headers.get("connection", "").lower()
+        self.will_close = ("close" in connection or self._remaining is None and not self.chunked)
+        if self._remaining == 0:
+            self._done = True
+
+    def header(self, name, default=None):
+        return self.headers.get(name.lower(), default)
+
+    def readinto(self, view):
+        """Read at most len(view) body bytes with at most one recv(); 0 at the end.
+
+        A body that ends early (connection closed before Content-Length bytes)
+        raises SourceFailure(KIND_PROTOCOL): the standard library never reports
+        a short body, so this is where it is caught.
+        """
+        if self._done:
+            return 0
+        want = len(view)
+        if self.chunked:
+            if self._chunk_left == 0:
+                if not self._next_chunk():
+                    return 0
+            want = min(want, self._chunk_left)
+        elif self._remaining is not None:
+            want = min(want, self._remaining)
+        n = self.conn.recv_into(view, want)
+        if n == 0:
+            if self._remaining is None and not self.chunked:
+                self._done = True   # close-delimited body: EOF is the end
+                return 0
+            expected = self.length if self.length is not None else "chunked"
+            self.will_close = True
+            raise SourceFailure(SourceFailure.KIND_PROTOCOL,
+                                "connection closed early (short body; expected %s bytes)" % expected)
+        if self.chunked:
+            self._chunk_left -= n
+            if self._chunk_left == 0:
+                self.conn.read_line(self._deadline())  # CRLF after the chunk data
+        elif self._remaining is not None:
+            self._remaining -= n
+            if self._remaining == 0:
+                self._done = True
+        return n
+
+    def _deadline(self):
+        return compat_monotonic() + self.conn.timeout
+
+    def _next_chunk(self):
+        line = self.conn.read_line(self._deadline())
+        try:
+            size = int(line.split(b";", 1)[0].strip(), 16)
+        except ValueError:
+            raise SourceFailure(SourceFailure.KIND_PROTOCOL, "bad chunk header %r" % line[:40])
+        if size == 0:
+            # Trailers, then an empty line (RFC 7230 section 4.1.2).
+            while self.conn.read_line(self._deadline()).strip():
+                pass
+            self._done = True
+            return False
+        self._chunk_left = size
+        return True
+
+    def read_all(self, limit=1 << 20):
+        """The whole (small) body: error pages, mirror lists.  Bounded by ``limit``."""
+        out = bytearray()
+        buf = bytearray(64 * 1024)
+        view = memoryview(buf)
+        while True:
+            n = self.readinto(view)
+            if not n:
+                return bytes(out)
+            out += view[:n]
+            if len(out) > limit:
+                raise SourceFailure(SourceFailure.KIND_PROTOCOL, "response larger than %d bytes" % limit)
+
+    def close(self):
+        """Give the connection back for keep-alive if the body was consumed, else drop it."""
+        conn, self.conn = self.conn, None
+        if conn is None:
+            return
+        if self._done and not self.will_close:
+            conn.release()
+        else:
+            conn.close()
+
+
+class Connection(object):
+    """One socket to one origin (or proxy), with the bytes read past a head."""
+
+    def __init__(self, pool, key, sock, timeout):
+        self.pool = pool
+        self.key = key
+        self.sock = sock
+        self.timeout = timeout
+        self.buf = bytearray()    # bytes received but not consumed yet
+
+    def send(self, data):
+        try:
+            self.sock.sendall(data)
+        except socket.timeout:
+            raise SourceFailure(SourceFailure.KIND_NETWORK, "timed out sending the request")
+        except _NETWORK_ERRORS as e:
+            raise SourceFailure(SourceFailure.KIND_NETWORK, "send failed: %s" % _strerror(e))
+
+    def _recv(self, view, n, deadline=None):
+        timeout = self.timeout
+        if deadline is not None:
+            timeout = min(timeout, deadline - compat_monotonic())
+            if timeout <= 0:
+                raise SourceFailure(SourceFailure.KIND_NETWORK, "timed out waiting for the response")
+        self.sock.settimeout(timeout)
+        try:
+            return self.sock.recv_into(view, n)
+        except socket.timeout:
+            raise SourceFailure(SourceFailure.KIND_NETWORK,
+                                "no data for %gs (read timeout)" % self.timeout)
+        except _NETWORK_ERRORS as e:
+            if getattr(e, "errno", None) == errno.EINTR:
+                return self._recv(view, n, deadline)
+            raise SourceFailure(SourceFailure.KIND_NETWORK, "connection error: %s" % _strerror(e))
+
+    def recv_into(self, view, n):
+        if self.buf:
+            k = min(n, len(self.buf))
+            view[:k] = self.buf[:k]
+            del self.buf[:k]
+            return k
+        return self._recv(view, n)
+
+    def read_line(self, deadline, limit=MAX_HEAD_BYTES):
+        """One CRLF-terminated line (without the terminator), bounded in size and time."""
+        while True:
+            i = self.buf.find(b"\n")
+            if i >= 0:
+                line = bytes(self.buf[:i]).rstrip(b"\r")
+                del self.buf[:i + 1]
+                return line
+            if len(self.buf) > limit:
+                raise SourceFailure(SourceFailure.KIND_PROTOCOL, "response header line too long")
+            chunk = bytearray(16384)
+            n = self._recv(memoryview(chunk), len(chunk), deadline)
+            if n == 0:
+                raise SourceFailure(SourceFailure.KIND_NETWORK,
+                                    "connection closed while reading the response head")
+            self.buf += chunk[:n]
+
+    def read_head(self, deadline):
+        """Status line and headers; the whole head must arrive before ``deadline``."""
+        status_line = self.read_line(deadline)
+        while not status_line:              # tolerate stray CRLF before a status line
+            status_line = self.read_line(deadline)
+        parts = status_line.split(None, 2)
+        if len(parts) < 2 or not parts[0].startswith(b"HTTP/"):
+            raise SourceFailure(SourceFailure.KIND_PROTOCOL,
+                                "not an HTTP response: %r" % status_line[:60])
+        try:
+            status = int(parts[1])
+        except ValueError:
+            raise SourceFailure(SourceFailure.KIND_PROTOCOL, "bad status line %r" % status_line[:60])
+        reason = parts[2].decode("latin-1") if len(parts) > 2 else ""
+        headers = {}
+        total = len(status_line)
+        while True:
+            line = self.read_line(deadline)
+            if not line:
+                break
+            total += len(line)
+            if total > MAX_HEAD_BYTES or len(headers) > MAX_HEADERS:
+                raise SourceFailure(SourceFailure.KIND_PROTOCOL, "response head too large")
+            if line[:1] in (b" ", b"\t"):
+                continue                    # obsolete line folding: ignore (RFC 7230 3.2.4)
+            name, sep, value = line.partition(b":")
+            if not sep:
+                raise SourceFailure(SourceFailure.KIND_PROTOCOL, "bad header line %r" % line[:60])
+            key = name.strip().decode("latin-1").lower()
+            value = value.strip().decode("latin-1")
+            headers[key] = headers[key] + ", " + value if key in headers else value
+        if parts[0] == b"HTTP/1.0" and "keep-alive" not in headers.get("connection", "").lower():
+            headers["connection"] = "close"
+        return status, reason, headers
+
+    def release(self):
+        if self.pool is not None:
+            self.pool._put(self)
+        else:
+            self.close()
+
+    def close(self):
+        sock, self.sock = self.sock, None
+        if sock is not None:
+            try:
+                sock.close()
+            except _NETWORK_ERRORS:
+                pass
+
+
+def _strerror(e):
+    if isinstance(e, socket.gaierror):
+        return "cannot resolve host (%s)" % (e.args[-1] if e.args else e)
+    return getattr(e, "strerror", None) or str(e) or e.__class__.__name__
+
+
+class Transport(object):
+    """Connections, proxies, TLS and redirects.  One per process (or per thread).
+
+    timeout: the network timeout: no recv waits longer, and the whole response
+    head must arrive within it.  connect_timeout defaults to the same, capped
+    at 30 s (a connect that has not completed by then will not).
+    """
+
+    def __init__(self, timeout=30.0, connect_timeout=None, env=None, ca_bundle=None,
+                 verify=True, user_agent=USER_AGENT):
+        self.timeout = float(timeout)
+        self.connect_timeout = float(connect_timeout or min(self.timeout, 30.0))
+        self.env = env if env is not None else {}
+        self.ca_bundle = ca_bundle
+        self.verify = verify
+        self.tls = None                 # sagedl.tls.TLSConfig, made at the first https URL
+        self.user_agent = user_agent
+        self._idle = {}
+
+    # -- connection pool ------------------------------------------------
+    def _put(self, conn):
+        self._idle.setdefault(conn.key, []).append(conn)
+
+    def close(self):
+        for conns in self._idle.values():
+            for c in conns:
+                c.close()
+        self._idle.clear()
+
+    def _proxy_for(self, parts):
+        if not any(k.lower().endswith("_proxy") for k in self.env):
+            return None   # the common case, without importing the proxy rules
+        from sagedl import proxy
+        return proxy.proxy_for(parts.geturl(), self.env)
+
+    def _connect(self, parts):
+        scheme = parts.scheme.lower()
+        host = parts.hostname
+        port = parts.port or (443 if scheme == "https" else 80)
+        proxy_url = self._proxy_for(parts)
+        key = (scheme, host, port, proxy_url)
+        idle = self._idle.get(key)
+        while idle:
+            conn = idle.pop()
+            if _is_reusable(conn.sock):
+                return conn, proxy_url, True
+            conn.close()
+        if proxy_url:
+            pparts = compat_urlsplit(proxy_url)
+            sock = self._tcp(pparts.hostname, pparts.port or 80, "proxy " + redact(proxy_url))
+            if scheme == "https":
+                sock = self._tunnel(sock, host, port, pparts)
+        else:
+            sock = self._tcp(host, port, host)
+        if scheme == "https":
+            sock = self._tls().wrap(sock, host, self.connect_timeout)
+        return Connection(self, key, sock, self.timeout), (proxy_url if scheme == "http" else None), False
+
+    def _tcp(self, host, port, label):
+        try:
+            sock = socket.create_connection((host, port), self.connect_timeout)
+        except socket.timeout:
+            raise SourceFailure(SourceFailure.KIND_NETWORK,
+                                "timed out connecting to %s:%s" % (label, port))
+        except _NETWORK_ERRORS as e:
+            raise SourceFailure(SourceFailure.KIND_NETWORK,
+                                "cannot connect to %s:%s: %s" % (label, port, _strerror(e)))
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except _NETWORK_ERRORS:
+            pass
+        return sock
+
+    def _tunnel(self, sock, host, port, pparts):
+        """CONNECT through an HTTP proxy for an https URL (RFC 7231 section 4.3.6)."""
+        conn = Connection(None, None, sock, self.timeout)
+        target = "%s:%d" % (host, port)
+        lines = ["CONNECT %s HTTP/1.1" % target, "Host: %s" % target,
+                 "User-Agent: %s" % self.user_agent]
+        auth = _basic_auth(pparts)
+        if auth:
+            lines.append("Proxy-Authorization: " + auth)
+        conn.send(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
+        status, reason, headers = conn.read_head(compat_monotonic() + self.timeout)
+        if status != 200:
+            conn.close()
+            raise SourceFailure(SourceFailure.KIND_NETWORK,
+                                "proxy refused CONNECT to %s: %d %s" % (target, status, reason))
+        return sock
+
+    def _tls(self):
+        if self.tls is None:
+            from sagedl.tls import TLSConfig
+            self.tls = TLSConfig(self.ca_bundle, self.verify, self.env)
+        return self.tls
+
+    # -- requests -------------------------------------------------------
+    def open(self, url, method="GET", headers=None, allow_downgrade=False,
+             max_redirects=MAX_REDIRECTS):
+        """Send a request and read the response head, following redirects.
+
+        Only http and https are followed, at most ``max_redirects`` hops, and
+        an https -> http downgrade only when ``allow_downgrade`` (the caller
+        knows a checksum, so a tampered body cannot pass).
+        """
+        seen = 0
+        while True:
+            resp = self._open_once(url, method, headers)
+            if resp.status not in REDIRECT_CODES or "location" not in resp.headers:
+                return resp
+            location = resp.headers["location"]
+            _drain(resp)
+            seen += 1
+            if seen > max_redirects:
+                raise SourceFailure(SourceFailure.KIND_HTTP,
+                                    "too many redirects (more than %d)" % max_redirects)
+            new = compat_urljoin(url, location)
+            try:
+                new_parts = check_url(new)
+            except UsageError as e:
+                raise SourceFailure(SourceFailure.KIND_HTTP, "redirect refused: %s" % e)
+            if (compat_urlsplit(url).scheme.lower() == "https"
+                    and new_parts.scheme.lower() == "http" and not allow_downgrade):
+                raise SourceFailure(SourceFailure.KIND_HTTP,
+                                    "redirect from https to http refused: %s" % redact(new))
+            if new_parts.hostname != compat_urlsplit(url).hostname and headers:
+                headers = dict((k, v) for k, v in headers.items() if k.lower() != "authorization")
+            url = new
+
+    def _open_once(self, url, method, headers):
+        parts = check_url(url)
+        conn, absolute_proxy, reused = self._connect(parts)
+        path = parts.path or "/"
+        if parts.query:
+            path += "?" + parts.query
+        target = parts.geturl().split("#")[0] if absolute_proxy else path
+        if absolute_proxy and "@" in parts.netloc:
+            target = redact_netloc(parts)
+        host = parts.hostname
+        if ":" in host:
+            host = "[%s]" % host
+        if parts.port:
+            host = "%s:%d" % (host, parts.port)
+        lines = ["%s %s HTTP/1.1" % (method, target), "Host: %s" % host,
+                 "User-Agent: %s" % self.user_agent,
+                 # The bytes we hash must be the bytes served: never a
+                 # transparently decoded body.
+                 "Accept-Encoding: identity", "Accept: */*"]
+        auth = _basic_auth(parts)
+        if auth:
+            lines.append("Authorization: " + auth)
+        if absolute_proxy:
+            pauth = _basic_auth(compat_urlsplit(absolute_proxy))
+            if pauth:
+                lines.append("Proxy-Authorization: " + pauth)
+        for k, v in (headers or {}).items():
+            lines.append("%s: %s" % (k, v))
+        data = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+        try:
+            conn.send(data)
+            status, reason, rheaders = conn.read_head(compat_monotonic() + self.timeout)
+        except SourceFailure:
+            conn.close()
+            if reused:
+                # A kept-alive connection the server closed meanwhile: one fresh try.
+                return self._open_once(url, method, headers)
+            raise
+        try:
+            return Response(conn, method, url, status, reason, rheaders)
+        except SourceFailure:
+            conn.close()
+            raise
+
+
+def redact_netloc(parts):
+    host = parts.netloc.rsplit("@", 1)[1]
+    return parts._replace(netloc=host).geturl().split("#")[0]
+
+
+def _basic_auth(parts):
+    if parts.username is None:
+        return None
+    raw = "%s:%s" % (compat_unquote(parts.username), compat_unquote(parts.password or ""))
+    return "Basic " + base64.b64encode(raw.encode("utf-8")).decode("ascii")
+
+
+def _drain(resp, limit=64 * 1024):
+    """Read a small body (a redirect's) so the connection can be reused."""
+    try:
+        if resp.length is not None and resp.length <= limit:
+            resp.read_all(limit)
+            resp.close()
+            return
+    except SourceFailure:
+        pass
+    resp.will_close = True
+    resp.close()
+
+
+def _is_reusable(sock):
+    """A pooled socket is reusable if the server has not closed it (no EOF pending)."""
+    import select
+    try:
+        r, _, _ = select.select([sock], [], [], 0)
+    except (ValueError, _NETWORK_ERRORS):
+        return False
+    if not r:
+        return True
+    # Readable while idle means EOF or garbage: either way, not reusable.
+    return False
