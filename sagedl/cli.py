@@ -1,0 +1,485 @@
+"""The command line: ``main(argv=None, env=None) -> exit code``.
+
+Two call forms, both drop-in compatible with Sage's tools:
+
+  sagedl [options] URL_OR_TARBALL [DESTINATION]      (sage-download-file)
+  sagedl download [options] PKG_OR_CLASS...          (sage-package download)
+
+plus ``sagedl --print-fastest-mirror`` and ``sagedl list-mirrors``.
+
+stdout carries machine output only (paths, the fastest mirror, a URL's
+content when no destination is given, as sage-download-file does); progress
+and messages go to stderr.  Every error is one ``sagedl: error:`` line (and
+a ``hint:`` line where one helps) and a documented exit code; a traceback
+only with --debug.
+"""
+
+from __future__ import absolute_import
+
+import os
+import signal
+import sys
+
+from sagedl import __version__
+from sagedl import errors
+from sagedl.errors import SagedlError, UsageError
+
+PROG = "sagedl"
+COMMANDS = ("download", "list-mirrors")
+
+DESCRIPTION = """\
+Download SageMath source tarballs (or any URL) from the best mirror,
+resuming interrupted transfers and verifying checksums.  Only verified
+bytes ever reach the final file name.
+
+  sagedl ntl-11.6.0.tar.gz               # inside a Sage tree: into $SAGE_DISTFILES
+  sagedl https://host/f.tar.gz f.tar.gz --sha256 HEX
+  sagedl download pari ntl               # prints one absolute path per package
+  sagedl --print-fastest-mirror
+"""
+
+
+def _exit_code_epilog():
+    lines = ["exit codes:"]
+    for code, text in errors.EXIT_CODES:
+        lines.append("  %-4d %s" % (code, text))
+    lines.append("")
+    lines.append("environment: SAGE_ROOT, SAGE_DISTFILES, SAGE_SERVER, SAGEDL_MIRRORS (space-separated")
+    lines.append("mirror base URLs, like --mirror), http_proxy/https_proxy/no_proxy, SSL_CERT_FILE.")
+    return "\n".join(lines)
+
+
+def _add_common(p):
+    g = p.add_argument_group("sources")
+    g.add_argument("--mirror", action="append", default=[], metavar="URL",
+                   help="mirror base URL (repeatable, tried in order); replaces the mirror list")
+    g.add_argument("--mirrors-file", metavar="FILE", help="a mirrors.toml to use instead of the shipped list")
+    g.add_argument("--allow-upstream", action="store_true",
+                   help="fall back to the package's upstream_url")
+    g.add_argument("--sage-root", metavar="DIR", help="the Sage tree (default: $SAGE_ROOT, or found "
+                                                      "by walking up from the current directory)")
+    g = p.add_argument_group("network")
+    g.add_argument("--timeout", type=float, default=None, metavar="S",
+                   help="network timeout in seconds: connect, each read, and the response head (default 30)")
+    g.add_argument("--low-speed-limit", type=int, default=1024, metavar="BYTES",
+                   help="abandon a source slower than this many bytes/s ... (default 1024)")
+    g.add_argument("--low-speed-time", type=float, default=30.0, metavar="S",
+                   help="... over this many seconds (default 30)")
+    g.add_argument("--retries", type=int, default=2, metavar="N",
+                   help="retries of a source answering 429/503 (default 2)")
+    g.add_argument("--no-check-certificate", action="store_true",
+                   help="do not verify TLS certificates (checksums still apply)")
+    g.add_argument("--ca-bundle", metavar="FILE", help="CA certificates to trust (PEM)")
+    g = p.add_argument_group("output")
+    g.add_argument("--quiet", "-q", action="store_true", help="print nothing but errors")
+    g.add_argument("--progress", choices=("auto", "bar", "lines", "dots", "none"), default="auto",
+                   help="progress display on stderr: a bar on a terminal, sparse lines "
+                        "otherwise (default auto); dots = Sage's 70-column log format")
+    g.add_argument("--log", metavar="LEVEL",
+                   help="Sage compatibility: DEBUG, INFO, WARNING, ERROR or CRITICAL")
+    g.add_argument("--debug", action="store_true", help="show tracebacks and details")
+    g = p.add_argument_group("files")
+    g.add_argument("--force", action="store_true", help="download again even if the file verifies")
+    g.add_argument("--lock-timeout", type=float, default=3600.0, metavar="S",
+                   help="how long to wait for another sagedl on the same file (default 3600)")
+
+
+def make_parser():
+    import argparse
+
+    class Parser(argparse.ArgumentParser):
+        def error(self, message):
+            raise UsageError(message, hint="see '%s --help'" % PROG)
+
+    p = Parser(prog=PROG, description=DESCRIPTION, epilog=_exit_code_epilog(),
+               formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--version", action="store_true", help="print the version and exit")
+    p.add_argument("url_or_tarball", nargs="?", help="a URL, a tarball name or a package name")
+    p.add_argument("destination", nargs="?",
+                   help="where to write the file (a file or a directory); default: the "
+                        "tarball under $SAGE_DISTFILES, or a URL's content on stdout")
+    p.add_argument("-o", "--output", metavar="PATH", help="same as DESTINATION")
+    p.add_argument("--sha256", metavar="HEX", help="expected sha256 of the file")
+    p.add_argument("--sha1", metavar="HEX", help="expected sha1 of the file")
+    p.add_argument("--size", type=int, metavar="BYTES", help="expected size of the file")
+    p.add_argument("--print-fastest-mirror", action="store_true",
+                   help="print the best mirror's base URL on stdout and exit")
+    _add_common(p)
+    return p
+
+
+def make_download_parser():
+    import argparse
+
+    class Parser(argparse.ArgumentParser):
+        def error(self, message):
+            raise UsageError(message, hint="see '%s download --help'" % PROG)
+
+    p = Parser(prog=PROG + " download",
+               description="Download the tarballs of Sage packages (sage-package download). "
+                           "Prints one absolute path per package on stdout.",
+               epilog=_exit_code_epilog(), formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("packages", nargs="+", metavar="PKG",
+                   help="package names, tarball names, or :all:, :standard:, :optional:, :experimental:")
+    p.add_argument("--on-error", choices=("stop", "warn"), default="stop",
+                   help="stop at the first failure (default) or warn and go on")
+    _add_common(p)
+    return p
+
+
+class Context(object):
+    """What every command needs: env, streams, the options, and the pieces built from them."""
+
+    def __init__(self, args, env, stdout, stderr):
+        self.args = args
+        self.env = env
+        self.stdout = stdout
+        self.stderr = stderr
+        level = (args.log or "").upper()
+        self.debug = args.debug or level == "DEBUG"
+        self.quiet = args.quiet or level in ("WARNING", "ERROR", "CRITICAL")
+        self._transport = None
+        self._tree = False
+
+    def say(self, text):
+        if not self.quiet:
+            self.stderr.write("%s: %s\n" % (PROG, text))
+            self.stderr.flush()
+
+    def warn(self, text):
+        self.stderr.write("%s: warning: %s\n" % (PROG, text))
+        self.stderr.flush()
+
+    def transport(self):
+        if self._transport is None:
+            from sagedl.transport import Transport
+            if self.args.no_check_certificate:
+                from sagedl.tls import INSECURE_WARNING
+                self.stderr.write("%s: %s\n" % (PROG, INSECURE_WARNING))
+            self._transport = Transport(timeout=self.args.timeout or 30.0, env=self.env,
+                                        ca_bundle=self.args.ca_bundle,
+                                        verify=not self.args.no_check_certificate)
+        return self._transport
+
+    def options(self):
+        from sagedl.download import Options
+        a = self.args
+        return Options(timeout=a.timeout or 30.0, retries=a.retries,
+                       low_speed_limit=a.low_speed_limit, low_speed_time=a.low_speed_time,
+                       lock_timeout=a.lock_timeout, force=a.force)
+
+    def progress(self):
+        from sagedl.progress import make_progress
+        return make_progress(self.args.progress, self.stderr, quiet=self.quiet, env=self.env)
+
+    def tree(self, required=False):
+        if self._tree is False:
+            from sagedl.sage import SageTree
+            self._tree = SageTree.discover(self.args.sage_root, env=self.env, cwd=os.getcwd())
+        if required and self._tree is None:
+            raise UsageError("no Sage tree found",
+                             hint="run inside a Sage source tree, or pass --sage-root DIR / set SAGE_ROOT")
+        return self._tree
+
+    def mirror_bases(self):
+        """Mirror base URLs in the order to try: --mirror, $SAGEDL_MIRRORS, or the ranked list."""
+        if self.args.mirror:
+            return [_with_slash(m) for m in self.args.mirror]
+        if self.env.get("SAGEDL_MIRRORS", "").strip():
+            return [_with_slash(m) for m in self.env["SAGEDL_MIRRORS"].split()]
+        from sagedl import mirrors
+        return [m.url for m in mirrors.best_mirrors(self)]
+
+
+def _with_slash(url):
+    from sagedl.transport import check_url
+    check_url(url)
+    return url if url.endswith("/") else url + "/"
+
+
+# -- the commands ---------------------------------------------------------------
+def cmd_fetch(ctx):
+    """The sage-download-file form: one URL or tarball."""
+    from sagedl.download import Source, fetch
+    from sagedl.verify import Expected
+    a = ctx.args
+    target = a.url_or_tarball
+    dest = a.output or a.destination
+    if "://" in target:
+        from sagedl.transport import check_url
+        check_url(target)
+        name = _url_basename(target)
+        expected = Expected(a.size, a.sha256, a.sha1)
+        sources = [Source(target)] + [Source(b + name) for b in (a.mirror or [])]
+        to_stdout = dest is None
+        if to_stdout:
+            return _fetch_to_stdout(ctx, name, sources, expected)
+        path = _destination(dest, name)
+    else:
+        from sagedl.sage import check_filename
+        check_filename(target)
+        tree = ctx.tree()
+        if tree is None:
+            name = target
+            expected = Expected(a.size, a.sha256, a.sha1)
+            sources = [Source(_with_slash(b) + name) for b in _required_mirrors(ctx)]
+            path = _destination(dest, name)
+        else:
+            tarball = tree.resolve(target)
+            name = tarball.filename
+            expected = Expected(a.size, a.sha256 or tarball.sha256, a.sha1 or tarball.sha1)
+            sources = [Source(u) for u in sage_sources(ctx, tree, tarball)]
+            distfiles = tree.distfiles(ctx.env)
+            _ensure_dir(distfiles)
+            cached = os.path.join(distfiles, name)
+            if dest is None:
+                path = cached
+            else:
+                # Sage downloads into its distfiles, then copies to DESTINATION.
+                result = _run_fetch(ctx, cached, sources, expected)
+                path = _destination(dest, name)
+                _copy_verified(result.path, path)
+                return 0
+    _run_fetch(ctx, path, sources, expected)
+    return 0
+
+
+def _required_mirrors(ctx):
+    if ctx.args.mirror or ctx.env.get("SAGEDL_MIRRORS", "").strip():
+        return ctx.mirror_bases()
+    raise UsageError("%s is not a URL and there is no Sage tree to look it up in" % ctx.args.url_or_tarball,
+                     hint="give a URL, --mirror URL, or run inside a Sage tree (--sage-root DIR)")
+
+
+def _run_fetch(ctx, path, sources, expected):
+    from sagedl.download import fetch
+    progress = ctx.progress()
+    result = fetch(path, sources, expected, ctx.transport(), progress, ctx.options(),
+                   on_result=_health_recorder(ctx), notify=progress.note)
+    if result.status == "present":
+        ctx.say("%s is already present and verified" % os.path.basename(path)
+                if expected.known() else "%s is already present (no checksum to verify; "
+                "--force downloads it again)" % os.path.basename(path))
+    return result
+
+
+def _health_recorder(ctx):
+    def record(url, ok, reason):
+        try:
+            from sagedl import mirrors
+            mirrors.record_result(url, ok, reason, env=ctx.env)
+        except Exception:  # health is advisory: never fail a download over it
+            if ctx.debug:
+                raise
+    return record
+
+
+def _fetch_to_stdout(ctx, name, sources, expected):
+    """sage-download-file URL (no destination) writes the content to stdout."""
+    import shutil
+    import tempfile
+    tmp = tempfile.mkdtemp(prefix="sagedl-")
+    try:
+        result = _run_fetch(ctx, os.path.join(tmp, name), sources, expected)
+        out = getattr(ctx.stdout, "buffer", ctx.stdout)
+        with open(result.path, "rb") as f:
+            shutil.copyfileobj(f, out, 1 << 20)
+        out.flush()
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return 0
+
+
+def _url_basename(url):
+    from sagedl.compat import compat_unquote, compat_urlsplit
+    from sagedl.sage import check_filename
+    name = compat_unquote(compat_urlsplit(url).path.rstrip("/").rsplit("/", 1)[-1])
+    if not name:
+        raise UsageError("cannot tell a file name from %s" % url, hint="give a DESTINATION")
+    check_filename(name)
+    return name
+
+
+def _destination(dest, name):
+    if dest is None:
+        return os.path.abspath(name)
+    if os.path.isdir(dest):
+        return os.path.abspath(os.path.join(dest, name))
+    return os.path.abspath(dest)
+
+
+def _ensure_dir(path):
+    from sagedl.compat import compat_makedirs
+    try:
+        compat_makedirs(path)
+    except OSError as e:
+        raise errors.DiskError("cannot create %s: %s" % (path, e.strerror or e))
+
+
+def _copy_verified(src, dest):
+    """Copy a verified file to dest atomically (temp file beside it, then rename)."""
+    import shutil
+    from sagedl.compat import compat_replace
+    if os.path.abspath(src) == os.path.abspath(dest):
+        return
+    tmp = dest + ".part"
+    try:
+        shutil.copyfile(src, tmp)
+        compat_replace(tmp, dest)
+    except (IOError, OSError) as e:
+        raise errors.DiskError("cannot write %s: %s" % (dest, getattr(e, "strerror", None) or e))
+
+
+def sage_sources(ctx, tree, tarball):
+    """URLs for a tarball in Sage's order: SAGE_SERVER, .upstream.d, mirrors, upstream."""
+    from sagedl import sage
+    entries = [] if (ctx.args.mirror or ctx.env.get("SAGEDL_MIRRORS")) else sage.read_upstream_d(tree.root)
+    return sage.source_urls(tarball, ctx.env, entries, ctx.mirror_bases(), ctx.args.allow_upstream)
+
+
+def cmd_download(ctx):
+    """sage-package download: one absolute path per package on stdout."""
+    from sagedl.verify import Expected
+    from sagedl import sage
+    a = ctx.args
+    tree = ctx.tree(required=True)
+    distfiles = tree.distfiles(ctx.env)
+    _ensure_dir(distfiles)
+    failed = []
+    for tarball in sage.select_tarballs(tree, a.packages):
+        try:
+            sources = sage_sources(ctx, tree, tarball)
+            path = os.path.join(distfiles, tarball.filename)
+            _run_fetch(ctx, path, [_source(u) for u in sources],
+                       Expected(None, tarball.sha256, tarball.sha1))
+        except SagedlError as e:
+            if a.on_error == "stop":
+                raise
+            ctx.warn("unable to download %s: %s" % (tarball.package, e))
+            failed.append(e)
+            continue
+        ctx.stdout.write(path + "\n")
+        ctx.stdout.flush()
+    if failed:
+        return max(e.exit_code for e in failed)
+    return 0
+
+
+def _source(url):
+    from sagedl.download import Source
+    return Source(url)
+
+
+def cmd_print_fastest_mirror(ctx):
+    ctx.stdout.write(ctx.mirror_bases()[0] + "\n")
+    return 0
+
+
+def cmd_list_mirrors(ctx):
+    from sagedl import mirrors
+    ctx.stdout.write(mirrors.list_table(ctx))
+    return 0
+
+
+# -- entry point ---------------------------------------------------------------
+def main(argv=None, env=None, stdout=None, stderr=None):
+    argv = list(sys.argv[1:] if argv is None else argv)
+    env = os.environ if env is None else env
+    stdout = stdout or sys.stdout
+    stderr = stderr or sys.stderr
+    debug = "--debug" in argv
+    ctx = None
+    old_term = _install_sigterm()
+    try:
+        if argv[:1] == ["--version"]:
+            stdout.write("sagedl %s (Python %s)\n" % (__version__, sys.version.split()[0]))
+            return 0
+        if argv[:1] and argv[0] in COMMANDS:
+            command = argv[0]
+            parser = make_download_parser() if command == "download" else _list_parser()
+            args = parser.parse_args(argv[1:])
+        else:
+            command = None
+            parser = make_parser()
+            if not argv:
+                parser.print_help(stderr)
+                return errors.EXIT_USAGE
+            args = parser.parse_args(argv)
+            if args.version:
+                stdout.write("sagedl %s (Python %s)\n" % (__version__, sys.version.split()[0]))
+                return 0
+        ctx = Context(args, env, stdout, stderr)
+        if command == "download":
+            return cmd_download(ctx)
+        if command == "list-mirrors":
+            return cmd_list_mirrors(ctx)
+        if args.print_fastest_mirror:
+            return cmd_print_fastest_mirror(ctx)
+        if not args.url_or_tarball:
+            raise UsageError("nothing to download",
+                             hint="give a URL or tarball name, or --print-fastest-mirror")
+        return cmd_fetch(ctx)
+    except SagedlError as e:
+        _report(stderr, e, debug)
+        return e.exit_code
+    except KeyboardInterrupt:
+        e = errors.Interrupted("interrupted; the partial download is kept and the next run resumes it")
+        _report(stderr, e, debug)
+        return e.exit_code
+    except SystemExit as e:  # argparse --help
+        return e.code if isinstance(e.code, int) else 0
+    except Exception as e:  # a bug: still one line, unless --debug
+        if debug:
+            import traceback
+            traceback.print_exc(file=stderr)
+        stderr.write("%s: internal error: %s: %s\n" % (PROG, e.__class__.__name__, e))
+        if not debug:
+            stderr.write("%s: hint: run again with --debug for a traceback, and please report it\n" % PROG)
+        return errors.EXIT_FAILURE
+    finally:
+        if ctx is not None and ctx._transport is not None:
+            ctx._transport.close()
+        _restore_sigterm(old_term)
+
+
+def _list_parser():
+    import argparse
+
+    class Parser(argparse.ArgumentParser):
+        def error(self, message):
+            raise UsageError(message, hint="see '%s list-mirrors --help'" % PROG)
+    p = Parser(prog=PROG + " list-mirrors",
+               description="Rank the mirrors and print them as a table: name, region, "
+                           "latency, health, last result.")
+    _add_common(p)
+    return p
+
+
+def _report(stderr, e, debug):
+    if debug:
+        import traceback
+        traceback.print_exc(file=stderr)
+    stderr.write("%s: error: %s\n" % (PROG, e))
+    if e.hint:
+        stderr.write("%s: hint: %s\n" % (PROG, e.hint))
+    stderr.flush()
+
+
+def _on_sigterm(signum, frame):
+    raise KeyboardInterrupt()
+
+
+def _install_sigterm():
+    """SIGTERM ends the run like SIGINT: message, partial kept, exit 130."""
+    try:
+        return signal.signal(signal.SIGTERM, _on_sigterm)
+    except ValueError:  # not the main thread (an in-process test)
+        return None
+
+
+def _restore_sigterm(old):
+    if old is not None:
+        try:
+            signal.signal(signal.SIGTERM, old)
+        except ValueError:
+            pass

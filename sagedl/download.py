@@ -1,0 +1,474 @@
+"""The download engine: one file, from a list of sources, verified, resumable.
+
+The rules, each the answer to a way downloads go wrong:
+
+* Bytes are streamed to ``NAME.part`` beside the target (same filesystem, so
+  the final rename is atomic), hashed while written, and reach ``NAME`` only
+  after the size and checksum match and the data is fsync'ed.
+* ``NAME.part.json`` keeps what the server said about the partial (URL, ETag,
+  Last-Modified, total size, expected digests).  It is written before the
+  first body byte, so even ``kill -9`` leaves a resumable partial.
+* Resume sends ``Range: bytes=N-`` and, to the same URL, ``If-Range``.  Bytes
+  are appended only after a 206 whose Content-Range start, end and total all
+  match; a 200 means start again from zero; a 416 is never "done" by itself:
+  the partial is verified, or else discarded.  From another mirror, a partial
+  is only continued when a checksum pins the content.
+* A checksum failure is a source failure: the partial is discarded and the
+  next source is tried.  A checksum failure after a resume also earns the
+  source one more try from scratch (the old bytes may be the bad ones).
+* Any error moves on to the next source; transient statuses (429, 503, ...)
+  are retried on the same source with capped backoff first.  The attempts
+  are bounded, and the final error lists what each source did.
+* One process per file: an flock beside the target.  A process that waited
+  for the lock verifies the finished file instead of downloading it again.
+"""
+
+from __future__ import absolute_import
+
+import errno
+import json
+import os
+import random
+import re
+import time
+
+from sagedl.compat import compat_monotonic, compat_replace, compat_urlsplit
+from sagedl.errors import DiskError, SourceFailure, failure_error
+from sagedl.lock import FileLock
+from sagedl.transport import redact
+from sagedl.verify import Hasher, hash_file, verify_file
+
+BLOCK_SIZE = 256 * 1024
+
+# Statuses retried on the same source, and why:
+RETRY_STATUSES = {
+    408: "request timeout: the server gave up waiting for us; a new request may pass",
+    429: "rate limited: wait for Retry-After",
+    502: "bad gateway: a CDN or proxy in front of the mirror hiccuped",
+    503: "unavailable: overloaded or in maintenance, usually brief",
+    504: "gateway timeout: as 502",
+}
+NOT_FOUND_STATUSES = (404, 410)
+
+
+class Options(object):
+    """Tunables.  timeout: network timeout (s).  low_speed_*: the stall rule:
+    a transfer averaging under low_speed_limit bytes/s over low_speed_time
+    seconds is abandoned (a read timeout alone never catches a trickle)."""
+
+    def __init__(self, timeout=30.0, retries=2, low_speed_limit=1024, low_speed_time=30.0,
+                 lock_timeout=3600.0, max_backoff=30.0, force=False, block_size=BLOCK_SIZE):
+        self.timeout = timeout
+        self.retries = retries
+        self.low_speed_limit = low_speed_limit
+        self.low_speed_time = low_speed_time
+        self.lock_timeout = lock_timeout
+        self.max_backoff = max_backoff
+        self.force = force
+        self.block_size = block_size
+
+
+class Source(object):
+    def __init__(self, url, label=None):
+        self.url = url
+        self.label = label or source_label(url)
+
+    def __repr__(self):
+        return "Source(%r)" % redact(self.url)
+
+
+def source_label(url):
+    try:
+        parts = compat_urlsplit(url)
+        return parts.hostname + (":%d" % parts.port if parts.port else "")
+    except (ValueError, TypeError):
+        return redact(url)
+
+
+class Result(object):
+    def __init__(self, path, status, source=None, nbytes=0, seconds=0.0, sha256=None):
+        self.path = path
+        self.status = status      # "downloaded" | "present"
+        self.source = source
+        self.nbytes = nbytes
+        self.seconds = seconds
+        self.sha256 = sha256
+
+
+class _Restart(Exception):
+    """Internal: try the same source again from byte zero."""
+
+
+class Download(object):
+    """Fetch ``dest`` from ``sources`` (tried in order).  See the module docstring."""
+
+    def __init__(self, dest, sources, expected, transport, progress, options=None,
+                 on_result=None, notify=None, sleep=time.sleep):
+        self.dest = os.path.abspath(dest)
+        self.name = os.path.basename(self.dest)
+        self.sources = list(sources)
+        self.expected = expected
+        self.transport = transport
+        self.progress = progress
+        self.opts = options or Options()
+        self.on_result = on_result or (lambda url, ok, reason: None)
+        self.notify = notify or progress.note
+        self.sleep = sleep
+        self.part = self.dest + ".part"
+        self.meta_path = self.part + ".json"
+
+    # -- entry point ------------------------------------------------------
+    def run(self):
+        d = os.path.dirname(self.dest)
+        if not os.path.isdir(d):
+            raise DiskError("destination directory does not exist: %s" % d)
+        lock = FileLock(self.dest + ".lock", self.opts.lock_timeout, self.name, on_wait=self.notify)
+        with lock:
+            present = self._check_existing()
+            if present is not None:
+                return present
+            return self._fetch()
+
+    def _check_existing(self):
+        if not os.path.exists(self.dest):
+            return None
+        if self.opts.force:
+            self._set_aside("re-downloading (--force)")
+            return None
+        if not self.expected.known() and self.expected.size is None:
+            # Nothing to verify against: keep it (like wget -nc); --force replaces it.
+            return Result(self.dest, "present", nbytes=os.path.getsize(self.dest))
+        ok, reason = verify_file(self.dest, self.expected)
+        if ok:
+            return Result(self.dest, "present", nbytes=os.path.getsize(self.dest))
+        self._set_aside("existing file does not verify (%s)" % reason)
+        return None
+
+    def _set_aside(self, why):
+        """A bad final file is moved aside, never silently deleted."""
+        aside = self.dest + ".bad"
+        self.notify("%s: %s; moved to %s" % (self.name, why, os.path.basename(aside)))
+        try:
+            compat_replace(self.dest, aside)
+        except OSError as e:
+            raise _disk_error("cannot move %s aside" % self.dest, e)
+
+    # -- the failover loop --------------------------------------------------
+    def _fetch(self):
+        if not self.sources:
+            raise failure_error([], self.name)
+        attempts = []
+        queue = [(s, False) for s in self.sources]
+        retried_from_scratch = set()
+        i = 0
+        while i < len(queue):
+            src, scratch = queue[i]
+            i += 1
+            tries = 0
+            while True:
+                try:
+                    result = self._attempt(src, scratch)
+                    self.on_result(src.url, True, "ok")
+                    return result
+                except _Restart:
+                    scratch = True
+                    continue
+                except SourceFailure as f:
+                    if f.kind == SourceFailure.KIND_TRANSIENT and tries < self.opts.retries:
+                        tries += 1
+                        delay = self._backoff(tries, f.retry_after)
+                        self.notify("%s: %s; retrying in %.1fs" % (src.label, f, delay))
+                        self.sleep(delay)
+                        continue
+                    attempts.append((src.label, f))
+                    self.on_result(src.url, False, str(f))
+                    resumed = getattr(f, "resumed", False)
+                    if (f.kind == SourceFailure.KIND_CHECKSUM and resumed
+                            and src.url not in retried_from_scratch):
+                        retried_from_scratch.add(src.url)
+                        queue.append((src, True))
+                    if i < len(queue):
+                        self.notify("%s failed: %s; trying %s" % (src.label, f, queue[i][0].label))
+                    break
+        raise failure_error(attempts, self.name)
+
+    def _backoff(self, tries, retry_after):
+        if retry_after is not None:
+            return min(max(retry_after, 0.0), self.opts.max_backoff)
+        # Capped exponential backoff with jitter, so parallel clients spread out.
+        return min(self.opts.max_backoff, 0.5 * (2 ** (tries - 1))) * (0.5 + random.random() / 2)
+
+    # -- one attempt on one source -------------------------------------------
+    def _attempt(self, src, scratch):
+        meta = self._load_meta()
+        offset = 0 if scratch else self._resumable_offset(meta, src)
+        if offset == 0:
+            self._discard_partial()
+        headers = {}
+        if offset:
+            headers["Range"] = "bytes=%d-" % offset
+            validator = _validator(meta) if meta.get("url") == src.url else None
+            if validator:
+                headers["If-Range"] = validator
+        resp = self.transport.open(src.url, headers=headers,
+                                   allow_downgrade=self.expected.known())
+        try:
+            try:
+                offset, total = self._check_response(resp, offset, meta)
+            except _Finished as done:
+                # 416 for a partial that verified: it was complete after all.
+                self._commit()
+                return Result(self.dest, "downloaded", src.url, 0, 0.0,
+                              done.hasher.sha256.hexdigest())
+            return self._stream(src, resp, offset, total)
+        finally:
+            resp.close()
+
+    def _resumable_offset(self, meta, src):
+        try:
+            size = os.path.getsize(self.part)
+        except OSError:
+            return 0
+        if not meta or size == 0:
+            return 0
+        if self.expected.known():
+            # The partial belongs to this content only if the digests match.
+            if (meta.get("sha256"), meta.get("sha1")) != (self.expected.sha256, self.expected.sha1):
+                return 0
+        elif meta.get("url") != src.url or not _validator(meta):
+            return 0   # without a checksum, only the same URL with a validator is safe
+        total = meta.get("total") or self.expected.size
+        if total is not None and size > total:
+            return 0
+        return size
+
+    def _check_response(self, resp, offset, meta):
+        status = resp.status
+        if status in NOT_FOUND_STATUSES:
+            raise SourceFailure(SourceFailure.KIND_NOT_FOUND, "HTTP %d %s" % (status, resp.reason))
+        if status in RETRY_STATUSES:
+            raise SourceFailure(SourceFailure.KIND_TRANSIENT, "HTTP %d %s" % (status, resp.reason),
+                                retry_after=_retry_after(resp.header("retry-after")))
+        if status == 416 and offset:
+            self._handle_416(resp, offset, meta)
+        if status not in (200, 206):
+            raise SourceFailure(SourceFailure.KIND_HTTP, "HTTP %d %s" % (status, resp.reason))
+        ctype = resp.header("content-type", "").lower()
+        if ctype.startswith("text/html") and not self.name.lower().endswith((".html", ".htm")):
+            raise SourceFailure(SourceFailure.KIND_PROTOCOL, "served an HTML page instead of the file")
+        if status == 200:
+            if offset:
+                self.notify("%s: server ignored the range request; starting from zero" % self.name)
+            total = resp.length
+            offset = 0
+        else:
+            if not offset:
+                raise SourceFailure(SourceFailure.KIND_PROTOCOL, "206 Partial Content to a request without Range")
+            total = self._check_content_range(resp, offset, meta)
+        if total is not None and self.expected.size is not None and total != self.expected.size:
+            raise SourceFailure(SourceFailure.KIND_CHECKSUM,
+                                "size %d, expected %d" % (total, self.expected.size))
+        return offset, total
+
+    def _check_content_range(self, resp, offset, meta):
+        cr = resp.header("content-range", "")
+        m = re.match(r"^\s*bytes\s+(\d+)-(\d+)/(\d+)\s*$", cr)
+        if not m:
+            raise SourceFailure(SourceFailure.KIND_PROTOCOL, "bad Content-Range %r" % cr[:80])
+        start, end, total = (int(x) for x in m.groups())
+        known_total = self.expected.size or meta.get("total")
+        if start != offset or end != total - 1 or (known_total and total != known_total):
+            raise SourceFailure(SourceFailure.KIND_PROTOCOL,
+                                "Content-Range %r does not match the request from byte %d%s"
+                                % (cr, offset, " of %d" % known_total if known_total else ""))
+        if resp.length is not None and resp.length != end - start + 1:
+            raise SourceFailure(SourceFailure.KIND_PROTOCOL,
+                                "Content-Length %d disagrees with Content-Range %r" % (resp.length, cr))
+        return total
+
+    def _handle_416(self, resp, offset, meta):
+        """416 is never "done" by itself: verify the partial, or start again."""
+        m = re.match(r"^\s*bytes\s+\*/(\d+)\s*$", resp.header("content-range", ""))
+        total = int(m.group(1)) if m else (self.expected.size or meta.get("total"))
+        if total == offset and self.expected.known():
+            h = hash_file(self.part, self.expected)
+            if h.mismatch() is None:
+                raise _Finished(h)
+        self.notify("%s: range not satisfiable; starting from zero" % self.name)
+        raise _Restart()
+
+    def _stream(self, src, resp, offset, total):
+        start = compat_monotonic()
+        expected = self.expected
+        if offset:
+            self.notify("resuming %s at byte %d from %s" % (self.name, offset, src.label))
+            hasher = hash_file(self.part, expected, limit=offset)
+            if hasher.size != offset:
+                raise _Restart()
+        else:
+            hasher = Hasher(expected)
+        self._save_meta(src, resp, total)
+        limit = total if total is not None else expected.size
+        try:
+            fd = os.open(self.part, os.O_WRONLY | os.O_CREAT, 0o644)
+        except OSError as e:
+            raise _disk_error("cannot write %s" % self.part, e)
+        try:
+            try:
+                os.ftruncate(fd, offset)
+                os.lseek(fd, offset, os.SEEK_SET)
+            except OSError as e:
+                raise _disk_error("cannot write %s" % self.part, e)
+            self.progress.start(self.name, limit, offset, source=src.label)
+            done = self._copy(resp, fd, hasher, offset, limit)
+            self._finish_partial(fd, hasher, offset, src, resp)
+        finally:
+            if fd is not None:
+                os.close(fd)
+        self.progress.finish(True)
+        return Result(self.dest, "downloaded", src.url, done - offset,
+                      compat_monotonic() - start, hasher.sha256.hexdigest())
+
+    def _copy(self, resp, fd, hasher, done, limit):
+        """The hot loop: at most one recv, one hash update and one write per block."""
+        buf = bytearray(self.opts.block_size)
+        view = memoryview(buf)
+        readinto, update, write = resp.readinto, hasher.update, os.write
+        report = self.progress.update
+        now = compat_monotonic
+        window_start, window_bytes = now(), 0
+        low_limit, low_time = self.opts.low_speed_limit, self.opts.low_speed_time
+        while True:
+            n = readinto(view)
+            if not n:
+                break
+            if limit is not None and done + n > limit:
+                raise SourceFailure(SourceFailure.KIND_PROTOCOL,
+                                    "server sent more than the expected %d bytes" % limit)
+            chunk = view[:n]
+            update(chunk)
+            try:
+                while chunk:
+                    k = write(fd, chunk)
+                    chunk = chunk[k:]
+            except OSError as e:
+                raise _disk_error("cannot write %s" % self.part, e, partial=True)
+            done += n
+            report(done)
+            window_bytes += n
+            t = now()
+            if t - window_start >= low_time:
+                if window_bytes < low_limit * (t - window_start):
+                    raise SourceFailure(SourceFailure.KIND_NETWORK,
+                                        "stalled: %d bytes in %.0fs (below %d bytes/s)"
+                                        % (window_bytes, t - window_start, low_limit))
+                window_start, window_bytes = t, 0
+        return done
+
+    def _finish_partial(self, fd, hasher, offset, src, resp):
+        reason = hasher.mismatch()
+        if reason is not None:
+            self._discard_partial()
+            f = SourceFailure(SourceFailure.KIND_CHECKSUM, "checksum mismatch: " + reason)
+            f.resumed = offset > 0
+            raise f
+        try:
+            os.fsync(fd)
+        except OSError as e:
+            raise _disk_error("cannot write %s" % self.part, e, partial=True)
+        self._commit()
+
+    def _commit(self):
+        try:
+            compat_replace(self.part, self.dest)
+        except OSError as e:
+            raise _disk_error("cannot rename %s to %s" % (self.part, self.dest), e)
+        _fsync_dir(os.path.dirname(self.dest))
+        _unlink(self.meta_path)
+
+    # -- partial-file bookkeeping ---------------------------------------------
+    def _load_meta(self):
+        try:
+            with open(self.meta_path) as f:
+                meta = json.load(f)
+            return meta if isinstance(meta, dict) else {}
+        except (IOError, OSError, ValueError):
+            return {}
+
+    def _save_meta(self, src, resp, total):
+        meta = {"url": src.url, "etag": resp.header("etag"),
+                "last_modified": resp.header("last-modified"), "total": total,
+                "sha256": self.expected.sha256, "sha1": self.expected.sha1}
+        tmp = self.meta_path + ".tmp"
+        try:
+            with open(tmp, "w") as f:
+                json.dump(meta, f)
+            compat_replace(tmp, self.meta_path)
+        except (IOError, OSError) as e:
+            raise _disk_error("cannot write %s" % self.meta_path, e)
+
+    def _discard_partial(self):
+        _unlink(self.part)
+        _unlink(self.meta_path)
+
+
+class _Finished(Exception):
+    def __init__(self, hasher):
+        Exception.__init__(self)
+        self.hasher = hasher
+
+
+def fetch(dest, sources, expected, transport, progress, options=None, on_result=None,
+          notify=None, sleep=time.sleep):
+    """Download ``dest`` from ``sources``; returns a Result or raises SagedlError."""
+    return Download(dest, sources, expected, transport, progress, options, on_result,
+                    notify, sleep).run()
+
+
+def _validator(meta):
+    """If-Range needs a strong ETag or a Last-Modified date (RFC 7233 section 3.2)."""
+    etag = meta.get("etag")
+    if etag and not etag.startswith("W/"):
+        return etag
+    return meta.get("last_modified")
+
+
+def _retry_after(value):
+    if value is None:
+        return None
+    try:
+        return float(int(value.strip()))
+    except ValueError:
+        return None  # an HTTP-date: fall back to our own backoff
+
+
+def _disk_error(what, e, partial=False):
+    reason = getattr(e, "strerror", None) or str(e)
+    hint = None
+    if getattr(e, "errno", None) == errno.ENOSPC:
+        hint = "free some space and run again: the partial download is kept and resumes"
+    elif getattr(e, "errno", None) in (errno.EROFS, errno.EACCES, errno.EPERM):
+        hint = "choose a writable destination directory"
+    return DiskError("%s: %s" % (what, reason), hint=hint)
+
+
+def _unlink(path):
+    try:
+        os.unlink(path)
+    except OSError as e:
+        if e.errno != errno.ENOENT:
+            raise _disk_error("cannot remove %s" % path, e)
+
+
+def _fsync_dir(path):
+    """Make the rename durable (POSIX: the directory entry lives in the directory)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
