@@ -1,0 +1,732 @@
+"""Progress display on stderr (stdout is reserved for machine output).
+
+One interface, four looks, picked by ``make_progress``:
+
+- ``bar``:   one line redrawn with '\\r' on a terminal, at most 4 times a second;
+- ``lines``: a few plain lines for build logs (start, sparse progress, end);
+- ``dots``:  the 70-column ``[....]`` line of Sage's own downloader
+             (build/sage_bootstrap/download/transfer.py, ``ProgressBar``), so
+             logs of a Sage build look the same whichever tool fetched the tarball;
+- ``none``:  silent (errors are reported by the CLI, not here).
+
+``AggregateProgress`` is the one-line summary for bulk downloads run in threads.
+
+The clock is injectable so that tests are deterministic; the formatting is
+done by small pure functions (``human_bytes``, ``format_bar_line``, ...).
+"""
+
+from __future__ import division
+
+import collections
+import io
+import os
+import threading
+
+from sagedl.compat import PY2, compat_monotonic, compat_str
+
+MODES = ("auto", "bar", "lines", "dots", "none")
+
+# bar: 4 redraws a second look smooth and cost nothing next to a 256 KiB block.
+REDRAW_INTERVAL = 0.25
+# The displayed rate is measured over this many seconds: long enough to smooth
+# TCP bursts, short enough to follow a mirror that slows down.
+RATE_WINDOW = 5.0
+BAR_MIN = 10
+BAR_MAX = 40
+NAME_MIN = 12
+
+# lines: a progress line when a new 25 % mark is passed, but never within
+# LINES_MIN_GAP seconds of the previous line (a 300-file bulk download of
+# small tarballs then logs only start and end lines); and a heartbeat line
+# after LINES_HEARTBEAT seconds of silence, so a slow download (or one of
+# unknown size) visibly still lives in a CI log.
+LINES_MIN_GAP = 30.0
+LINES_HEARTBEAT = 300.0
+# Once the gap has passed without a new mark, look again at most this often,
+# so update() stays a single comparison on nearly every call.
+LINES_RECHECK = 1.0
+
+# dots: Sage's ProgressBar(length=70).
+DOTS_LENGTH = 70
+
+_UNITS = ("KiB", "MiB", "GiB", "TiB")
+_INF = float("inf")
+
+
+# --------------------------------------------------------------------------
+# Pure formatting helpers
+
+def human_bytes(n):
+    """1536 -> '1.5 KiB'; below 1 KiB whole bytes ('512 B'); binary units."""
+    n = max(0, n)
+    if n < 1024:
+        return "%d B" % n
+    value = float(n)
+    for unit in _UNITS:
+        value /= 1024.0
+        text = "%.1f" % value
+        # Decide on the rounded text, so 1048575 B reads '1.0 MiB' and not '1024.0 KiB'.
+        if float(text) < 1024 or unit == _UNITS[-1]:
+            return "%s %s" % (text, unit)
+
+
+def human_bytes_pair(done, total):
+    """(6.2 MiB, 12.3 MiB) -> '6.2/12.3 MiB': one unit, chosen by the total."""
+    total = max(0, total)
+    done = max(0, done)
+    if total < 1024:
+        return "%d/%d B" % (done, total)
+    divisor = 1.0
+    for unit in _UNITS:
+        divisor *= 1024.0
+        if float("%.1f" % (total / divisor)) < 1024 or unit == _UNITS[-1]:
+            return "%.1f/%.1f %s" % (done / divisor, total / divisor, unit)
+
+
+def human_rate(bps):
+    """Bytes per second -> '2.4 MiB/s'; None (not measurable yet) -> '-- B/s'."""
+    if bps is None:
+        return "-- B/s"
+    return human_bytes(bps) + "/s"
+
+
+def human_duration(seconds):
+    """65 -> '1:05', 3725 -> '1:02:05'; None/inf/NaN -> '--:--'."""
+    if seconds is None or seconds != seconds or seconds == _INF:
+        return "--:--"
+    s = int(round(max(0, seconds)))
+    hours, rest = divmod(s, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return "%d:%02d:%02d" % (hours, minutes, secs)
+    return "%d:%02d" % (minutes, secs)
+
+
+def percent(done, total):
+    """Whole percent, clamped to 0..100; an empty file is complete."""
+    if total <= 0:
+        return 100
+    return max(0, min(100, int(done * 100 // total)))
+
+
+def truncate_middle(text, width):
+    """Shorten to `width` chars by eliding the middle: tarball names differ in
+    their version and extension at the end, so the end is kept too."""
+    if len(text) <= width:
+        return text
+    if width <= 3:
+        return text[:max(0, width)]
+    keep = width - 3
+    head = (keep + 1) // 2
+    tail = keep - head
+    return text[:head] + "..." + (text[-tail:] if tail else "")
+
+
+def format_bar_line(name, done, total, rate, tail, width):
+    """The bar-mode line, at most width-1 columns (writing the last column
+    makes some terminals wrap, and the next '\\r' then redraws one line down).
+    When space is short the bar goes first, then the middle of the name.
+
+    'NAME  45% [=========           ] 12.3/27.0 MiB   3.4 MiB/s  ETA 0:05'
+    With total None there is no percentage and no bar.
+    """
+    avail = max(1, width - 1)
+    fields = []
+    if total is None:
+        fields.append(human_bytes(done))
+    else:
+        # Pad to the widest this pair can get, so the bar does not jitter.
+        widest = len(human_bytes_pair(total, total))
+        fields.append(human_bytes_pair(done, total).rjust(widest))
+    fields.append(human_rate(rate).rjust(len("1023.9 KiB/s")))
+    if tail:
+        # 'ETA --:--', 'ETA 0:05', 'in 0:05', 'failed': one width, so that
+        # the space left for the name does not change between redraws.
+        fields.append(tail.ljust(len("ETA --:--")))
+    right = "  ".join(fields)
+
+    if total is None:
+        name = truncate_middle(name, max(NAME_MIN, avail - len(right) - 2))
+        return ("%s  %s" % (name, right))[:avail]
+
+    pct = "%3d%%" % percent(done, total)
+    # The name matters more than the bar: the bar goes first, then the
+    # name's middle, then whatever sticks out on the right.
+    bar_width = min(BAR_MAX, avail - (len(name) + len(pct) + len(right) + 6))
+    if bar_width < BAR_MIN:
+        name = truncate_middle(name, max(NAME_MIN, avail - (len(pct) + len(right) + 3)))
+        return ("%s  %s %s" % (name, pct, right))[:avail]
+    filled = bar_width * percent(done, total) // 100
+    bar = "=" * filled + " " * (bar_width - filled)
+    return ("%s  %s [%s] %s" % (name, pct, bar, right))[:avail]
+
+
+def format_aggregate_line(finished, files, present, total_bytes, rate, failed, tail=None):
+    """'12/300 files, 45.6/120.0 MiB, 23.4 MiB/s, 2 failed'."""
+    parts = ["%d/%d files" % (finished, files) if files is not None else "%d files" % finished]
+    if total_bytes is None:
+        parts.append(human_bytes(present))
+    else:
+        parts.append(human_bytes_pair(present, total_bytes))
+    parts.append(human_rate(rate))
+    if failed:
+        parts.append("%d failed" % failed)
+    if tail:
+        parts.append(tail)
+    return ", ".join(parts)
+
+
+class RateMeter(object):
+    """Rate over a sliding window of (time, bytes) samples.
+
+    The rate is a difference between samples, so bytes already present from a
+    resumed partial never count as speed.
+    """
+
+    def __init__(self, window=RATE_WINDOW):
+        self.window = window
+        self._samples = collections.deque()
+
+    def reset(self, t, n):
+        self._samples.clear()
+        self._samples.append((t, n))
+
+    def add(self, t, n):
+        s = self._samples
+        if s and t < s[-1][0]:
+            # compat_monotonic is time.time on 2.7: it can jump back.
+            self.reset(t, n)
+            return
+        s.append((t, n))
+        # Keep as base the newest sample at least `window` old.
+        while len(s) > 2 and s[1][0] <= t - self.window:
+            s.popleft()
+
+    def rate(self):
+        s = self._samples
+        if len(s) < 2:
+            return None
+        (t0, n0), (t1, n1) = s[0], s[-1]
+        if t1 <= t0:
+            return None
+        return max(0.0, (n1 - n0) / float(t1 - t0))
+
+
+def average_rate(nbytes, seconds):
+    if seconds is None or seconds <= 0:
+        return None
+    return nbytes / float(seconds)
+
+
+# --------------------------------------------------------------------------
+# Stream plumbing
+
+def stream_isatty(stream):
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError):  # no isatty, or a closed file
+        return False
+
+
+def terminal_width(stream, env=None):
+    """COLUMNS from `env`, else the size of the terminal `stream` is on, else 80.
+
+    shutil.get_terminal_size() asks about stdout, which is a pipe in
+    `path=$(sagedl ...)` while stderr (our stream) is the terminal; so the
+    stream's own descriptor is asked first.
+    """
+    env = os.environ if env is None else env
+    try:
+        columns = int(env.get("COLUMNS", ""))
+        if columns > 0:
+            return columns
+    except ValueError:
+        pass
+    get_size = getattr(os, "get_terminal_size", None)  # 3.3+
+    if get_size is not None:
+        try:
+            columns = get_size(stream.fileno()).columns
+            if columns > 0:
+                return columns
+        except (AttributeError, ValueError, OSError, io.UnsupportedOperation):
+            pass
+    try:
+        import shutil
+        columns = shutil.get_terminal_size((80, 24)).columns  # 3.3+
+        if columns > 0:
+            return columns
+    except (AttributeError, ValueError, OSError):
+        pass
+    return 80
+
+
+def _native(stream, text):
+    """On 2.7 a real file (sys.stderr) wants native str, while io.StringIO and
+    other io text streams want unicode; on 3.x text is text."""
+    if not PY2:
+        return text
+    if isinstance(stream, io.TextIOBase):
+        return text.decode("utf-8", "replace") if isinstance(text, bytes) else text
+    if isinstance(text, compat_str):
+        return text.encode(getattr(stream, "encoding", None) or "utf-8", "replace")
+    return text
+
+
+def _write(stream, text):
+    stream.write(_native(stream, text))
+    try:
+        # '\r' lines end in no newline: without a flush a buffered stderr
+        # (3.x before 3.9 when not a tty) would show nothing.
+        stream.flush()
+    except (AttributeError, ValueError):
+        pass
+
+
+# --------------------------------------------------------------------------
+# Single-file progress
+
+class Progress(object):
+    """The interface, and the silent "none" mode.
+
+    start(name, total, offset=0, source=None): an attempt begins; total may be
+        None (unknown); offset is what a resumed partial already holds; source
+        is a short label (mirror host).  Calling start() again before finish()
+        means the previous attempt was abandoned (failover to another mirror).
+    update(done): absolute byte count including offset; called per block.
+    note(text): an informational line.
+    finish(ok, message=None): the end; message, if given, goes on its own line.
+    """
+
+    mode = "none"
+
+    def start(self, name, total, offset=0, source=None):
+        pass
+
+    def update(self, done):
+        pass
+
+    def note(self, text):
+        pass
+
+    def finish(self, ok, message=None):
+        pass
+
+
+class _StreamProgress(Progress):
+    """Bookkeeping shared by the visible modes: one session of one or more
+    attempts, from the first start() to finish()."""
+
+    def __init__(self, stream, clock=None):
+        self._stream = stream
+        self._clock = clock or compat_monotonic
+        self._name = None  # None while no attempt is open
+        self._total = None
+        self._offset = 0
+        self._source = None
+        self._done = 0
+        self._attempt_start = None
+        self._session_start = None
+        self._received_before = 0  # bytes received by abandoned attempts
+
+    def _write(self, text):
+        _write(self._stream, text)
+
+    def _begin(self, name, total, offset, source):
+        now = self._clock()
+        if self._name is not None:
+            self._received_before += max(0, self._done - self._offset)
+        else:
+            self._session_start = now
+            self._received_before = 0
+        self._name, self._total, self._offset, self._source = name, total, offset or 0, source
+        self._done = self._offset
+        self._attempt_start = now
+        return now
+
+    def _end(self):
+        """Close the session: (now, elapsed seconds, bytes received)."""
+        now = self._clock()
+        received = self._received_before + max(0, self._done - self._offset)
+        self._name = None
+        return now, max(0.0, now - self._session_start), received
+
+    def _message(self, message):
+        if message:
+            self._write("%s\n" % message)
+
+
+class BarProgress(_StreamProgress):
+    mode = "bar"
+
+    def __init__(self, stream, clock=None, width=80):
+        _StreamProgress.__init__(self, stream, clock)
+        self._width = width
+        self._meter = RateMeter()
+        self._shown = 0  # length of the line now on screen; 0 when none
+        self._last_draw = _INF
+        self._next_draw = _INF
+
+    def start(self, name, total, offset=0, source=None):
+        now = self._begin(name, total, offset, source)
+        self._meter.reset(now, self._done)
+        self._draw(now)
+
+    def update(self, done):
+        self._done = done
+        now = self._clock()
+        # The second bound catches a clock that jumped back (2.7's time.time).
+        if self._last_draw <= now < self._next_draw:
+            return
+        if self._name is None:
+            return
+        self._meter.add(now, done)
+        self._draw(now)
+
+    def note(self, text):
+        self._clear()
+        self._write("%s\n" % text)
+        if self._name is not None:
+            self._draw(self._clock())
+
+    def finish(self, ok, message=None):
+        if self._name is not None:
+            total, done, name = self._total, self._done, self._name
+            now, elapsed, received = self._end()
+            tail = ("in " + human_duration(elapsed)) if ok else "failed"
+            self._paint(format_bar_line(name, done, total, average_rate(received, elapsed),
+                                        tail, self._width))
+            self._write("\n")
+            self._shown = 0
+            self._last_draw = self._next_draw = _INF
+        self._message(message)
+
+    def _draw(self, now):
+        rate = self._meter.rate()
+        tail = None
+        if self._total is not None:
+            eta = (self._total - self._done) / rate if rate else None
+            tail = "ETA " + human_duration(eta)
+        self._paint(format_bar_line(self._name, self._done, self._total, rate, tail, self._width))
+        self._last_draw = now
+        self._next_draw = now + REDRAW_INTERVAL
+
+    def _paint(self, line):
+        # Spaces, not an ANSI erase: they also work on a Windows console.
+        pad = max(0, self._shown - len(line))
+        self._write("\r" + line + " " * pad)
+        self._shown = len(line)
+
+    def _clear(self):
+        if self._shown:
+            self._write("\r" + " " * self._shown + "\r")
+            self._shown = 0
+
+
+class LinesProgress(_StreamProgress):
+    mode = "lines"
+
+    def __init__(self, stream, clock=None):
+        _StreamProgress.__init__(self, stream, clock)
+        self._last_line = _INF
+        self._next_check = _INF
+        self._quarter = 0
+
+    def start(self, name, total, offset=0, source=None):
+        now = self._begin(name, total, offset, source)
+        size = human_bytes(total) if total is not None else "size unknown"
+        where = (" from %s" % source) if source else ""
+        self._write("Downloading %s (%s)%s\n" % (name, size, where))
+        self._quarter = self._quarter_of(self._done)
+        self._last_line = now
+        self._next_check = now + LINES_MIN_GAP
+
+    def update(self, done):
+        self._done = done
+        now = self._clock()
+        if self._last_line <= now < self._next_check:
+            return
+        if self._name is None:
+            return
+        quarter = self._quarter_of(done)
+        if (quarter is not None and self._quarter < quarter < 4) or \
+                now - self._last_line >= LINES_HEARTBEAT or now < self._last_line:
+            if quarter is not None:
+                self._quarter = quarter
+            self._write(self._progress_line(now) + "\n")
+            self._last_line = now
+            self._next_check = now + LINES_MIN_GAP
+        else:
+            self._next_check = now + LINES_RECHECK
+
+    def note(self, text):
+        self._write("%s\n" % text)
+
+    def finish(self, ok, message=None):
+        if self._name is not None:
+            name, done, total = self._name, self._done, self._total
+            now, elapsed, received = self._end()
+            if ok:
+                self._write("Downloaded %s: %s in %s (%s)\n" % (
+                    name, human_bytes(done), human_duration(elapsed),
+                    human_rate(average_rate(received, elapsed))))
+            else:
+                got = human_bytes(done) if total is None else \
+                    "%s of %s" % (human_bytes(done), human_bytes(total))
+                self._write("Download of %s failed after %s (%s)\n" % (
+                    name, human_duration(elapsed), got))
+            self._last_line = self._next_check = _INF
+        self._message(message)
+
+    def _quarter_of(self, done):
+        if self._total is None:
+            return None
+        return percent(done, self._total) // 25
+
+    def _progress_line(self, now):
+        rate = average_rate(self._done - self._offset, now - self._attempt_start)
+        if self._total is None:
+            return "%s: %s, %s" % (self._name, human_bytes(self._done), human_rate(rate))
+        eta = (self._total - self._done) / rate if rate else None
+        return "%s: %d%% (%s), %s, ETA %s" % (
+            self._name, percent(self._done, self._total),
+            human_bytes_pair(self._done, self._total), human_rate(rate), human_duration(eta))
+
+
+class DotsProgress(_StreamProgress):
+    """Sage's log format, as its download/transfer.py writes it:
+
+        Attempting to download package NAME from mirrors
+        SOURCE
+        [......................................................................]
+
+    70 dots in proportion to the bytes; of unknown size, 35 dots at the first
+    byte and the rest at the end; a failure fills the rest with 'x'.  The first
+    line comes once per file, SOURCE before each attempt (when given).
+    """
+
+    mode = "dots"
+
+    def __init__(self, stream, clock=None, length=DOTS_LENGTH):
+        _StreamProgress.__init__(self, stream, clock)
+        self._length = length
+        self._dots = 0
+        self._open = False  # a '[' was written and not yet closed
+        self._held = []
+        self._header_for = None
+
+    def start(self, name, total, offset=0, source=None):
+        if self._open:
+            self._close("x")  # Sage closes a failed mirror's line this way
+        # Once per file, also when the caller ended a failed attempt with
+        # finish(False) before trying the next mirror.
+        if name != self._header_for:
+            self._write("Attempting to download package %s from mirrors\n" % name)
+            self._header_for = name
+        self._begin(name, total, offset, source)
+        if source:
+            self._write("%s\n" % source)
+        self._write("[")
+        self._open = True
+        self._dots = 0
+
+    def update(self, done):
+        self._done = done
+        if not self._open:
+            return
+        if self._total is None:
+            n = 0 if done == 0 else self._length // 2
+        elif self._total <= 0:
+            n = self._length
+        else:
+            n = done * self._length // self._total
+        # Sage ignores a count past the end (its last block may overshoot);
+        # dots only ever go forward.
+        if self._dots < n <= self._length:
+            self._write("." * (n - self._dots))
+            self._dots = n
+
+    def note(self, text):
+        # A line in the middle would break the 70-column line that readers of
+        # Sage logs expect; notes wait until it closes.
+        if self._open:
+            self._held.append(text)
+        else:
+            self._write("%s\n" % text)
+
+    def finish(self, ok, message=None):
+        if self._open:
+            self._close("." if ok else "x")
+        if self._name is not None:
+            self._end()
+        self._message(message)
+
+    def _close(self, fill):
+        self._write(fill * (self._length - self._dots) + "]\n")
+        self._open = False
+        held, self._held = self._held, []
+        for text in held:
+            self._write("%s\n" % text)
+
+
+def resolve_mode(mode, stream, quiet=False):
+    """The concrete mode: quiet wins; "auto" is a bar on a terminal, lines elsewhere."""
+    if mode not in MODES:
+        raise ValueError("unknown progress mode %r (expected one of %s)" % (mode, ", ".join(MODES)))
+    if quiet:
+        return "none"
+    if mode == "auto":
+        return "bar" if stream_isatty(stream) else "lines"
+    return mode
+
+
+def make_progress(mode, stream, quiet=False, clock=None, width=None, env=None):
+    """A Progress for `mode` ("auto", "bar", "lines", "dots", "none") on `stream`."""
+    mode = resolve_mode(mode, stream, quiet)
+    if mode == "bar":
+        return BarProgress(stream, clock, width or terminal_width(stream, env))
+    if mode == "lines":
+        return LinesProgress(stream, clock)
+    if mode == "dots":
+        return DotsProgress(stream, clock)
+    return Progress()
+
+
+# --------------------------------------------------------------------------
+# Bulk downloads
+
+class AggregateProgress(object):
+    """One summary for many files downloaded by worker threads.
+
+    On a terminal ("bar") one line, redrawn at most 4 times a second:
+        12/300 files, 45.6/120.0 MiB, 23.4 MiB/s, 2 failed
+    Elsewhere ("lines"; "dots" means the same here) that line at most every
+    LINES_MIN_GAP seconds, when something changed.  "none" is silent.
+    Files count as finished whether they succeeded or failed.
+    """
+
+    def __init__(self, stream, mode="auto", clock=None, width=None, env=None):
+        mode = resolve_mode(mode, stream)
+        self.mode = "lines" if mode == "dots" else mode
+        self._stream = stream
+        self._clock = clock or compat_monotonic
+        self._width = (width or terminal_width(stream, env)) if self.mode == "bar" else None
+        self._lock = threading.Lock()
+        self._files = None
+        self._total_bytes = None
+        self._ok = 0
+        self._failed = 0
+        self._active = {}  # name -> bytes present so far
+        self._completed_bytes = 0
+        self._transferred = 0  # bytes that came over the network (for the rate)
+        self._start = self._clock()
+        self._meter = RateMeter()
+        self._meter.reset(self._start, 0)
+        self._shown = 0
+        if self.mode == "lines":
+            # The first summary line is due LINES_MIN_GAP after the start.
+            self._last_draw, self._next_draw = self._start, self._start + LINES_MIN_GAP
+        else:
+            self._last_draw = self._next_draw = _INF
+        self._logged_state = (0, 0, 0)
+        self._finished = False
+
+    def set_totals(self, files, total_bytes):
+        with self._lock:
+            self._files, self._total_bytes = files, total_bytes
+            if self.mode == "lines":
+                size = (" (%s)" % human_bytes(total_bytes)) if total_bytes is not None else ""
+                self._write("Downloading %d files%s\n" % (files, size))
+                now = self._clock()
+                self._last_draw, self._next_draw = now, now + LINES_MIN_GAP
+            else:
+                self._tick(self._clock(), force=True)
+
+    def file_started(self, name, total, offset=0):
+        """offset: bytes a resumed partial already holds (present, not transferred)."""
+        with self._lock:
+            self._active[name] = offset or 0
+            self._tick(self._clock())
+
+    def file_progress(self, name, done):
+        with self._lock:
+            previous = self._active.get(name, 0)
+            if done > previous:
+                self._transferred += done - previous
+            self._active[name] = done
+            self._tick(self._clock())
+
+    def file_done(self, name, ok, nbytes=0):
+        """nbytes: the file's size; for a file never started (already cached)
+        it counts as present but not as transferred."""
+        with self._lock:
+            previous = self._active.pop(name, None)
+            if ok:
+                self._ok += 1
+                if previous is not None and nbytes > previous:
+                    self._transferred += nbytes - previous
+                self._completed_bytes += nbytes or previous or 0
+            else:
+                self._failed += 1
+            self._tick(self._clock())
+
+    def note(self, text):
+        with self._lock:
+            if self.mode == "none":
+                return
+            self._clear()
+            self._write("%s\n" % text)
+            if self.mode == "bar" and not self._finished:
+                self._tick(self._clock(), force=True)
+
+    def finish(self):
+        with self._lock:
+            if self._finished or self.mode == "none":
+                self._finished = True
+                return
+            self._finished = True
+            now = self._clock()
+            elapsed = max(0.0, now - self._start)
+            line = self._line(average_rate(self._transferred, elapsed),
+                              "in " + human_duration(elapsed))
+            if self.mode == "bar":
+                self._paint(line[:max(1, self._width - 1)])
+                self._write("\n")
+                self._shown = 0
+            else:
+                self._write(line + "\n")
+
+    # -- internals; called with the lock held
+
+    def _write(self, text):
+        _write(self._stream, text)
+
+    def _line(self, rate, tail=None):
+        present = self._completed_bytes + sum(self._active.values())
+        return format_aggregate_line(self._ok + self._failed, self._files, present,
+                                     self._total_bytes, rate, self._failed, tail)
+
+    def _tick(self, now, force=False):
+        if self.mode == "none" or self._finished:
+            return
+        if not force and self._last_draw <= now < self._next_draw:
+            return
+        self._meter.add(now, self._transferred)
+        if self.mode == "bar":
+            self._paint(self._line(self._meter.rate())[:max(1, self._width - 1)])
+            self._last_draw, self._next_draw = now, now + REDRAW_INTERVAL
+            return
+        state = (self._ok, self._failed, self._transferred)
+        if state != self._logged_state:
+            self._write(self._line(self._meter.rate()) + "\n")
+            self._logged_state = state
+        self._last_draw, self._next_draw = now, now + LINES_MIN_GAP
+
+    def _paint(self, line):
+        pad = max(0, self._shown - len(line))
+        self._write("\r" + line + " " * pad)
+        self._shown = len(line)
+
+    def _clear(self):
+        if self._shown:
+            self._write("\r" + " " * self._shown + "\r")
+            self._shown = 0
