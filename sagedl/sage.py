@@ -1,0 +1,737 @@
+"""A Sage source tree's package metadata, and which tarball a name means.
+
+Layout read here (all of it is Sage's, sagedl only reads it)::
+
+    SAGE_ROOT/build/pkgs/<pkg>/checksums.ini        tarball=, sha256=, sha1=, upstream_url=
+    SAGE_ROOT/build/pkgs/<pkg>/package-version.txt  e.g. "1.0.8.p0" (".pN" is Sage's patch level)
+    SAGE_ROOT/build/pkgs/<pkg>/type                 standard / optional / experimental / base
+    SAGE_ROOT/.upstream.d/*                         where Sage looks for tarballs, in order
+
+Decisions worth knowing:
+
+* The marker of a Sage tree is a ``build/pkgs`` directory.  It is all that
+  downloading needs, and it is also what a bare metadata checkout (no Sage
+  sources) has.
+* checksums.ini comes in two forms: one record (``tarball=`` plus digests), or
+  ``[file name]`` sections holding one record each (wheels per platform).
+* Symlinks (Sage links checksums.ini and package-version.txt of one package to
+  another's) are read through.  A tarball is attributed to the package that
+  owns the *real* checksums.ini (as Sage's ``tarball_package`` does), so the
+  same file listed under two packages is one Tarball, with one mirror path.
+* When the same file name is listed by distinct (non-linked) checksums.ini
+  files, the package whose name is the longest prefix of the file name wins
+  (case and ``-``/``_``/``.`` ignored), then the first by name.  Resolving a
+  guessable name therefore only needs the few packages whose name is such a
+  prefix; the whole tree is indexed (once) only when that guess fails.
+* One malformed checksums.ini never stops the others: it is skipped (and kept
+  in ``SageTree.broken``) unless the name asked for could be in it.
+"""
+
+from __future__ import absolute_import
+
+import difflib
+import io
+import os
+import re
+import unicodedata
+
+from sagedl.compat import PY2, compat_quote, compat_str, compat_text_types
+from sagedl.errors import MetadataError, NotFoundError, UsageError
+
+# Longer names are refused: 255 bytes is NAME_MAX on Linux, macOS and the BSDs.
+MAX_FILENAME_BYTES = 255
+
+# How many names an error message lists before saying "..."
+_LIST_IN_MESSAGE = 3
+
+MSG_NOT_A_TREE = "%s %s is not a Sage tree: it has no build/pkgs directory"
+HINT_NOT_A_TREE = ("point it at the top of a Sage source tree "
+                   "(the directory that holds build/pkgs/)")
+MSG_UNKNOWN = "%s is neither a tarball nor a package of the Sage tree at %s"
+MSG_NO_TARBALL = "package %s has no tarball (no checksums.ini)"
+MSG_SEVERAL = "package %s has %d tarballs; name the file you want: %s"
+HINT_BROKEN = "repair or restore that file in your Sage tree"
+MSG_UNSAFE = "unsafe %s %s: %s"
+HINT_UNSAFE = "give a plain file name such as gap-4.16.0.tar.gz, or a package name such as gap"
+
+RECORD_KEYS = ("tarball", "sha256", "sha1", "upstream_url")
+DIGEST_LENGTHS = (("sha256", 64), ("sha1", 40))
+
+# Values for the marker and for Sage's own environment variables.
+TREE_MARKER = os.path.join("build", "pkgs")
+UPSTREAM_D = ".upstream.d"
+
+
+def _show(s):
+    """repr() without Python 2's u prefix, so messages read the same everywhere."""
+    r = repr(s)
+    if r[:2] in ("u'", 'u"'):
+        r = r[1:]
+    return r
+
+
+def _few(names):
+    shown = ", ".join(names[:_LIST_IN_MESSAGE])
+    if len(names) > _LIST_IN_MESSAGE:
+        shown += ", ... (%d in all)" % len(names)
+    return shown
+
+
+# ---------------------------------------------------------------------------
+# File names
+
+def check_filename(name, what="tarball name"):
+    """Return ``name`` as text if it is a plain file name, else raise UsageError.
+
+    Called before any I/O on a user-supplied name and on every file name read
+    from checksums.ini: the name becomes a path under SAGE_DISTFILES and part
+    of URLs, so a '/', '..' or control character must never get that far.
+    """
+    if isinstance(name, bytes):  # Python 2 str, or Python 3 bytes
+        try:
+            name = name.decode("utf-8")
+        except UnicodeDecodeError:
+            raise UsageError(MSG_UNSAFE % (what, _show(name), "not UTF-8"), HINT_UNSAFE)
+    if not isinstance(name, compat_text_types):
+        raise UsageError(MSG_UNSAFE % (what, _show(name), "not a string"), HINT_UNSAFE)
+    reason = _unsafe_reason(name)
+    if reason:
+        raise UsageError(MSG_UNSAFE % (what, _show(name), reason), HINT_UNSAFE)
+    return name
+
+
+def _unsafe_reason(name):
+    if not name:
+        return "empty"
+    for ch in name:
+        # Cc: C0/C1 controls incl. NUL; Cf: invisible format characters such as
+        # U+202E (right-to-left override), which disguise a name on screen;
+        # Cs: lone surrogates (undecodable bytes); Zl/Zp: line separators.
+        if unicodedata.category(ch) in ("Cc", "Cf", "Cs", "Zl", "Zp"):
+            return "contains the invisible or control character U+%04X" % ord(ch)
+    if "/" in name or "\\" in name:
+        return "a path, not a plain file name"
+    if name in (".", ".."):
+        return "not a file name"
+    if name != name.strip():
+        return "leading or trailing whitespace"
+    if os.path.isabs(name):
+        return "an absolute path"
+    if len(name.encode("utf-8")) > MAX_FILENAME_BYTES:
+        return "longer than %d bytes" % MAX_FILENAME_BYTES
+    return None
+
+
+# ---------------------------------------------------------------------------
+# Versions and templates
+
+_PATCHLEVEL = re.compile(r"\.p[0-9]+$")
+# Bare VERSION_MAJOR must win over bare VERSION: the optional suffix is greedy.
+# No word boundary before a bare name: Sage writes e.g. "awali-all-vVERSION.tgz".
+_PLACEHOLDER = re.compile(r"\$\{(VERSION(?:_MAJOR|_MINOR|_MICRO)?)\}"
+                          r"|VERSION(?:_MAJOR|_MINOR|_MICRO)?")
+_COMPONENT = {"VERSION_MAJOR": 0, "VERSION_MINOR": 1, "VERSION_MICRO": 2}
+
+
+def strip_patchlevel(version):
+    """'1.0.8.p0' -> '1.0.8': Sage's own patch level is not part of file names."""
+    return _PATCHLEVEL.sub("", version)
+
+
+def expand(template, version):
+    """Substitute VERSION, ${VERSION} and ${VERSION_MAJOR/MINOR/MICRO}.
+
+    ``version`` is package-version.txt's content; its ``.pN`` suffix is
+    stripped first and the components are its dot-separated parts (as Sage
+    does: '4.4.1p5' has micro '1p5').  One pass, so a version containing the
+    text VERSION is not substituted again.  Raises UsageError for a missing
+    component, a missing version, or an unknown ``${...}`` placeholder.
+    """
+    if template is None:
+        return None
+    base = None if version is None else strip_patchlevel(version)
+
+    def substitute(match):
+        var = match.group(1) or match.group(0)
+        if base is None:
+            raise UsageError("%s uses %s but the package has no version" % (_show(template), var))
+        if var == "VERSION":
+            return base
+        parts = base.split(".")
+        index = _COMPONENT[var]
+        if index >= len(parts):
+            raise UsageError("%s uses %s but version %s has no such component"
+                             % (_show(template), var, _show(base)))
+        return parts[index]
+
+    result = _PLACEHOLDER.sub(substitute, template)
+    if "${" in result:
+        raise UsageError("%s has an unknown ${...} placeholder" % _show(template))
+    return result
+
+
+# ---------------------------------------------------------------------------
+# checksums.ini
+
+_LINE_BREAK = re.compile(r"\r\n|\r|\n")
+_SECTION = re.compile(r"^\[(.*)\]$")
+_ASSIGNMENT = re.compile(r"^([A-Za-z0-9_]+)\s*=(.*)$")
+_HEX = re.compile(r"^[0-9a-f]*$")
+
+
+def parse_checksums_ini(text, path):
+    """Records of a checksums.ini: a list of dicts with the RECORD_KEYS.
+
+    ``sha1`` and ``upstream_url`` are None when absent; values are still
+    templates (see expand).  Unknown keys (md5=, cksum= of old trees) are
+    ignored.  Raises MetadataError(path, lineno, ...) for anything malformed.
+    """
+    return [record for record, _ in _parse_records(text, path)]
+
+
+def _parse_records(text, path):
+    """As parse_checksums_ini, pairing each record with {key: line number}."""
+    if text[:1] == u"\ufeff":  # a BOM left by a Windows editor
+        text = text[1:]
+    records = []
+    current = None  # [record, linenos, section name or None]
+    sections = {}
+    for lineno, raw in enumerate(_LINE_BREAK.split(text), 1):
+        line = raw.strip()
+        if not line or line[0] in "#;":
+            continue
+        section = _SECTION.match(line)
+        if section:
+            name = section.group(1).strip()
+            if not name:
+                raise MetadataError(path, lineno, "empty section name []")
+            if name in sections:
+                raise MetadataError(path, lineno, "section [%s] repeats line %d"
+                                    % (name, sections[name]))
+            sections[name] = lineno
+            if current is not None:
+                records.append(_finish_record(current, path))
+            current = [{}, {"": lineno}, name]
+            continue
+        assignment = _ASSIGNMENT.match(line)
+        if not assignment:
+            raise MetadataError(path, lineno, "expected key=value, [file name] or a comment, "
+                                "found %s" % _show(line[:60]))
+        key = assignment.group(1).lower()
+        value = assignment.group(2).strip()
+        if current is None:
+            current = [{}, {"": lineno}, None]
+        if key not in RECORD_KEYS:
+            continue
+        record, linenos = current[0], current[1]
+        if key in record:
+            raise MetadataError(path, lineno, "%s= repeats line %d" % (key, linenos[key]))
+        record[key] = value
+        linenos[key] = lineno
+    if current is not None:
+        records.append(_finish_record(current, path))
+    return records
+
+
+def _finish_record(current, path):
+    record, linenos, section = current
+    start = linenos[""]
+    if section is not None:
+        if "tarball" in record and record["tarball"] != section:
+            raise MetadataError(path, linenos["tarball"], "tarball=%s does not match its "
+                                "section [%s]" % (record["tarball"], section))
+        record["tarball"] = section
+        linenos.setdefault("tarball", start)
+    if not record.get("tarball"):
+        raise MetadataError(path, linenos.get("tarball", start), "record has no tarball=")
+    if "sha256" not in record:
+        # Every entry of Sage's tree has sha256; sha1 is legacy and optional.
+        raise MetadataError(path, start, "no sha256= for %s" % record["tarball"])
+    for key, length in DIGEST_LENGTHS:
+        if key not in record:
+            record[key] = None
+            continue
+        value = record[key].lower()
+        if len(value) != length or not _HEX.match(value):
+            raise MetadataError(path, linenos[key], "%s= must be %d hexadecimal digits, found %s"
+                                % (key, length, _show(record[key][:80])))
+        record[key] = value
+    record["upstream_url"] = record.get("upstream_url") or None
+    return record, linenos
+
+
+# ---------------------------------------------------------------------------
+# Tarballs and the tree
+
+class Tarball(object):
+    """One downloadable file of one package, with its expected digests.
+
+    ``package`` owns the real checksums.ini (symlinks resolved); ``version``
+    is the upstream version (package-version.txt without ``.pN``), or None;
+    ``checksums_ini`` is the file it came from (for messages).
+    """
+
+    def __init__(self, package, filename, sha256, sha1=None, upstream_url=None,
+                 version=None, checksums_ini=None):
+        self.package = package
+        self.filename = filename
+        self.sha256 = sha256
+        self.sha1 = sha1
+        self.upstream_url = upstream_url
+        self.version = version
+        self.checksums_ini = checksums_ini
+
+    def _key(self):
+        return (self.package, self.filename, self.sha256, self.sha1,
+                self.upstream_url, self.version)
+
+    def __eq__(self, other):
+        return isinstance(other, Tarball) and self._key() == other._key()
+
+    def __ne__(self, other):  # Python 2 does not derive != from ==
+        return not self == other
+
+    def __hash__(self):
+        return hash(self._key())
+
+    def __repr__(self):
+        return "Tarball(package=%s, filename=%s, version=%s)" % (
+            _show(self.package), _show(self.filename), _show(self.version))
+
+
+def is_sage_tree(path):
+    """The marker: a build/pkgs directory."""
+    return os.path.isdir(os.path.join(path, TREE_MARKER))
+
+
+def _norm(name):
+    """Fold the differences between package and file names (Babel-2.1 vs babel)."""
+    return name.lower().replace("-", "_").replace(".", "_")
+
+
+def _read_text(path):
+    with io.open(path, encoding="utf-8") as f:
+        return f.read()
+
+
+class SageTree(object):
+    """Read-only view of SAGE_ROOT/build/pkgs; parses lazily, caches, counts.
+
+    ``parse_count`` counts checksums.ini files parsed (to prove laziness);
+    ``broken`` lists the MetadataError of each malformed package met so far
+    (all of them after a full ``all_tarballs()`` walk).
+    """
+
+    def __init__(self, root):
+        self.root = os.path.abspath(root)
+        self.pkgs_dir = os.path.join(self.root, TREE_MARKER)
+        if not os.path.isdir(self.pkgs_dir):
+            raise UsageError(MSG_NOT_A_TREE % ("directory", self.root), HINT_NOT_A_TREE)
+        self.parse_count = 0
+        self.broken = []
+        self._packages = None
+        self._norm_packages = None
+        self._loaded = {}  # package -> list of Tarball, or its MetadataError
+        self._index = None  # file name -> list of Tarball
+        self._real_pkgs_dir = os.path.realpath(self.pkgs_dir)
+
+    def __repr__(self):
+        return "SageTree(%s)" % _show(self.root)
+
+    # -- discovery ---------------------------------------------------------
+
+    @classmethod
+    def discover(cls, explicit=None, env=None, cwd=None):
+        """The tree to use: --sage-root, else $SAGE_ROOT, else walk up from cwd.
+
+        Returns None when no tree is found by walking up.  An explicit root
+        or SAGE_ROOT that is not a tree is a UsageError: the user asked for it.
+        """
+        env = os.environ if env is None else env
+        if explicit is not None:
+            return cls._named(explicit, "--sage-root")
+        if env.get("SAGE_ROOT"):
+            return cls._named(env["SAGE_ROOT"], "SAGE_ROOT")
+        try:
+            here = os.path.abspath(cwd if cwd is not None else os.getcwd())
+        except OSError:  # the working directory was deleted
+            return None
+        while True:
+            if is_sage_tree(here):
+                return cls(here)
+            parent = os.path.dirname(here)
+            if parent == here:
+                return None
+            here = parent
+
+    @classmethod
+    def _named(cls, path, origin):
+        if not path or not is_sage_tree(path):
+            hint = HINT_NOT_A_TREE
+            if origin == "SAGE_ROOT":
+                hint = "unset SAGE_ROOT or " + hint
+            raise UsageError(MSG_NOT_A_TREE % (origin, _show(path)), hint)
+        return cls(path)
+
+    def distfiles(self, env=None):
+        """Where tarballs live: $SAGE_DISTFILES, else SAGE_ROOT/upstream (Sage's default)."""
+        env = os.environ if env is None else env
+        return env.get("SAGE_DISTFILES") or os.path.join(self.root, "upstream")
+
+    # -- packages ----------------------------------------------------------
+
+    def packages(self):
+        """Sorted names of the package directories."""
+        if self._packages is None:
+            try:
+                names = os.listdir(self.pkgs_dir)
+            except OSError as e:
+                raise MetadataError(self.pkgs_dir, None, "cannot list: %s" % e.strerror)
+            self._packages = sorted(n for n in names if not n.startswith(".")
+                                    and os.path.isdir(os.path.join(self.pkgs_dir, n)))
+        return list(self._packages)
+
+    def _package_set(self):
+        if self._norm_packages is None:
+            self._norm_packages = dict((p, _norm(p)) for p in self.packages())
+        return self._norm_packages
+
+    def _check_package(self, name):
+        name = check_filename(name, "package name")
+        if name not in self._package_set():
+            close = difflib.get_close_matches(name, self.packages(), 3)
+            raise NotFoundError("no package %s in the Sage tree at %s" % (name, self.root),
+                                "did you mean %s?" % ", ".join(close) if close else None)
+        return name
+
+    def package_type(self, name):
+        """Contents of the package's type file (standard, optional, ...), or None."""
+        name = self._check_package(name)
+        try:
+            return _read_text(os.path.join(self.pkgs_dir, name, "type")).strip() or None
+        except (IOError, OSError):
+            return None
+        except UnicodeDecodeError:
+            raise MetadataError(os.path.join(self.pkgs_dir, name, "type"), None, "not UTF-8")
+
+    def tarballs(self, name):
+        """The package's Tarballs (empty if it has no checksums.ini).
+
+        Raises the package's MetadataError if its metadata is malformed.
+        """
+        return list(self._load(self._check_package(name)))
+
+    def all_tarballs(self):
+        """Every Tarball of the tree once, skipping (into .broken) malformed packages."""
+        seen = set()
+        for pkg in self.packages():
+            try:
+                tarballs = self._load(pkg)
+            except MetadataError:
+                continue
+            for t in tarballs:
+                # A symlinked checksums.ini yields its owner's tarball again.
+                if (t.package, t.filename) not in seen:
+                    seen.add((t.package, t.filename))
+                    yield t
+
+    # -- resolution --------------------------------------------------------
+
+    def resolve(self, name):
+        """The Tarball meant by a tarball file name or a package name.
+
+        A package directory named ``name`` (or ``name`` with case and '-'
+        folded, when it has no '.') means that package's only tarball.
+        Otherwise ``name`` must equal an expanded tarball file name exactly.
+        """
+        name = check_filename(name)
+        pkg = self._package_named(name)
+        if pkg is not None:
+            return self._resolve_package(pkg)
+        return self._resolve_filename(name)
+
+    def _package_named(self, name):
+        packages = self._package_set()
+        if name in packages:
+            return name
+        if "." not in name:
+            folded = [p for p, n in packages.items() if n == _norm(name)]
+            if len(folded) == 1:
+                return folded[0]
+        return None
+
+    def _resolve_package(self, pkg):
+        tarballs = self._load(pkg)
+        if not tarballs:
+            raise NotFoundError(MSG_NO_TARBALL % pkg,
+                                "Sage builds it from its own sources or installs it with pip")
+        if len(tarballs) > 1:
+            raise UsageError(MSG_SEVERAL % (pkg, len(tarballs),
+                                            _few([t.filename for t in tarballs])))
+        return tarballs[0]
+
+    def _resolve_filename(self, name):
+        guessed_errors = []
+        matches = []
+        for pkg in self._candidates(name):
+            try:
+                matches.extend(t for t in self._load(pkg) if t.filename == name)
+            except MetadataError as e:
+                guessed_errors.append(e)
+        if not matches:
+            matches = self._full_index().get(name, [])
+        if matches:
+            return min(matches, key=lambda t: self._preference(name, t.package))
+        # Nothing valid lists it: blame a malformed package that could.
+        if guessed_errors:
+            raise guessed_errors[0]
+        for pkg in self.packages():
+            error = self._loaded.get(pkg)
+            if isinstance(error, MetadataError) and name in self._lenient_filenames(pkg):
+                raise error
+        raise self._not_found(name)
+
+    def _candidates(self, name):
+        """Packages whose folded name is a prefix of the folded file name, longest first."""
+        folded = _norm(name)
+        found = [p for p, n in self._package_set().items() if folded.startswith(n)]
+        return sorted(found, key=lambda p: self._preference(name, p))
+
+    def _preference(self, filename, pkg):
+        """Sort key: longest package-name prefix of the file name first, then by name."""
+        n = self._package_set().get(pkg, _norm(pkg))
+        return (-len(n) if _norm(filename).startswith(n) else 0, pkg)
+
+    def _full_index(self):
+        if self._index is None:
+            index = {}
+            for t in self.all_tarballs():
+                index.setdefault(t.filename, []).append(t)
+            self._index = index
+        return self._index
+
+    def _not_found(self, name):
+        pool = sorted(self._full_index()) + self.packages()
+        same = [c for c in pool if _norm(c) == _norm(name)]
+        close = same + [c for c in difflib.get_close_matches(name, pool, 3, 0.6) if c not in same]
+        hints = ["did you mean %s?" % ", ".join(close[:3])] if close else []
+        if self.broken:
+            hints.append("%d package(s) with malformed metadata were skipped: %s"
+                         % (len(self.broken), self.broken[0]))
+        return NotFoundError(MSG_UNKNOWN % (name, self.root), "; ".join(hints) or None)
+
+    # -- loading -----------------------------------------------------------
+
+    def _load(self, pkg):
+        cached = self._loaded.get(pkg)
+        if cached is None:
+            try:
+                cached = self._parse_package(pkg)
+            except MetadataError as e:
+                if e.hint is None:
+                    e.hint = HINT_BROKEN
+                self.broken.append(e)
+                cached = e
+            self._loaded[pkg] = cached
+        if isinstance(cached, MetadataError):
+            raise cached
+        return cached
+
+    def _version(self, pkg):
+        path = os.path.join(self.pkgs_dir, pkg, "package-version.txt")
+        try:
+            version = _read_text(path).strip()
+        except (IOError, OSError):
+            return None
+        except UnicodeDecodeError:
+            raise MetadataError(path, None, "not UTF-8")
+        return strip_patchlevel(version) if version else None
+
+    def _owner(self, pkg, path):
+        """The package whose directory holds the real checksums.ini (Sage's tarball_package)."""
+        real = os.path.realpath(path)
+        real_dir = os.path.dirname(real)
+        if (os.path.basename(real) == "checksums.ini"
+                and os.path.dirname(real_dir) == self._real_pkgs_dir
+                and os.path.basename(real_dir) in self._package_set()):
+            return os.path.basename(real_dir)
+        return pkg
+
+    def _parse_package(self, pkg):
+        path = os.path.join(self.pkgs_dir, pkg, "checksums.ini")
+        if not os.path.lexists(path):
+            return []
+        try:
+            text = _read_text(path)
+        except (IOError, OSError) as e:
+            raise MetadataError(path, None, "cannot read: %s" % (e.strerror or e))
+        except UnicodeDecodeError:
+            raise MetadataError(path, None, "not UTF-8")
+        self.parse_count += 1
+        version = self._version(pkg)
+        owner = self._owner(pkg, path)
+        tarballs = []
+        for record, linenos in _parse_records(text, path):
+            try:
+                filename = check_filename(expand(record["tarball"], version))
+            except UsageError as e:
+                raise MetadataError(path, linenos["tarball"], e.message)
+            try:
+                upstream_url = expand(record["upstream_url"], version)
+            except UsageError as e:
+                raise MetadataError(path, linenos["upstream_url"], e.message)
+            tarballs.append(Tarball(owner, filename, record["sha256"], record["sha1"],
+                                    upstream_url, version, path))
+        return tarballs
+
+    def _lenient_filenames(self, pkg):
+        """File names a malformed checksums.ini seems to list (only to blame it)."""
+        try:
+            text = _read_text(os.path.join(self.pkgs_dir, pkg, "checksums.ini"))
+            version = self._version(pkg)
+        except (IOError, OSError, UnicodeDecodeError, MetadataError):
+            return []
+        names = []
+        for line in _LINE_BREAK.split(text):
+            line = line.strip()
+            m = _SECTION.match(line) or re.match(r"^tarball\s*=(.*)$", line, re.I)
+            if m:
+                try:
+                    names.append(expand(m.group(1).strip(), version))
+                except UsageError:
+                    pass
+        return names
+
+
+# ---------------------------------------------------------------------------
+# Sources, in Sage's order
+
+def read_upstream_d(root, distfiles=None):
+    """Entries of SAGE_ROOT/.upstream.d: ("url", template) or ("mirror_list", url).
+
+    Files are read in name order (Sage skips names with '~' or '#', editor
+    backups; so do we, and dotfiles too), lines in order, blanks and '#'
+    comments skipped.  A line ending in ``mirror_list`` names a mirror list;
+    any other line is a URL prefix to which the file name is appended, with
+    ${SPKG} and ${SAGE_SERVER} left for source_urls.  ${SAGE_ROOT} and
+    ${SAGE_DISTFILES} are substituted here, as Sage does when reading.
+    A missing directory means no entries.
+    """
+    directory = os.path.join(root, UPSTREAM_D)
+    if distfiles is None:
+        distfiles = os.path.join(root, "upstream")
+    try:
+        names = sorted(os.listdir(directory))
+    except OSError:
+        return []
+    entries = []
+    for name in names:
+        path = os.path.join(directory, name)
+        if "~" in name or "#" in name or name.startswith(".") or not os.path.isfile(path):
+            continue
+        try:
+            text = _read_text(path)
+        except (IOError, OSError):
+            continue  # Sage ignores unreadable files too
+        except UnicodeDecodeError:
+            raise MetadataError(path, None, "not UTF-8")
+        for line in _LINE_BREAK.split(text):
+            line = line.strip()
+            if not line or line.startswith("#"):
+                continue
+            line = line.replace("${SAGE_ROOT}", root).replace("${SAGE_DISTFILES}", distfiles)
+            entries.append(("mirror_list" if line.endswith("mirror_list") else "url", line))
+    return entries
+
+
+def mirror_list_urls(entries, env=None):
+    """The mirror-list URLs named by read_upstream_d entries, ${SAGE_SERVER} expanded."""
+    env = os.environ if env is None else env
+    server = _server(env)
+    urls = []
+    for kind, value in entries:
+        if kind == "mirror_list":
+            url = _with_server(value, server)
+            if url is not None and url not in urls:
+                urls.append(url)
+    return urls
+
+
+# RFC 3986 pchar minus '%': what may stay unescaped in one path segment.
+_PCHAR_SAFE = "!$&'()*+,;=:@-._~"
+
+
+def _segment(s):
+    if PY2 and isinstance(s, compat_str):
+        s = s.encode("utf-8")  # Python 2's quote() fails on non-ASCII text
+    return compat_quote(s, safe=_PCHAR_SAFE)
+
+
+def _server(env):
+    return (env.get("SAGE_SERVER") or "").rstrip("/")
+
+
+def _with_server(template, server):
+    """Expand ${SAGE_SERVER}; None when the line needs it and it is unset (as Sage)."""
+    if "${SAGE_SERVER}" in template:
+        if not server:
+            return None
+        template = template.replace("${SAGE_SERVER}", server)
+    return template
+
+
+def _mirror_url(base, tarball):
+    return "%s/spkg/upstream/%s/%s" % (base.rstrip("/"), _segment(tarball.package),
+                                       _segment(tarball.filename))
+
+
+def source_urls(tarball, env, upstream_d_entries, mirrors, allow_upstream, mirror_lists=None):
+    """Every URL to try for ``tarball``, in Sage's order, without duplicates.
+
+    1. $SAGE_SERVER as a mirror base: SAGE_SERVER/spkg/upstream/PKG/FILE
+    2. upstream_d_entries in order: a "url" template gets ${SAGE_SERVER}
+       (the line is skipped when SAGE_SERVER is unset) and ${SPKG} expanded,
+       one '/' and the file name appended.  A "mirror_list" entry expands, at
+       its place, to ``mirror_lists(url)`` (a callable returning ranked
+       mirror base URLs) as in 3.; without ``mirror_lists`` it is skipped,
+       and the caller is expected to pass those mirrors as ``mirrors``.
+    3. ``mirrors`` (ranked base URLs): MIRROR/spkg/upstream/PKG/FILE
+    4. the tarball's upstream_url, only when ``allow_upstream``.
+
+    A template with an unknown ${...} placeholder left is skipped.
+    ``env`` None means os.environ.  Pure apart from calling ``mirror_lists``.
+    """
+    env = os.environ if env is None else env
+    server = _server(env)
+    urls = []
+    if server:
+        urls.append(_mirror_url(server, tarball))
+    for kind, value in upstream_d_entries:
+        if kind == "mirror_list":
+            url = _with_server(value, server)
+            if mirror_lists is not None and url is not None:
+                urls.extend(_mirror_url(m, tarball) for m in mirror_lists(url) or ())
+            continue
+        prefix = _with_server(value, server)
+        if prefix is None:
+            continue
+        prefix = prefix.replace("${SPKG}", tarball.package)
+        if "${" in prefix:
+            continue
+        if not prefix.endswith("/"):
+            prefix += "/"
+        urls.append(prefix + _segment(tarball.filename))
+    urls.extend(_mirror_url(m, tarball) for m in mirrors or ())
+    if allow_upstream and tarball.upstream_url:
+        urls.append(tarball.upstream_url)
+    return _dedupe(urls)
+
+
+def _dedupe(items):
+    seen = set()
+    result = []
+    for item in items:
+        if item not in seen:
+            seen.add(item)
+            result.append(item)
+    return result
