@@ -123,6 +123,14 @@ def make_download_parser():
                    help="package names, tarball names, or :all:, :standard:, :optional:, :experimental:")
     p.add_argument("--on-error", choices=("stop", "warn"), default="stop",
                    help="stop at the first failure (default) or warn and go on")
+    p.add_argument("--jobs", "-j", type=int, default=4, metavar="N",
+                   help="parallel downloads (default 4)")
+    p.add_argument("--exclude", action="append", default=[], metavar="PKG",
+                   help="leave this package out (repeatable)")
+    p.add_argument("--has-file", action="append", default=[], metavar="FILE",
+                   help="only packages whose directory has FILE (repeatable)")
+    p.add_argument("--no-file", action="append", default=[], metavar="FILE",
+                   help="only packages whose directory lacks FILE (repeatable)")
     _add_common(p)
     return p
 
@@ -152,14 +160,17 @@ class Context(object):
 
     def transport(self):
         if self._transport is None:
-            from sagedl.transport import Transport
             if self.args.no_check_certificate:
                 from sagedl.tls import INSECURE_WARNING
                 self.stderr.write("%s: %s\n" % (PROG, INSECURE_WARNING))
-            self._transport = Transport(timeout=self.args.timeout or 30.0, env=self.env,
-                                        ca_bundle=self.args.ca_bundle,
-                                        verify=not self.args.no_check_certificate)
+            self._transport = self.new_transport()
         return self._transport
+
+    def new_transport(self):
+        """A transport of its own (one per worker thread: connections are not shared)."""
+        from sagedl.transport import Transport
+        return Transport(timeout=self.args.timeout or 30.0, env=self.env,
+                         ca_bundle=self.args.ca_bundle, verify=not self.args.no_check_certificate)
 
     def options(self):
         from sagedl.download import Options
@@ -187,8 +198,40 @@ class Context(object):
             return [_with_slash(m) for m in self.args.mirror]
         if self.env.get("SAGEDL_MIRRORS", "").strip():
             return [_with_slash(m) for m in self.env["SAGEDL_MIRRORS"].split()]
+        return [r.mirror.url for r in self.ranked(self.configured_mirrors())]
+
+    def configured_mirrors(self):
         from sagedl import mirrors
-        return [m.url for m in mirrors.best_mirrors(self)]
+        return mirrors.load_configured(self.args.mirrors_file, self.env)
+
+    def ranked(self, listed):
+        """Rank mirrors by a parallel HTTP probe (see mirrors.rank), best first."""
+        from sagedl import mirrors
+        ranked = mirrors.rank(listed, env=self.env)
+        if not any(r.ok for r in ranked):
+            self.say("no mirror answered the ranking probe; trying them in list order")
+        return ranked
+
+    def fetch_small(self, url, timeout):
+        """Fetch a small document (a mirror list) with the configured transport."""
+        from sagedl.errors import SourceFailure
+        resp = self.transport().open(url)
+        try:
+            if resp.status != 200:
+                raise SourceFailure(SourceFailure.KIND_HTTP, "HTTP %d" % resp.status)
+            return resp.read_all(256 * 1024)
+        finally:
+            resp.close()
+
+    def mirror_list_resolver(self):
+        """For .upstream.d lines naming a mirror_list URL: that live list, ranked."""
+        def resolve(url):
+            from sagedl import mirrors
+            listed, origin, problem = mirrors.live_mirror_list(url, self.fetch_small, env=self.env)
+            if problem:
+                self.say("mirror list %s: %s; using the %s list" % (url, problem, origin))
+            return [r.mirror.url for r in self.ranked(listed)]
+        return resolve
 
 
 def _with_slash(url):
@@ -330,39 +373,116 @@ def _copy_verified(src, dest):
         raise errors.DiskError("cannot write %s: %s" % (dest, getattr(e, "strerror", None) or e))
 
 
-def sage_sources(ctx, tree, tarball):
-    """URLs for a tarball in Sage's order: SAGE_SERVER, .upstream.d, mirrors, upstream."""
+def sage_sources(ctx, tree, tarball, bases=None):
+    """URLs for a tarball in Sage's order: SAGE_SERVER, .upstream.d, mirrors, upstream.
+
+    With --mirror or $SAGEDL_MIRRORS the mirror list is replaced, and the
+    .upstream.d entries (which name Sage's own servers) are skipped too.
+    """
     from sagedl import sage
-    entries = [] if (ctx.args.mirror or ctx.env.get("SAGEDL_MIRRORS")) else sage.read_upstream_d(tree.root)
-    return sage.source_urls(tarball, ctx.env, entries, ctx.mirror_bases(), ctx.args.allow_upstream)
+    explicit = ctx.args.mirror or ctx.env.get("SAGEDL_MIRRORS", "").strip()
+    entries = [] if explicit else sage.read_upstream_d(tree.root, tree.distfiles(ctx.env))
+    if bases is None:
+        bases = ctx.mirror_bases()
+    return sage.source_urls(tarball, ctx.env, entries, bases, ctx.args.allow_upstream,
+                            mirror_lists=None if explicit else ctx.mirror_list_resolver())
 
 
 def cmd_download(ctx):
-    """sage-package download: one absolute path per package on stdout."""
+    """sage-package download: one absolute path per package on stdout, in order."""
+    from sagedl import bulk
+    from sagedl.download import Source
     from sagedl.verify import Expected
-    from sagedl import sage
     a = ctx.args
     tree = ctx.tree(required=True)
+    tarballs = bulk.select_tarballs(tree, a.packages, a.exclude, a.has_file, a.no_file)
+    if not tarballs:
+        raise UsageError("no package matches %s" % " ".join(a.packages))
     distfiles = tree.distfiles(ctx.env)
     _ensure_dir(distfiles)
-    failed = []
-    for tarball in sage.select_tarballs(tree, a.packages):
-        try:
-            sources = sage_sources(ctx, tree, tarball)
-            path = os.path.join(distfiles, tarball.filename)
-            _run_fetch(ctx, path, [_source(u) for u in sources],
-                       Expected(None, tarball.sha256, tarball.sha1))
-        except SagedlError as e:
-            if a.on_error == "stop":
-                raise
-            ctx.warn("unable to download %s: %s" % (tarball.package, e))
-            failed.append(e)
-            continue
-        ctx.stdout.write(path + "\n")
-        ctx.stdout.flush()
+    bases = ctx.mirror_bases()
+    jobs = []
+    for i, t in enumerate(tarballs):
+        # Spread the work: job i starts on the (i mod k)-th of the k best mirrors.
+        k = min(3, len(bases))
+        rotated = bases[i % k:] + bases[:i % k] if k else bases
+        urls = sage_sources(ctx, tree, t, rotated)
+        jobs.append(bulk.Job(i, t, os.path.join(distfiles, t.filename), [Source(u) for u in urls]))
+    nworkers = max(1, min(a.jobs, len(jobs)))
+    single = len(jobs) == 1
+    agg = None if single else _aggregate(ctx, jobs)
+    transport0 = ctx.transport()      # shows the --no-check-certificate warning once
+    options = ctx.options()
+    recorder = _health_recorder(ctx)
+
+    def fetch_one(job, local):
+        from sagedl.download import fetch
+        if nworkers == 1:
+            transport = transport0
+        else:
+            transport = local.get("transport")
+            if transport is None:
+                transport = local["transport"] = ctx.new_transport()
+        progress = ctx.progress() if single else _FileProgress(agg, job.tarball.filename)
+        return fetch(job.path, job.sources, Expected(None, job.tarball.sha256, job.tarball.sha1),
+                     transport, progress, options, on_result=recorder, notify=progress.note)
+
+    def emit(job):
+        if job.error is None:
+            ctx.stdout.write(job.path + "\n")
+            ctx.stdout.flush()
+        elif a.on_error == "warn":
+            ctx.warn("unable to download %s: %s" % (job.tarball.package, job.error))
+
+    start = bulk.now()
+    bulk.run_jobs(jobs, fetch_one, nworkers, agg, a.on_error == "stop", emit)
+    if agg is not None:
+        agg.finish()
+    failed = [j for j in jobs if j.error is not None]
+    if single:
+        if failed:
+            raise failed[0].error
+        return 0
+    if not ctx.quiet or failed:
+        ctx.stderr.write(bulk.summarize(jobs, bulk.now() - start) + "\n")
     if failed:
-        return max(e.exit_code for e in failed)
+        if a.on_error == "stop":
+            e = failed[0].error
+            _report(ctx.stderr, e, ctx.debug)
+        return max(j.error.exit_code for j in failed)
     return 0
+
+
+def _aggregate(ctx, jobs):
+    from sagedl.progress import AggregateProgress
+    mode = "none" if ctx.quiet else ctx.args.progress
+    if mode == "dots":
+        mode = "lines"
+    agg = AggregateProgress(ctx.stderr, mode=mode, env=ctx.env)
+    agg.set_totals(len(jobs), None)
+    return agg
+
+
+class _FileProgress(object):
+    """The per-file Progress interface, feeding one aggregate display."""
+
+    def __init__(self, agg, name):
+        self.agg = agg
+        self.name = name
+        self.started = False
+
+    def start(self, name, total, offset=0, source=None):
+        self.started = True
+        self.agg.file_started(self.name, total, offset)
+
+    def update(self, done):
+        self.agg.file_progress(self.name, done)
+
+    def note(self, text):
+        self.agg.note(text)
+
+    def finish(self, ok, message=None):
+        pass   # file_done is reported by the job runner
 
 
 def _source(url):
@@ -483,3 +603,8 @@ def _restore_sigterm(old):
             signal.signal(signal.SIGTERM, old)
         except ValueError:
             pass
+
+
+def console_main():
+    """Entry point for an installed ``sagedl`` console script."""
+    sys.exit(main())

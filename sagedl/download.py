@@ -320,8 +320,12 @@ class Download(object):
             except OSError as e:
                 raise _disk_error("cannot write %s" % self.part, e)
             self.progress.start(self.name, limit, offset, source=src.label)
-            done = self._copy(resp, fd, hasher, offset, limit)
-            self._finish_partial(fd, hasher, offset, src, resp)
+            try:
+                done = self._copy(resp, fd, hasher, offset, limit)
+                self._finish_partial(fd, hasher, offset, src, resp)
+            except BaseException:
+                self.progress.finish(False)   # ends a bar line before any message
+                raise
         finally:
             if fd is not None:
                 os.close(fd)

@@ -1,0 +1,182 @@
+"""Many tarballs at once: selection like ``sage-package download``, parallel
+fetching spread across the best mirrors, one summary at the end.
+
+Selection follows sage_bootstrap's PackageClass: package names, or the
+selectors ``:all:``, ``:standard:``, ``:optional:``, ``:experimental:`` (from
+each package's ``type`` file), restricted to packages that have a
+``checksums.ini``; ``--has-file F`` / ``--no-file F`` filter on files in the
+package directory and ``--exclude`` drops names.
+
+threading is imported here only, so a single-file fetch never pays for it.
+"""
+
+from __future__ import absolute_import
+
+import os
+
+from sagedl.compat import compat_monotonic
+from sagedl.errors import SagedlError, UsageError
+
+SELECTORS = {":all:": None, ":standard:": "standard", ":optional:": "optional",
+             ":experimental:": "experimental"}
+
+
+def select_packages(tree, names, exclude=(), has_files=(), no_files=()):
+    """Package names in order, without duplicates."""
+    chosen = []
+    for name in names:
+        if name.startswith(":") and name.endswith(":"):
+            if name not in SELECTORS:
+                raise UsageError("unknown package class %s" % name,
+                                 hint="use one of %s" % ", ".join(sorted(SELECTORS)))
+            wanted = SELECTORS[name]
+            for pkg in tree.packages():
+                if not os.path.exists(os.path.join(tree.pkgs_dir, pkg, "checksums.ini")):
+                    continue
+                if wanted is None or tree.package_type(pkg) == wanted:
+                    chosen.append(pkg)
+        elif os.path.isdir(os.path.join(tree.pkgs_dir, name)):
+            chosen.append(name)
+        else:
+            chosen.append(tree.resolve(name).package)   # a tarball name, or a near-spelling
+    seen = set(exclude)
+    result = []
+    for pkg in chosen:
+        if pkg in seen:
+            continue
+        seen.add(pkg)
+        d = os.path.join(tree.pkgs_dir, pkg)
+        if any(not os.path.exists(os.path.join(d, f)) for f in has_files):
+            continue
+        if any(os.path.exists(os.path.join(d, f)) for f in no_files):
+            continue
+        result.append(pkg)
+    return result
+
+
+def pick_tarball(tree, pkg):
+    """The one tarball of a package.  A package with several (per-platform
+    wheels in ``[section]`` form) gets its portable one: an sdist or a
+    ``-none-any`` wheel."""
+    tarballs = tree.tarballs(pkg)
+    if len(tarballs) == 1:
+        return tarballs[0]
+    portable = [t for t in tarballs if not t.filename.endswith(".whl")
+                or t.filename.endswith("-none-any.whl")]
+    if len(portable) == 1:
+        return portable[0]
+    if not tarballs:
+        raise UsageError("package %s has no tarball" % pkg)
+    raise UsageError("package %s has %d tarballs; name one of them" % (pkg, len(tarballs)),
+                     hint=", ".join(t.filename for t in tarballs[:3]) + ", ...")
+
+
+def select_tarballs(tree, names, exclude=(), has_files=(), no_files=()):
+    """(package, Tarball) for each selected package; a name that is a tarball
+    file name selects exactly that tarball."""
+    out = []
+    for pkg in select_packages(tree, names, exclude, has_files, no_files):
+        explicit = [n for n in names if not n.startswith(":")]
+        tarball = None
+        for n in explicit:
+            if "." in n and n not in (pkg,):
+                try:
+                    t = tree.resolve(n)
+                except SagedlError:
+                    continue
+                if t.package == pkg:
+                    tarball = t
+                    break
+        out.append(tarball or pick_tarball(tree, pkg))
+    return out
+
+
+class Job(object):
+    def __init__(self, index, tarball, path, sources):
+        self.index = index
+        self.tarball = tarball
+        self.path = path
+        self.sources = sources
+        self.result = None
+        self.error = None
+
+
+def run_jobs(jobs, fetch_one, nworkers, progress, stop_on_error, emit):
+    """Run ``fetch_one(job, worker_state)`` for each job on ``nworkers`` threads.
+
+    ``emit(job)`` is called in job order as soon as the jobs before it are
+    done, so stdout lists paths in the order the packages were asked for.
+    With stop_on_error, no new job starts after the first failure.
+    """
+    import threading
+    lock = threading.Lock()
+    pending = list(jobs)
+    pending.reverse()
+    done = {}
+    state = {"next_emit": 0, "stop": False}
+
+    def flush():
+        while state["next_emit"] in done:
+            job = done.pop(state["next_emit"])
+            state["next_emit"] += 1
+            emit(job)
+
+    def worker():
+        local = {}
+        try:
+            while True:
+                with lock:
+                    if not pending or state["stop"]:
+                        return
+                    job = pending.pop()
+                try:
+                    job.result = fetch_one(job, local)
+                except SagedlError as e:
+                    job.error = e
+                except KeyboardInterrupt:
+                    with lock:
+                        state["stop"] = True
+                    return
+                with lock:
+                    if job.error is not None and stop_on_error:
+                        state["stop"] = True
+                    done[job.index] = job
+                    flush()
+        finally:
+            t = local.get("transport")
+            if t is not None:
+                t.close()
+
+    if nworkers <= 1:
+        worker()
+    else:
+        threads = [threading.Thread(target=worker, name="sagedl-%d" % i)
+                   for i in range(min(nworkers, len(jobs)))]
+        for t in threads:
+            t.daemon = True
+            t.start()
+        for t in threads:
+            # join with a timeout so SIGINT reaches the main thread on 2.7
+            while t.is_alive():
+                t.join(0.2)
+    return jobs
+
+
+def summarize(jobs, seconds):
+    """One paragraph: fetched, already present, failed (with why), bytes and time."""
+    fetched = [j for j in jobs if j.result is not None and j.result.status == "downloaded"]
+    present = [j for j in jobs if j.result is not None and j.result.status == "present"]
+    failed = [j for j in jobs if j.error is not None]
+    skipped = [j for j in jobs if j.result is None and j.error is None]
+    from sagedl.progress import human_bytes, human_duration
+    nbytes = sum(j.result.nbytes for j in fetched)
+    lines = ["%d fetched (%s), %d already present, %d failed%s in %s"
+             % (len(fetched), human_bytes(nbytes), len(present), len(failed),
+                ", %d not started" % len(skipped) if skipped else "", human_duration(seconds))]
+    for j in failed:
+        lines.append("  failed: %s: %s" % (j.tarball.filename, j.error))
+    return "\n".join(lines)
+
+
+def now():
+    return compat_monotonic()
