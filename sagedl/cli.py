@@ -17,7 +17,6 @@ only with --debug.
 from __future__ import absolute_import
 
 import os
-import signal
 import sys
 
 from sagedl import __version__
@@ -243,9 +242,10 @@ def _with_slash(url):
 # -- the commands ---------------------------------------------------------------
 def cmd_fetch(ctx):
     """The sage-download-file form: one URL or tarball."""
-    from sagedl.download import Source, fetch
+    from sagedl.download import Source
     from sagedl.verify import Expected
     a = ctx.args
+    tree = None
     target = a.url_or_tarball
     dest = a.output or a.destination
     if "://" in target:
@@ -279,11 +279,11 @@ def cmd_fetch(ctx):
                 path = cached
             else:
                 # Sage downloads into its distfiles, then copies to DESTINATION.
-                result = _run_fetch(ctx, cached, sources, expected)
+                result = _run_fetch(ctx, cached, sources, expected, mirrors_used=True)
                 path = _destination(dest, name)
                 _copy_verified(result.path, path)
                 return 0
-    _run_fetch(ctx, path, sources, expected)
+    _run_fetch(ctx, path, sources, expected, mirrors_used=tree is not None)
     return 0
 
 
@@ -294,11 +294,14 @@ def _required_mirrors(ctx):
                      hint="give a URL, --mirror URL, or run inside a Sage tree (--sage-root DIR)")
 
 
-def _run_fetch(ctx, path, sources, expected):
+def _run_fetch(ctx, path, sources, expected, mirrors_used=False):
+    """Fetch one file; mirrors_used: record each source's outcome in the
+    mirror health cache (only Sage mirror sources, not a user's URL)."""
     from sagedl.download import fetch
     progress = ctx.progress()
     result = fetch(path, sources, expected, ctx.transport(), progress, ctx.options(),
-                   on_result=_health_recorder(ctx), notify=progress.note)
+                   on_result=_health_recorder(ctx) if mirrors_used else None,
+                   notify=progress.note)
     if result.status == "present":
         ctx.say("%s is already present and verified" % os.path.basename(path)
                 if expected.known() else "%s is already present (no checksum to verify; "
@@ -508,12 +511,12 @@ def main(argv=None, env=None, stdout=None, stderr=None):
     stdout = stdout or sys.stdout
     stderr = stderr or sys.stderr
     debug = "--debug" in argv
+    if argv == ["--version"]:
+        stdout.write("sagedl %s (Python %s)\n" % (__version__, sys.version.split()[0]))
+        return 0
     ctx = None
     old_term = _install_sigterm()
     try:
-        if argv[:1] == ["--version"]:
-            stdout.write("sagedl %s (Python %s)\n" % (__version__, sys.version.split()[0]))
-            return 0
         if argv[:1] and argv[0] in COMMANDS:
             command = argv[0]
             parser = make_download_parser() if command == "download" else _list_parser()
@@ -589,18 +592,31 @@ def _on_sigterm(signum, frame):
     raise KeyboardInterrupt()
 
 
+def _signal_module():
+    # On 3.x "signal" imports enum (several ms of start-up); the C module
+    # _signal has the same functions.  2.7 has only "signal", itself in C.
+    try:
+        import _signal
+        return _signal
+    except ImportError:
+        import signal
+        return signal
+
+
 def _install_sigterm():
     """SIGTERM ends the run like SIGINT: message, partial kept, exit 130."""
+    sig = _signal_module()
     try:
-        return signal.signal(signal.SIGTERM, _on_sigterm)
+        return sig.signal(sig.SIGTERM, _on_sigterm)
     except ValueError:  # not the main thread (an in-process test)
         return None
 
 
 def _restore_sigterm(old):
     if old is not None:
+        sig = _signal_module()
         try:
-            signal.signal(signal.SIGTERM, old)
+            sig.signal(sig.SIGTERM, old)
         except ValueError:
             pass
 

@@ -12,15 +12,15 @@ import time
 
 PY2 = sys.version_info[0] == 2
 
+# No http.client shim: it imports ssl and email at start-up, and the
+# transport speaks HTTP itself (see transport.py).
 try:  # Python 3
-    import http.client as compat_http_client
     from urllib.parse import (urlsplit as compat_urlsplit,
                               urlunsplit as compat_urlunsplit,
                               urljoin as compat_urljoin,
                               quote as compat_quote,
                               unquote as compat_unquote)
 except ImportError:  # Python 2.7
-    import httplib as compat_http_client
     from urlparse import (urlsplit as compat_urlsplit,
                           urlunsplit as compat_urlunsplit,
                           urljoin as compat_urljoin)

@@ -28,7 +28,6 @@ from __future__ import absolute_import
 import errno
 import json
 import os
-import random
 import re
 import time
 
@@ -196,6 +195,7 @@ class Download(object):
         if retry_after is not None:
             return min(max(retry_after, 0.0), self.opts.max_backoff)
         # Capped exponential backoff with jitter, so parallel clients spread out.
+        import random
         return min(self.opts.max_backoff, 0.5 * (2 ** (tries - 1))) * (0.5 + random.random() / 2)
 
     # -- one attempt on one source -------------------------------------------
