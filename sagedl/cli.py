@@ -24,7 +24,7 @@ from sagedl import errors
 from sagedl.errors import SagedlError, UsageError
 
 PROG = "sagedl"
-COMMANDS = ("download", "list-mirrors")
+COMMANDS = ("download", "list-mirrors", "make-mirror", "verify")
 
 DESCRIPTION = """\
 Download SageMath source tarballs (or any URL) from the best mirror,
@@ -35,6 +35,8 @@ bytes ever reach the final file name.
   sagedl https://host/f.tar.gz f.tar.gz --sha256 HEX
   sagedl download pari ntl               # prints one absolute path per package
   sagedl --print-fastest-mirror
+  sagedl make-mirror /srv/sage-mirror :standard:   # a mirror other machines can use
+  sagedl verify "$SAGE_ROOT/upstream"               # missing, extra and bad files
 """
 
 
@@ -394,11 +396,26 @@ def sage_sources(ctx, tree, tarball, bases=None):
 def cmd_download(ctx):
     """sage-package download: one absolute path per package on stdout, in order."""
     from sagedl import bulk
-    from sagedl.download import Source
-    from sagedl.verify import Expected
     a = ctx.args
     tree = ctx.tree(required=True)
     tarballs = bulk.select_tarballs(tree, a.packages, a.exclude, a.has_file, a.no_file)
+
+    def emit(job):
+        if job.error is None:
+            ctx.stdout.write(job.path + "\n")
+            ctx.stdout.flush()
+
+    return fetch_tarballs(ctx, tree, tarballs, emit)
+
+
+def fetch_tarballs(ctx, tree, tarballs, emit):
+    """Fetch tarballs into the distfiles, ``--jobs`` at a time; ``emit(job)``
+    in the order given.  Ends with a summary (several files) and returns the
+    exit code: the worst failure's, or 0."""
+    from sagedl import bulk
+    from sagedl.download import Source
+    from sagedl.verify import Expected
+    a = ctx.args
     if not tarballs:
         raise UsageError("no package matches %s" % " ".join(a.packages))
     distfiles = tree.distfiles(ctx.env)
@@ -427,18 +444,26 @@ def cmd_download(ctx):
             if transport is None:
                 transport = local["transport"] = ctx.new_transport()
         progress = ctx.progress() if single else _FileProgress(agg, job.tarball.filename)
-        return fetch(job.path, job.sources, Expected(None, job.tarball.sha256, job.tarball.sha1),
-                     transport, progress, options, on_result=recorder, notify=progress.note)
+        try:
+            result = fetch(job.path, job.sources,
+                           Expected(None, job.tarball.sha256, job.tarball.sha1),
+                           transport, progress, options, on_result=recorder, notify=progress.note)
+        except SagedlError:
+            if agg is not None:
+                agg.file_done(job.tarball.filename, False)
+            raise
+        if agg is not None:
+            agg.file_done(job.tarball.filename, True, result.nbytes)
+        return result
 
-    def emit(job):
+    def emit_or_warn(job):
         if job.error is None:
-            ctx.stdout.write(job.path + "\n")
-            ctx.stdout.flush()
+            emit(job)
         elif a.on_error == "warn":
             ctx.warn("unable to download %s: %s" % (job.tarball.package, job.error))
 
     start = bulk.now()
-    bulk.run_jobs(jobs, fetch_one, nworkers, agg, a.on_error == "stop", emit)
+    bulk.run_jobs(jobs, fetch_one, nworkers, agg, a.on_error == "stop", emit_or_warn)
     if agg is not None:
         agg.finish()
     failed = [j for j in jobs if j.error is not None]
@@ -450,8 +475,7 @@ def cmd_download(ctx):
         ctx.stderr.write(bulk.summarize(jobs, bulk.now() - start) + "\n")
     if failed:
         if a.on_error == "stop":
-            e = failed[0].error
-            _report(ctx.stderr, e, ctx.debug)
+            _report(ctx.stderr, failed[0].error, ctx.debug)
         return max(j.error.exit_code for j in failed)
     return 0
 
@@ -519,7 +543,8 @@ def main(argv=None, env=None, stdout=None, stderr=None):
     try:
         if argv[:1] and argv[0] in COMMANDS:
             command = argv[0]
-            parser = make_download_parser() if command == "download" else _list_parser()
+            parser = {"download": make_download_parser, "list-mirrors": _list_parser,
+                      "make-mirror": _make_mirror_parser, "verify": _verify_parser}[command]()
             args = parser.parse_args(argv[1:])
         else:
             command = None
@@ -536,6 +561,12 @@ def main(argv=None, env=None, stdout=None, stderr=None):
             return cmd_download(ctx)
         if command == "list-mirrors":
             return cmd_list_mirrors(ctx)
+        if command == "make-mirror":
+            from sagedl.sitemirror import cmd_make_mirror
+            return cmd_make_mirror(ctx)
+        if command == "verify":
+            from sagedl.sitemirror import cmd_verify
+            return cmd_verify(ctx)
         if args.print_fastest_mirror:
             return cmd_print_fastest_mirror(ctx)
         if not args.url_or_tarball:
@@ -563,6 +594,57 @@ def main(argv=None, env=None, stdout=None, stderr=None):
         if ctx is not None and ctx._transport is not None:
             ctx._transport.close()
         _restore_sigterm(old_term)
+
+
+def _selection_args(p):
+    p.add_argument("packages", nargs="*", metavar="PKG", default=[":all:"],
+                   help="package names, tarball names, or :all: (default), :standard:, "
+                        ":optional:, :experimental:")
+    p.add_argument("--exclude", action="append", default=[], metavar="PKG",
+                   help="leave this package out (repeatable)")
+    p.add_argument("--has-file", action="append", default=[], metavar="FILE",
+                   help="only packages whose directory has FILE (repeatable)")
+    p.add_argument("--no-file", action="append", default=[], metavar="FILE",
+                   help="only packages whose directory lacks FILE (repeatable)")
+
+
+def _make_mirror_parser():
+    import argparse
+
+    class Parser(argparse.ArgumentParser):
+        def error(self, message):
+            raise UsageError(message, hint="see '%s make-mirror --help'" % PROG)
+    p = Parser(prog=PROG + " make-mirror",
+               description="Write DIR in the Sage mirror layout (spkg/upstream/PKG/TARBALL) "
+                           "for the selected packages, downloading what the distfiles lack, "
+                           "plus DIR/mirror_list and DIR/SHA256SUMS.  Serve DIR with any static "
+                           "web server; other machines use it through SAGE_SERVER or --mirror.",
+               epilog=_exit_code_epilog(), formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("directory", metavar="DIR")
+    _selection_args(p)
+    p.add_argument("--base-url", metavar="URL",
+                   help="the URL DIR will be served at, written into DIR/mirror_list")
+    p.add_argument("--jobs", "-j", type=int, default=4, metavar="N", help="parallel downloads")
+    p.add_argument("--on-error", choices=("stop", "warn"), default="stop")
+    _add_common(p)
+    return p
+
+
+def _verify_parser():
+    import argparse
+
+    class Parser(argparse.ArgumentParser):
+        def error(self, message):
+            raise UsageError(message, hint="see '%s verify --help'" % PROG)
+    p = Parser(prog=PROG + " verify",
+               description="Check every file in a distfiles directory (flat) or a mirror tree "
+                           "(spkg/upstream/PKG/TARBALL) against the Sage tree's checksums. "
+                           "Prints one line per missing, extra or bad file and a summary.",
+               epilog=_exit_code_epilog(), formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("directory", metavar="DIR")
+    _selection_args(p)
+    _add_common(p)
+    return p
 
 
 def _list_parser():

@@ -1,0 +1,161 @@
+"""A site mirror: one directory, in Sage's mirror layout, that any static web
+server can serve to a site's build machines; and a checker for it.
+
+    DIR/spkg/upstream/PKG/TARBALL    what Sage mirrors serve
+    DIR/SHA256SUMS                   "HEX  spkg/upstream/PKG/TARBALL" lines
+    DIR/mirror_list                  Sage's mirror_list format (comments, then
+                                     a list literal) naming --base-url
+
+Files are hard-linked from the distfiles when both are on one filesystem
+(no space used twice), else copied; either way through a temporary name and
+a rename, so a half-written file never appears under a served name.
+"""
+
+from __future__ import absolute_import
+
+import os
+import shutil
+
+from sagedl.compat import compat_makedirs, compat_replace
+from sagedl.errors import (EXIT_CHECKSUM, EXIT_NOT_FOUND, DiskError, UsageError)
+
+LAYOUT = ("spkg", "upstream")
+
+
+def mirror_path(directory, tarball):
+    return os.path.join(directory, LAYOUT[0], LAYOUT[1], tarball.package, tarball.filename)
+
+
+def place(src, dest):
+    """Put a verified file at dest atomically: hard link if possible, else copy."""
+    d = os.path.dirname(dest)
+    tmp = dest + ".part"
+    try:
+        compat_makedirs(d)
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        try:
+            os.link(src, tmp)
+        except OSError:
+            shutil.copyfile(src, tmp)
+        compat_replace(tmp, dest)
+    except (IOError, OSError) as e:
+        raise DiskError("cannot write %s: %s" % (dest, getattr(e, "strerror", None) or e))
+
+
+def write_index(directory, tarballs, base_url=None):
+    lines = ["%s  %s/%s/%s/%s\n" % (t.sha256, LAYOUT[0], LAYOUT[1], t.package, t.filename)
+             for t in sorted(tarballs, key=lambda t: (t.package, t.filename))]
+    _write_atomic(os.path.join(directory, "SHA256SUMS"), "".join(lines))
+    base = base_url or "http://localhost/"
+    if not base.endswith("/"):
+        base += "/"
+    text = ("## Sage mirror list, written by sagedl make-mirror.\n"
+            "## Serve this directory at the URL below; point SAGE_SERVER (or\n"
+            "## sagedl --mirror) at it.\n"
+            "[%r]\n" % str(base))
+    _write_atomic(os.path.join(directory, "mirror_list"), text)
+
+
+def _write_atomic(path, text):
+    tmp = path + ".part"
+    try:
+        with open(tmp, "w") as f:
+            f.write(text)
+        compat_replace(tmp, path)
+    except (IOError, OSError) as e:
+        raise DiskError("cannot write %s: %s" % (path, getattr(e, "strerror", None) or e))
+
+
+def cmd_make_mirror(ctx):
+    from sagedl import bulk
+    from sagedl.cli import fetch_tarballs
+    a = ctx.args
+    tree = ctx.tree(required=True)
+    directory = os.path.abspath(a.directory)
+    tarballs = bulk.select_tarballs(tree, a.packages, a.exclude, a.has_file, a.no_file)
+    placed = []
+
+    def emit(job):
+        place(job.path, mirror_path(directory, job.tarball))
+        placed.append(job.tarball)
+
+    code = fetch_tarballs(ctx, tree, tarballs, emit)
+    try:
+        compat_makedirs(directory)
+    except OSError as e:
+        raise DiskError("cannot create %s: %s" % (directory, e.strerror or e))
+    write_index(directory, placed, a.base_url)
+    ctx.say("mirror %s: %d of %d tarballs" % (directory, len(placed), len(tarballs)))
+    return code
+
+
+def scan(directory):
+    """{relative path: absolute path} of the files a verify looks at: a mirror
+    tree's spkg/upstream/PKG/FILE, or a flat distfiles directory's files."""
+    layout = os.path.join(directory, *LAYOUT)
+    found = {}
+    if os.path.isdir(layout):
+        for pkg in sorted(os.listdir(layout)):
+            pdir = os.path.join(layout, pkg)
+            if os.path.isdir(pdir):
+                for name in sorted(os.listdir(pdir)):
+                    found["%s/%s/%s/%s" % (LAYOUT[0], LAYOUT[1], pkg, name)] = os.path.join(pdir, name)
+        return found, True
+    for name in sorted(os.listdir(directory)):
+        path = os.path.join(directory, name)
+        if os.path.isfile(path):
+            found[name] = path
+    return found, False
+
+
+# Files sagedl itself leaves beside tarballs: not "extra".
+OWN_SUFFIXES = (".part", ".part.json", ".lock", ".bad")
+
+
+def cmd_verify(ctx):
+    from sagedl import bulk
+    from sagedl.verify import Expected, verify_file
+    a = ctx.args
+    tree = ctx.tree(required=True)
+    directory = os.path.abspath(a.directory)
+    if not os.path.isdir(directory):
+        raise UsageError("not a directory: %s" % directory)
+    found, is_mirror = scan(directory)
+    tarballs = bulk.select_tarballs(tree, a.packages, a.exclude, a.has_file, a.no_file)
+    missing, bad, good = [], [], 0
+    expected_keys = set()
+    for t in tarballs:
+        key = ("%s/%s/%s/%s" % (LAYOUT[0], LAYOUT[1], t.package, t.filename)) if is_mirror else t.filename
+        expected_keys.add(key)
+        path = found.get(key)
+        if path is None:
+            missing.append(key)
+            continue
+        ok, reason = verify_file(path, Expected(None, t.sha256, t.sha1))
+        if ok:
+            good += 1
+        else:
+            bad.append((key, reason))
+    index_files = ("SHA256SUMS", "mirror_list")
+    extra = [k for k in found if k not in expected_keys and k not in index_files
+             and not k.endswith(OWN_SUFFIXES)]
+    if a.packages != [":all:"]:
+        # A partial selection cannot call the other files extra; only those
+        # no package of the tree knows.
+        known = set(t.filename for t in tree.all_tarballs())
+        extra = [k for k in extra if k.rsplit("/", 1)[-1] not in known]
+    out = ctx.stdout
+    for k in missing:
+        out.write("missing  %s\n" % k)
+    for k, reason in bad:
+        out.write("bad      %s (%s)\n" % (k, reason))
+    for k in sorted(extra):
+        out.write("extra    %s\n" % k)
+    ctx.stderr.write("%s: %d verified, %d missing, %d bad, %d extra\n"
+                     % ("sagedl", good, len(missing), len(bad), len(extra)))
+    if bad:
+        return EXIT_CHECKSUM
+    if missing:
+        return EXIT_NOT_FOUND
+    return 0

@@ -1,0 +1,90 @@
+"""A site mirror: make-mirror writes Sage's layout, nginx serves it, a second
+tree fetches everything from it; verify reports missing, extra and bad files."""
+
+import os
+
+import pytest
+
+from conftest import clean_env, make_data
+from faultserver import FaultServer
+from nginx import Nginx, require_tool
+from sagedl.errors import EXIT_CHECKSUM, EXIT_NOT_FOUND
+from test_sage_cli import Tree
+
+
+@pytest.fixture
+def tree(tmp_path):
+    t = Tree(tmp_path / "sage")
+    for i in range(6):
+        t.add("pkg%d" % i, "1.%d" % i, "pkg%d-VERSION.tar.gz" % i, make_data(30000 + i, 100 + i),
+              ptype="standard" if i < 4 else "optional")
+    return t
+
+
+def test_make_mirror_serve_with_nginx_and_fetch_everything_from_it(run_cli, tmp_path, tree):
+    require_tool("nginx")
+    site = tmp_path / "site"
+    with FaultServer(tree.files) as upstream:
+        env = clean_env(tmp_path, SAGE_ROOT=str(tree.root), SAGEDL_MIRRORS=upstream.url + "/ok/")
+        r = run_cli("make-mirror", site, "--base-url", "http://mirror.example/sage", "-q", env=env)
+    assert r.code == 0, r
+    for name, data in tree.files.items():
+        pkg = name.split("-")[0]
+        assert (site / "spkg" / "upstream" / pkg / name).read_bytes() == data
+    assert "['http://mirror.example/sage/']" in (site / "mirror_list").read_text()
+    sums = (site / "SHA256SUMS").read_text().splitlines()
+    assert len(sums) == len(tree.files)
+
+    # A second machine: same metadata, empty distfiles, SAGE_SERVER -> nginx.
+    with Nginx(str(site)) as nginx:
+        dist = tmp_path / "dist2"
+        env2 = clean_env(tmp_path, SAGE_ROOT=str(tree.root), SAGE_DISTFILES=str(dist),
+                         SAGE_SERVER=nginx.url + "/", SAGEDL_MIRRORS="http://127.0.0.1:9/")
+        r = run_cli("download", ":all:", "--jobs", "3", env=env2)
+        assert r.code == 0, r
+        assert len(r.out.splitlines()) == len(tree.files)
+        assert "6 fetched" in r.err
+        for name, data in tree.files.items():
+            assert (dist / name).read_bytes() == data
+    r = run_cli("verify", dist, env=env2)
+    assert r.code == 0, r
+    assert "6 verified, 0 missing, 0 bad, 0 extra" in r.err
+    r = run_cli("verify", site, env=env2)
+    assert r.code == 0, r
+
+
+def test_verify_reports_missing_extra_and_bad(run_cli, tmp_path, tree):
+    dist = tmp_path / "dist"
+    dist.mkdir()
+    names = sorted(tree.files)
+    (dist / names[0]).write_bytes(tree.files[names[0]])
+    (dist / names[1]).write_bytes(b"corrupt")
+    (dist / "stray.tar.gz").write_bytes(b"?")
+    env = clean_env(tmp_path, SAGE_ROOT=str(tree.root))
+    r = run_cli("verify", dist, env=env)
+    assert r.code == EXIT_CHECKSUM, r
+    assert "bad      %s" % names[1] in r.out
+    assert "extra    stray.tar.gz" in r.out
+    assert "missing  %s" % names[2] in r.out
+    assert "1 verified, 4 missing, 1 bad, 1 extra" in r.err
+    (dist / names[1]).unlink()
+    r = run_cli("verify", dist, ":optional:", env=env)
+    assert r.code == EXIT_NOT_FOUND, r
+    assert "extra" not in r.out.replace("extra    stray.tar.gz", "")
+
+
+def test_bulk_skips_files_that_verify_and_keeps_going_on_warn(run_cli, tmp_path, tree):
+    names = sorted(tree.files)
+    dist = tree.root / "upstream"
+    dist.mkdir()
+    (dist / names[0]).write_bytes(tree.files[names[0]])
+    served = dict(tree.files)
+    del served[names[1]]
+    with FaultServer(served) as s:
+        env = clean_env(tmp_path, SAGE_ROOT=str(tree.root), SAGEDL_MIRRORS=s.url + "/ok/")
+        r = run_cli("download", ":all:", "--on-error", "warn", "--jobs", "4", env=env)
+        assert r.code == EXIT_NOT_FOUND, r
+        assert s.requests_for(names[0]) == []
+    assert "4 fetched" in r.err and "1 already present" in r.err and "1 failed" in r.err
+    assert "failed: %s" % names[1] in r.err
+    assert len(r.out.splitlines()) == 5
