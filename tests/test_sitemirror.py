@@ -88,3 +88,19 @@ def test_bulk_skips_files_that_verify_and_keeps_going_on_warn(run_cli, tmp_path,
     assert "4 fetched" in r.err and "1 already present" in r.err and "1 failed" in r.err
     assert "failed: %s" % names[1] in r.err
     assert len(r.out.splitlines()) == 5
+
+
+def test_bulk_reuses_one_connection_per_worker(run_cli, tmp_path, tree):
+    with FaultServer(tree.files) as s:
+        env = clean_env(tmp_path, SAGE_ROOT=str(tree.root), SAGEDL_MIRRORS=s.url + "/ok/")
+        r = run_cli("download", ":all:", "--jobs", "1", "-q", env=env)
+        assert r.code == 0, r
+        gets = [q for q in s.requests if q.method == "GET"]
+        assert len(gets) == len(tree.files)
+        assert len(set(q.connection for q in gets)) == 1      # keep-alive
+        shutil_rm = __import__("shutil").rmtree
+        shutil_rm(str(tree.root / "upstream"))
+        r = run_cli("download", ":all:", "--jobs", "2", "-q", env=env)
+        assert r.code == 0, r
+        gets = [q for q in s.requests if q.method == "GET"][len(tree.files):]
+        assert len(set(q.connection for q in gets)) <= 2
