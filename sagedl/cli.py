@@ -71,6 +71,9 @@ def _add_common(p):
     g.add_argument("--no-check-certificate", action="store_true",
                    help="do not verify TLS certificates (checksums still apply)")
     g.add_argument("--ca-bundle", metavar="FILE", help="CA certificates to trust (PEM)")
+    g.add_argument("--transport", choices=("auto", "stdlib", "urllib3"), default="auto",
+                   help="HTTP implementation: the standard library's (default; see README "
+                        "for why auto means stdlib) or urllib3 when importable")
     g = p.add_argument_group("output")
     g.add_argument("--quiet", "-q", action="store_true", help="print nothing but errors")
     g.add_argument("--progress", choices=("auto", "bar", "lines", "dots", "none"), default="auto",
@@ -170,8 +173,15 @@ class Context(object):
     def new_transport(self):
         """A transport of its own (one per worker thread: connections are not shared)."""
         from sagedl.transport import Transport
-        return Transport(timeout=self.args.timeout or 30.0, env=self.env,
-                         ca_bundle=self.args.ca_bundle, verify=not self.args.no_check_certificate)
+        cls = Transport
+        if self.args.transport == "urllib3":
+            from sagedl import transport_urllib3
+            if not transport_urllib3.available():
+                raise UsageError("--transport urllib3: urllib3 is not importable by %s"
+                                 % sys.executable, hint="install urllib3, or use --transport stdlib")
+            cls = transport_urllib3.Urllib3Transport
+        return cls(timeout=self.args.timeout or 30.0, env=self.env,
+                   ca_bundle=self.args.ca_bundle, verify=not self.args.no_check_certificate)
 
     def options(self):
         from sagedl.download import Options
