@@ -215,12 +215,23 @@ class Context(object):
         from sagedl import mirrors
         return mirrors.load_configured(self.args.mirrors_file, self.env)
 
-    def ranked(self, listed):
-        """Rank mirrors by a parallel HTTP probe (see mirrors.rank), best first."""
+    def ranked(self, listed, fresh=False):
+        """Mirrors best first: a parallel HTTP probe, cached for an hour, with
+        recently failed mirrors demoted (see mirrors.rank_cached).  fresh:
+        measure every mirror now, without the cache or the early stop."""
         from sagedl import mirrors
-        ranked = mirrors.rank(listed, env=self.env)
+        ctx = None
+        if any(m.url.startswith("https:") for m in listed):
+            from sagedl.tls import TLSConfig
+            ctx = TLSConfig(self.args.ca_bundle, not self.args.no_check_certificate,
+                            self.env).context()
+        if fresh:
+            ranked = mirrors.rank_cached(listed, env=self.env, ssl_context=ctx, refresh=True,
+                                         want=None)
+        else:
+            ranked = mirrors.rank_cached(listed, env=self.env, ssl_context=ctx)
         if not any(r.ok for r in ranked):
-            self.say("no mirror answered the ranking probe; trying them in list order")
+            self.say("no mirror answered the ranking probe; trying them by priority")
         return ranked
 
     def fetch_small(self, url, timeout):
@@ -533,8 +544,16 @@ def cmd_print_fastest_mirror(ctx):
 
 
 def cmd_list_mirrors(ctx):
+    """A table of the configured mirrors, freshly ranked: name, region,
+    latency, health, last result."""
     from sagedl import mirrors
-    ctx.stdout.write(mirrors.list_table(ctx))
+    listed = ctx.configured_mirrors()
+    if ctx.args.mirror or ctx.env.get("SAGEDL_MIRRORS", "").strip():
+        listed = [mirrors.Mirror(u) for u in ctx.mirror_bases()]
+    text = mirrors.format_table(ctx.ranked(listed, fresh=True), mirrors.load_health(ctx.env))
+    if sys.version_info[0] == 2 and not isinstance(text, bytes):
+        text = text.encode("utf-8")   # mirror names are unicode; a pipe takes bytes on 2.7
+    ctx.stdout.write(text)
     return 0
 
 

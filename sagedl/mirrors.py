@@ -28,7 +28,7 @@ import threading
 import time
 
 from sagedl import __version__
-from sagedl.compat import (PY2, compat_makedirs, compat_monotonic, compat_replace, compat_str,
+from sagedl.compat import (compat_makedirs, compat_monotonic, compat_replace, compat_str,
                            compat_text_types, compat_urlsplit)
 from sagedl.errors import LockTimeout, MetadataError, SagedlError, SourceFailure
 from sagedl.paths import cache_dir, config_dir
@@ -1224,31 +1224,3 @@ def format_table(ranked, health, now=None, window=HEALTH_WINDOW):
 def _clip(text, width):
     text = " ".join(compat_str(text).split())
     return text if len(text) <= width else text[:width - 3] + "..."
-
-
-# -- what the CLI calls ----------------------------------------------------------
-def _cli_ssl_context(ctx, mirrors):
-    if not any(m.url.startswith("https:") for m in mirrors):
-        return None
-    from sagedl.tls import TLSConfig
-    args = ctx.args
-    return TLSConfig(getattr(args, "ca_bundle", None),
-                     not getattr(args, "no_check_certificate", False), ctx.env).context()
-
-
-def best_mirrors(ctx):
-    """The CLI's mirror order: the configured list (--mirrors-file, the user's
-    file, or the shipped one), ranked with the cache and health record."""
-    mirrors = load_configured(getattr(ctx.args, "mirrors_file", None), ctx.env)
-    return [r.mirror for r in rank_cached(mirrors, env=ctx.env,
-                                          ssl_context=_cli_ssl_context(ctx, mirrors))]
-
-
-def list_table(ctx):
-    """``sagedl list-mirrors``: measure every mirror afresh and tabulate."""
-    mirrors = load_configured(getattr(ctx.args, "mirrors_file", None), ctx.env)
-    ranked = rank_cached(mirrors, env=ctx.env, refresh=True, want=None,
-                         ssl_context=_cli_ssl_context(ctx, mirrors))
-    text = format_table(ranked, load_health(ctx.env))
-    # Python 2: mirror names are unicode; a piped stdout would only take ASCII.
-    return text.encode("utf-8") if PY2 else text

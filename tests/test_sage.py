@@ -16,7 +16,9 @@ from sagedl.errors import MetadataError, NotFoundError, UsageError
 from sagedl.sage import (HINT_BROKEN, SageTree, Tarball, check_filename, expand, mirror_list_urls,
                          parse_checksums_ini, read_upstream_d, source_urls, strip_patchlevel)
 
-REAL_ROOT = os.environ.get("SAGEDL_SAGE_PKGS", "/work/shared/sage-pkgs")
+from realfiles import sage_pkgs_dir  # $SAGEDL_SAGE_PKGS, ../shared beside the clone, /work/shared
+
+REAL_ROOT = sage_pkgs_dir()
 REAL_PKGS = os.path.join(REAL_ROOT, "build", "pkgs")
 REAL_ENTRIES = 544  # tarball= lines in the real tree, counted by hand with grep
 

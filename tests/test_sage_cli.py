@@ -259,3 +259,25 @@ def test_sage_download_file_forms_through_the_pyz(tmp_path, tree, mirror, instal
         assert (tree.root / "upstream" / tree.ntl).read_bytes() == data
     if form == "quiet":
         assert p.stderr == b"" and p.stdout == b""
+
+
+def test_print_fastest_mirror_and_list_mirrors_rank_the_configured_list(run_cli, tmp_path, tree, mirror):
+    import socket
+    mute = socket.socket()
+    mute.bind(("127.0.0.1", 0))
+    mute.listen(8)                    # accepts, never answers HTTP
+    try:
+        mfile = tmp_path / "mirrors.toml"
+        mfile.write_text('[[mirror]]\nurl = "http://127.0.0.1:%d/"\nname = "mute"\n'
+                         '[[mirror]]\nurl = "%s/ok/"\nname = "good one"\nregion = "e"\n'
+                         % (mute.getsockname()[1], mirror.url))
+        env = clean_env(tmp_path, SAGE_ROOT=str(tree.root))
+        r = run_cli("--print-fastest-mirror", "--mirrors-file", mfile, env=env)
+        assert (r.code, r.out) == (0, mirror.url + "/ok/\n"), r
+        r = run_cli("list-mirrors", "--mirrors-file", mfile, env=env)
+        assert r.code == 0, r
+        lines = r.out.splitlines()
+        assert "good one" in lines[1] and "mute" in lines[2], r.out
+        assert "ms" in lines[1]
+    finally:
+        mute.close()
