@@ -1000,9 +1000,3 @@ class _Args(object):
         self.ca_bundle = None
         self.no_check_certificate = False
 
-
-class _Ctx(object):
-    def __init__(self, mirrors_file, env):
-        self.args = _Args(mirrors_file)
-        self.env = env
-
