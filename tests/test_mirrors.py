@@ -991,12 +991,3 @@ def test_format_table_shows_latency_health_and_last_result():
     assert "unknown" in lines[2] and " - " in lines[2]
     assert "failing" in lines[3] and "checksum mismatch, 5 min ago" in lines[3]
     assert "failed: timed out" in lines[3] and lines[3].endswith("https://c.example/")
-
-
-# -- what the CLI calls --------------------------------------------------------------
-class _Args(object):
-    def __init__(self, mirrors_file):
-        self.mirrors_file = mirrors_file
-        self.ca_bundle = None
-        self.no_check_certificate = False
-
