@@ -57,6 +57,9 @@ def _add_common(p):
     g.add_argument("--mirrors-file", metavar="FILE", help="a mirrors.toml to use instead of the shipped list")
     g.add_argument("--allow-upstream", action="store_true",
                    help="fall back to the package's upstream_url")
+    g.add_argument("--upstream-only", action="store_true",
+                   help="download only from the package's upstream_url (no SAGE_SERVER, "
+                        ".upstream.d or mirrors), as distribution packagers do")
     g.add_argument("--sage-root", metavar="DIR", help="the Sage tree (default: $SAGE_ROOT, or found "
                                                       "by walking up from the current directory)")
     g = p.add_argument_group("network")
@@ -209,7 +212,7 @@ class Context(object):
             return [_with_slash(m) for m in self.args.mirror]
         if self.env.get("SAGEDL_MIRRORS", "").strip():
             return [_with_slash(m) for m in self.env["SAGEDL_MIRRORS"].split()]
-        return [r.mirror.url for r in self.ranked(self.configured_mirrors())]
+        return usable_bases(self.ranked(self.configured_mirrors()))
 
     def configured_mirrors(self):
         from sagedl import mirrors
@@ -252,8 +255,21 @@ class Context(object):
             listed, origin, problem = mirrors.live_mirror_list(url, self.fetch_small, env=self.env)
             if problem:
                 self.say("mirror list %s: %s; using the %s list" % (url, problem, origin))
-            return [r.mirror.url for r in self.ranked(listed)]
+            return usable_bases(self.ranked(listed))
         return resolve
+
+
+MAX_DEAD_MIRRORS = 3
+
+
+def usable_bases(ranked):
+    """Base URLs to try: every mirror that answered the probe (or was not
+    measured), best first.  Mirrors whose probe failed are dropped -- trying
+    each would cost a timeout apiece -- unless none answered at all
+    (offline, or a probe-hostile network): then the first few by priority."""
+    from sagedl.mirrors import FAILED
+    alive = [r.mirror.url for r in ranked if r.status != FAILED]
+    return alive or [r.mirror.url for r in ranked[:MAX_DEAD_MIRRORS]]
 
 
 def _with_slash(url):
@@ -406,6 +422,12 @@ def sage_sources(ctx, tree, tarball, bases=None):
     .upstream.d entries (which name Sage's own servers) are skipped too.
     """
     from sagedl import sage
+    if ctx.args.upstream_only:
+        if not tarball.upstream_url:
+            raise UsageError("%s has no upstream_url in %s" % (tarball.filename, tarball.checksums_ini
+                                                               or "its checksums.ini"),
+                             hint="drop --upstream-only to use the Sage mirrors")
+        return [tarball.upstream_url]
     explicit = ctx.args.mirror or ctx.env.get("SAGEDL_MIRRORS", "").strip()
     entries = [] if explicit else sage.read_upstream_d(tree.root, tree.distfiles(ctx.env))
     if bases is None:

@@ -281,3 +281,37 @@ def test_print_fastest_mirror_and_list_mirrors_rank_the_configured_list(run_cli,
         assert "ms" in lines[1]
     finally:
         mute.close()
+
+
+def test_upstream_only_skips_every_mirror(run_cli, tmp_path, mirror):
+    t = Tree(tmp_path / "sage3")
+    data = make_data(9000, 31)
+    name = t.add("up", "3.0", "up-VERSION.tar.gz", data, upstream_url="URLBASE/up-VERSION.tar.gz")
+    mirror.add(name, data)
+    ini = t.pkgs / "up" / "checksums.ini"
+    ini.write_text(ini.read_text().replace("URLBASE", mirror.url + "/ok/upstream"))
+    env = clean_env(tmp_path, SAGE_ROOT=str(t.root), SAGE_SERVER=mirror.url + "/404/",
+                    SAGEDL_MIRRORS=mirror.url + "/404/")
+    r = run_cli(name, "--upstream-only", env=env)
+    assert r.code == 0, r
+    assert [q.path for q in mirror.requests_for(name)] == ["/ok/upstream/" + name]
+    r = run_cli("ntl-11.6.0.tar.gz", "--upstream-only", env=clean_env(tmp_path, SAGE_ROOT=str(t.root)))
+    assert r.code != 0
+
+
+def test_mirrors_that_fail_the_probe_are_not_tried_one_by_one(run_cli, tmp_path, tree, mirror):
+    import socket
+    dead = []
+    for _ in range(5):
+        s = socket.socket()
+        s.bind(("127.0.0.1", 0))
+        dead.append(s.getsockname()[1])
+        s.close()                      # refused at once
+    mfile = tmp_path / "mirrors.toml"
+    mfile.write_text("".join('[[mirror]]\nurl = "http://127.0.0.1:%d/"\nname = "dead %d"\n' % (p, p)
+                             for p in dead)
+                     + '[[mirror]]\nurl = "%s/ok/"\nname = "good"\n' % mirror.url)
+    env = clean_env(tmp_path, SAGE_ROOT=str(tree.root))
+    r = run_cli(tree.ntl, "--mirrors-file", mfile, "--progress", "lines", env=env)
+    assert r.code == 0, r
+    assert "dead" not in r.err and "127.0.0.1:%d" % dead[0] not in r.err
