@@ -362,3 +362,18 @@ def test_large_file_streams_in_blocks(run_cli, out):
                     hashlib.sha256(data).hexdigest(), "-q")
     assert r.code == 0, r
     assert (out / "big.bin").read_bytes() == data
+
+
+def test_verified_file_is_used_without_taking_the_lock(run_cli, server, payload, out, monkeypatch):
+    # (A read-only distfiles directory could not even create the lock file;
+    # root ignores chmod, so prove directly that no lock is taken.)
+    import sagedl.download
+
+    class NoLock(object):
+        def __init__(self, *a, **kw):
+            raise AssertionError("a verified file must not need the lock")
+    monkeypatch.setattr(sagedl.download, "FileLock", NoLock)
+    (out / "f.bin").write_bytes(payload.data)
+    r = fetch(run_cli, out / "f.bin", payload, server.url_for("f.bin"))
+    assert r.code == 0, r
+    assert server.requests_for("f.bin") == []
