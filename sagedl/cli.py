@@ -572,7 +572,11 @@ def cmd_list_mirrors(ctx):
     listed = ctx.configured_mirrors()
     if ctx.args.mirror or ctx.env.get("SAGEDL_MIRRORS", "").strip():
         listed = [mirrors.Mirror(u) for u in ctx.mirror_bases()]
-    text = mirrors.format_table(ctx.ranked(listed, fresh=True), mirrors.load_health(ctx.env))
+    if ctx.args.no_probe:
+        ranked = [mirrors.Ranked(m, mirrors.SKIPPED, None, "not measured") for m in listed]
+    else:
+        ranked = ctx.ranked(listed, fresh=True)
+    text = mirrors.format_table(ranked, mirrors.load_health(ctx.env))
     if sys.version_info[0] == 2 and not isinstance(text, bytes):
         text = text.encode("utf-8")   # mirror names are unicode; a pipe takes bytes on 2.7
     ctx.stdout.write(text)
@@ -707,6 +711,8 @@ def _list_parser():
     p = Parser(prog=PROG + " list-mirrors",
                description="Rank the mirrors and print them as a table: name, region, "
                            "latency, health, last result.")
+    p.add_argument("--no-probe", action="store_true",
+                   help="list the configured mirrors without measuring them (offline)")
     _add_common(p)
     return p
 

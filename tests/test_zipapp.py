@@ -117,7 +117,9 @@ def test_archive_holds_root_main_shims_and_every_package_source_sorted():
         assert zf.read("contextlib.py") == shim
         infos = zf.infolist()
     assert names == sorted(names)
-    assert names[:3] == ["__main__.py", "contextlib.py", "functools.py"]
+    assert names[:4] == ["__main__.py", "_sagedl_bytecode.py", "contextlib.py", "functools.py"]
+    with zipfile.ZipFile(pyz_path()) as zf:
+        assert zf.read("_sagedl_bytecode.py") == read_bytes(os.path.join(ZIPAPP, "bytecode_cache.py"))
     expected = set()
     for top, dirs, files in os.walk(os.path.join(REPO, "sagedl")):
         dirs[:] = [d for d in dirs if d != "__pycache__" and not d.startswith(".")]
@@ -127,7 +129,7 @@ def test_archive_holds_root_main_shims_and_every_package_source_sorted():
                 expected.add(rel.replace(os.sep, "/"))
     if os.path.isfile(os.path.join(REPO, "mirrors.toml")):
         expected.add("sagedl/mirrors.toml")
-    assert set(names[3:]) == expected
+    assert set(names[4:]) == expected
     for info in infos:
         assert info.date_time == (1980, 1, 1, 0, 0, 0)
         assert info.compress_type == zipfile.ZIP_DEFLATED
@@ -151,7 +153,7 @@ def test_build_takes_py_and_toml_only_and_the_root_mirrors_toml(tmp_path):
         (root / rel).write_text(text)
     out = build_pyz(str(tmp_path / "t.pyz"), repo_root=str(root))
     with zipfile.ZipFile(out) as zf:
-        assert zf.namelist() == ["__main__.py", "contextlib.py", "functools.py",
+        assert zf.namelist() == ["__main__.py", "_sagedl_bytecode.py", "contextlib.py", "functools.py",
                                  "sagedl/__init__.py", "sagedl/mirrors.toml",
                                  "sagedl/sub/data.toml", "sagedl/sub/mod.py"]
         assert zf.read("sagedl/mirrors.toml") == b"[x]\n"

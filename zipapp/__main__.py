@@ -62,8 +62,22 @@ def main():
     # the -E re-exec took effect: do not risk an exec loop there.
     if needs_isolation(os.environ, getattr(flags, "ignore_environment", True)):
         _reexec()
+    _install_bytecode_cache(os)
     from sagedl.cli import main as cli_main
     return cli_main()
+
+
+def _install_bytecode_cache(os):
+    """Load sagedl's modules through a compiled-code cache (see
+    _sagedl_bytecode.py); without it every run compiles them again."""
+    archive = os.path.dirname(os.path.abspath(__file__))
+    if not os.path.isfile(archive):
+        return   # not running from the pyz (a test importing this file)
+    try:
+        import _sagedl_bytecode
+        _sagedl_bytecode.install(archive, os.environ)
+    except ImportError:
+        pass
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
 Layout: a /bin/sh preamble (zipapp/preamble.sh), then a zip holding
   __main__.py                  zipapp/__main__.py
   contextlib.py, functools.py  zipapp/stdlib_shim.py (see why there)
+  _sagedl_bytecode.py          zipapp/bytecode_cache.py (compiled-code cache)
   sagedl/...                   every .py and .toml under sagedl/
   sagedl/mirrors.toml          mirrors.toml at the repo root, if present
 
@@ -58,7 +59,8 @@ def _read(path):
 
 def archive_members(repo_root=REPO, zipapp_dir=HERE):
     """Sorted list of (name in archive, path on disk)."""
-    members = {"__main__.py": os.path.join(zipapp_dir, "__main__.py")}
+    members = {"__main__.py": os.path.join(zipapp_dir, "__main__.py"),
+               "_sagedl_bytecode.py": os.path.join(zipapp_dir, "bytecode_cache.py")}
     for name in SHIMMED_MODULES:
         members[name + ".py"] = os.path.join(zipapp_dir, "stdlib_shim.py")
     package = os.path.join(repo_root, "sagedl")
