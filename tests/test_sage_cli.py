@@ -238,7 +238,8 @@ def test_sage_spkg_call_form_gets_exactly_one_path(tmp_path, tree, mirror, insta
     assert p.stdout == b"original list\n"
 
 
-@pytest.mark.parametrize("form", ["tarball", "tarball-dest", "url-dest", "url-stdout", "quiet"])
+@pytest.mark.parametrize("form", ["tarball", "tarball-dest", "url-dest", "url-stdout", "quiet",
+                                  "no-check-certificate", "allow-upstream", "fastest-mirror"])
 def test_sage_download_file_forms_through_the_pyz(tmp_path, tree, mirror, installed, form):
     env = env_for(tmp_path, tree, mirror)
     tool = str(installed / "sage-download-file")
@@ -246,11 +247,19 @@ def test_sage_download_file_forms_through_the_pyz(tmp_path, tree, mirror, instal
     dest = str(tmp_path / "d.tar.gz")
     argv = {"tarball": [tree.ntl], "tarball-dest": [tree.ntl, dest],
             "url-dest": [url, dest], "url-stdout": [url],
-            "quiet": ["--quiet", "--timeout", "10", "--log", "INFO", tree.ntl]}[form]
+            "quiet": ["--quiet", "--timeout", "10", "--log", "INFO", tree.ntl],
+            "no-check-certificate": ["--no-check-certificate", tree.ntl],
+            "allow-upstream": ["--allow-upstream", tree.ntl],
+            "fastest-mirror": ["--print-fastest-mirror"]}[form]
     p = subprocess.run([tool] + argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                        timeout=60)
     assert p.returncode == 0, p.stderr
     data = tree.files[tree.ntl]
+    if form == "fastest-mirror":
+        assert p.stdout == (mirror.url + "/ok/\n").encode()
+        return
+    if form == "no-check-certificate":
+        assert b"warning: TLS certificate verification is disabled" in p.stderr
     if form == "url-stdout":
         assert p.stdout == data
     elif form in ("tarball-dest", "url-dest"):
@@ -315,3 +324,10 @@ def test_mirrors_that_fail_the_probe_are_not_tried_one_by_one(run_cli, tmp_path,
     r = run_cli(tree.ntl, "--mirrors-file", mfile, "--progress", "lines", env=env)
     assert r.code == 0, r
     assert "dead" not in r.err and "127.0.0.1:%d" % dead[0] not in r.err
+
+
+def test_dots_progress_for_sage_logs(run_cli, tmp_path, tree, mirror):
+    r = run_cli(tree.ntl, "--progress", "dots", env=env_for(tmp_path, tree, mirror))
+    assert r.code == 0, r
+    bar = [l for l in r.err.splitlines() if l.startswith("[")]
+    assert bar and bar[0].startswith("[" + "." * 70) and bar[0].rstrip().endswith("]"), r.err
