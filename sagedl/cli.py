@@ -91,15 +91,37 @@ def _add_common(p):
                    help="how long to wait for another sagedl on the same file (default 3600)")
 
 
-def make_parser():
+def _parser(command, description, selection=False, jobs=False):
+    """An argparse parser whose errors are UsageErrors (one line, exit 2)."""
     import argparse
+    prog = PROG + (" " + command if command else "")
 
     class Parser(argparse.ArgumentParser):
         def error(self, message):
-            raise UsageError(message, hint="see '%s --help'" % PROG)
+            raise UsageError(message, hint="see '%s --help'" % prog)
 
-    p = Parser(prog=PROG, description=DESCRIPTION, epilog=_exit_code_epilog(),
+    p = Parser(prog=prog, description=description, epilog=_exit_code_epilog(),
                formatter_class=argparse.RawDescriptionHelpFormatter)
+    if selection:
+        p.add_argument("--exclude", action="append", default=[], metavar="PKG",
+                       help="leave this package out (repeatable)")
+        p.add_argument("--has-file", action="append", default=[], metavar="FILE",
+                       help="only packages whose directory has FILE (repeatable)")
+        p.add_argument("--no-file", action="append", default=[], metavar="FILE",
+                       help="only packages whose directory lacks FILE (repeatable)")
+    if jobs:
+        p.add_argument("--jobs", "-j", type=int, default=4, metavar="N",
+                       help="parallel downloads (default 4)")
+        p.add_argument("--on-error", choices=("stop", "warn"), default="stop",
+                       help="stop at the first failure (default) or warn and go on")
+    return p
+
+
+PACKAGES_HELP = "package names, tarball names, or :all:, :standard:, :optional:, :experimental:"
+
+
+def make_parser():
+    p = _parser(None, DESCRIPTION)
     p.add_argument("--version", action="store_true", help="print the version and exit")
     p.add_argument("url_or_tarball", nargs="?", help="a URL, a tarball name or a package name")
     p.add_argument("destination", nargs="?",
@@ -116,28 +138,46 @@ def make_parser():
 
 
 def make_download_parser():
-    import argparse
+    p = _parser("download", "Download the tarballs of Sage packages (sage-package download). "
+                            "Prints one absolute path per package on stdout, in order.",
+                selection=True, jobs=True)
+    p.add_argument("packages", nargs="+", metavar="PKG", help=PACKAGES_HELP)
+    _add_common(p)
+    return p
 
-    class Parser(argparse.ArgumentParser):
-        def error(self, message):
-            raise UsageError(message, hint="see '%s download --help'" % PROG)
 
-    p = Parser(prog=PROG + " download",
-               description="Download the tarballs of Sage packages (sage-package download). "
-                           "Prints one absolute path per package on stdout.",
-               epilog=_exit_code_epilog(), formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("packages", nargs="+", metavar="PKG",
-                   help="package names, tarball names, or :all:, :standard:, :optional:, :experimental:")
-    p.add_argument("--on-error", choices=("stop", "warn"), default="stop",
-                   help="stop at the first failure (default) or warn and go on")
-    p.add_argument("--jobs", "-j", type=int, default=4, metavar="N",
-                   help="parallel downloads (default 4)")
-    p.add_argument("--exclude", action="append", default=[], metavar="PKG",
-                   help="leave this package out (repeatable)")
-    p.add_argument("--has-file", action="append", default=[], metavar="FILE",
-                   help="only packages whose directory has FILE (repeatable)")
-    p.add_argument("--no-file", action="append", default=[], metavar="FILE",
-                   help="only packages whose directory lacks FILE (repeatable)")
+def _make_mirror_parser():
+    p = _parser("make-mirror",
+                "Write DIR in the Sage mirror layout (spkg/upstream/PKG/TARBALL) for the "
+                "selected packages, downloading what the distfiles lack, plus DIR/mirror_list "
+                "and DIR/SHA256SUMS.  Serve DIR with any static web server; other machines "
+                "use it through SAGE_SERVER or --mirror.", selection=True, jobs=True)
+    p.add_argument("directory", metavar="DIR")
+    p.add_argument("packages", nargs="*", metavar="PKG", default=[":all:"],
+                   help=PACKAGES_HELP + " (default :all:)")
+    p.add_argument("--base-url", metavar="URL",
+                   help="the URL DIR will be served at, written into DIR/mirror_list")
+    _add_common(p)
+    return p
+
+
+def _verify_parser():
+    p = _parser("verify",
+                "Check every file in a distfiles directory (flat) or a mirror tree "
+                "(spkg/upstream/PKG/TARBALL) against the Sage tree's checksums.  Prints one "
+                "line per missing, extra or bad file and a summary.", selection=True)
+    p.add_argument("directory", metavar="DIR")
+    p.add_argument("packages", nargs="*", metavar="PKG", default=[":all:"],
+                   help=PACKAGES_HELP + " (default :all:)")
+    _add_common(p)
+    return p
+
+
+def _list_parser():
+    p = _parser("list-mirrors", "Rank the mirrors and print them as a table: name, region, "
+                                "latency, health, last result.")
+    p.add_argument("--no-probe", action="store_true",
+                   help="list the configured mirrors without measuring them (offline)")
     _add_common(p)
     return p
 
@@ -649,72 +689,6 @@ def main(argv=None, env=None, stdout=None, stderr=None):
         if ctx is not None and ctx._transport is not None:
             ctx._transport.close()
         _restore_sigterm(old_term)
-
-
-def _selection_args(p):
-    p.add_argument("packages", nargs="*", metavar="PKG", default=[":all:"],
-                   help="package names, tarball names, or :all: (default), :standard:, "
-                        ":optional:, :experimental:")
-    p.add_argument("--exclude", action="append", default=[], metavar="PKG",
-                   help="leave this package out (repeatable)")
-    p.add_argument("--has-file", action="append", default=[], metavar="FILE",
-                   help="only packages whose directory has FILE (repeatable)")
-    p.add_argument("--no-file", action="append", default=[], metavar="FILE",
-                   help="only packages whose directory lacks FILE (repeatable)")
-
-
-def _make_mirror_parser():
-    import argparse
-
-    class Parser(argparse.ArgumentParser):
-        def error(self, message):
-            raise UsageError(message, hint="see '%s make-mirror --help'" % PROG)
-    p = Parser(prog=PROG + " make-mirror",
-               description="Write DIR in the Sage mirror layout (spkg/upstream/PKG/TARBALL) "
-                           "for the selected packages, downloading what the distfiles lack, "
-                           "plus DIR/mirror_list and DIR/SHA256SUMS.  Serve DIR with any static "
-                           "web server; other machines use it through SAGE_SERVER or --mirror.",
-               epilog=_exit_code_epilog(), formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("directory", metavar="DIR")
-    _selection_args(p)
-    p.add_argument("--base-url", metavar="URL",
-                   help="the URL DIR will be served at, written into DIR/mirror_list")
-    p.add_argument("--jobs", "-j", type=int, default=4, metavar="N", help="parallel downloads")
-    p.add_argument("--on-error", choices=("stop", "warn"), default="stop")
-    _add_common(p)
-    return p
-
-
-def _verify_parser():
-    import argparse
-
-    class Parser(argparse.ArgumentParser):
-        def error(self, message):
-            raise UsageError(message, hint="see '%s verify --help'" % PROG)
-    p = Parser(prog=PROG + " verify",
-               description="Check every file in a distfiles directory (flat) or a mirror tree "
-                           "(spkg/upstream/PKG/TARBALL) against the Sage tree's checksums. "
-                           "Prints one line per missing, extra or bad file and a summary.",
-               epilog=_exit_code_epilog(), formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("directory", metavar="DIR")
-    _selection_args(p)
-    _add_common(p)
-    return p
-
-
-def _list_parser():
-    import argparse
-
-    class Parser(argparse.ArgumentParser):
-        def error(self, message):
-            raise UsageError(message, hint="see '%s list-mirrors --help'" % PROG)
-    p = Parser(prog=PROG + " list-mirrors",
-               description="Rank the mirrors and print them as a table: name, region, "
-                           "latency, health, last result.")
-    p.add_argument("--no-probe", action="store_true",
-                   help="list the configured mirrors without measuring them (offline)")
-    _add_common(p)
-    return p
 
 
 def _report(stderr, e, debug):
