@@ -112,3 +112,29 @@ def test_direct_execution_with_a_broken_python_first_on_path_downloads(served, t
                        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=120)
     assert r.returncode == 0, r.stderr
     assert dest.read_bytes() == p.data
+
+
+@pytest.mark.parametrize("label", interpreter_params())
+def test_sage_tree_forms_under_every_interpreter(label, tmp_path):
+    """Tarball resolution, bulk download in threads, mirror ranking, health
+    records and verify: the Sage paths, not only URLs, on every interpreter."""
+    from test_sage_cli import Tree
+    python = require_interpreter(label)
+    tree = Tree(tmp_path / "sage")
+    names = [tree.add("p%d" % i, "2.%d.p1" % i, "p%d-VERSION.tar.gz" % i, make_data(40000, 50 + i))
+             for i in range(3)]
+    with FaultServer(tree.files) as s:
+        mfile = tmp_path / "mirrors.toml"
+        mfile.write_text('[[mirror]]\nurl = "%s/ok/"\nname = "loopback"\n' % s.url)
+        env = env_for(tmp_path, SAGE_ROOT=str(tree.root))
+        r = run_pyz(python, [names[0], "--mirrors-file", mfile, "-q"], env)
+        assert r.returncode == 0, r.stderr
+        r = run_pyz(python, ["download", ":all:", "--jobs", "2", "--mirrors-file", mfile], env)
+        assert r.returncode == 0, r.stderr
+        assert r.stdout.decode().splitlines() == [str(tree.root / "upstream" / n) for n in names]
+        r = run_pyz(python, ["verify", str(tree.root / "upstream")], env)
+        assert r.returncode == 0, r.stderr
+        r = run_pyz(python, ["list-mirrors", "--mirrors-file", mfile], env)
+        assert r.returncode == 0 and b"loopback" in r.stdout, r.stderr
+    for n in names:
+        assert (tree.root / "upstream" / n).read_bytes() == tree.files[n]
