@@ -106,7 +106,7 @@ class Download(object):
                  on_result=None, notify=None, sleep=time.sleep):
         self.dest = os.path.abspath(dest)
         self.name = os.path.basename(self.dest)
-        self.sources = list(sources)
+        self.sources = _distinct_labels(list(sources))
         self.expected = expected
         self.transport = transport
         self.progress = progress
@@ -393,7 +393,8 @@ class Download(object):
         reason = hasher.mismatch()
         if reason is not None:
             self._discard_partial()
-            f = SourceFailure(SourceFailure.KIND_CHECKSUM, "checksum mismatch: " + reason)
+            f = SourceFailure(SourceFailure.KIND_CHECKSUM, "checksum mismatch: " + hasher.short_mismatch())
+            f.detail = reason        # both full digests, for the final error's hint
             f.resumed = offset > 0
             raise f
         try:
@@ -503,6 +504,17 @@ def fetch(dest, sources, expected, transport, progress, options=None, on_result=
     """Download ``dest`` from ``sources``; returns a Result or raises SagedlError."""
     return Download(dest, sources, expected, transport, progress, options, on_result,
                     notify, sleep).run()
+
+
+def _distinct_labels(sources):
+    """Label sources by host, or by host and path when hosts repeat, so the
+    final error tells them apart."""
+    labels = [s.label for s in sources]
+    if len(set(labels)) < len(labels):
+        for s in sources:
+            if labels.count(s.label) > 1:
+                s.label = redact(s.url).split("://", 1)[-1].rsplit("/", 1)[0] + "/"
+    return sources
 
 
 def _validator(meta):

@@ -124,8 +124,12 @@ def failure_error(attempts, target_name):
     if kinds == set([SourceFailure.KIND_NOT_FOUND]):
         return NotFoundError(summary)
     if SourceFailure.KIND_CHECKSUM in kinds:
-        return ChecksumError(summary, hint="the mirrors serve a different file than the "
-                                           "checksums expect; is your Sage tree up to date?")
+        detail = [getattr(f, "detail", None) for _, f in attempts
+                  if f.kind == SourceFailure.KIND_CHECKSUM]
+        detail = next((d for d in detail if d), None)
+        return ChecksumError(summary, hint=(detail + "; " if detail else "") +
+                             "the mirrors serve a different file than the checksums expect; "
+                             "is your Sage tree up to date?")
     if kinds <= set([SourceFailure.KIND_NETWORK, SourceFailure.KIND_TRANSIENT]):
         return NetworkError(summary, hint="check your network or proxy; --timeout S "
                                           "raises the network timeout")

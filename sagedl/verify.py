@@ -69,6 +69,17 @@ class Hasher(object):
             return "sha1 %s, expected %s" % (self.sha1.hexdigest(), e.sha1)
         return None
 
+    def short_mismatch(self):
+        """The same, with digests cut to 12 hex digits: for per-source lists."""
+        e = self.expected
+        if e.size is not None and self.size != e.size:
+            return "size %d, expected %d" % (self.size, e.size)
+        if e.sha256 and self.sha256.hexdigest() != e.sha256:
+            return "got sha256 %s..." % self.sha256.hexdigest()[:12]
+        if e.sha1 and self.sha1.hexdigest() != e.sha1:
+            return "got sha1 %s..." % self.sha1.hexdigest()[:12]
+        return None
+
 
 def hash_file(path, expected, limit=None, block=1 << 20):
     """Hash the first ``limit`` bytes of path (all if None) into a new Hasher."""
