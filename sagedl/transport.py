@@ -17,6 +17,7 @@ from __future__ import absolute_import
 
 import base64
 import errno
+import re
 import socket
 
 from sagedl import __version__
@@ -28,36 +29,110 @@ USER_AGENT = "sagedl/%s" % __version__
 MAX_HEAD_BYTES = 64 * 1024      # a response head larger than this is hostile
 MAX_HEADERS = 200
 MAX_REDIRECTS = 10
+MAX_INTERIM = 10                # 1xx responses skipped before the final one
 REDIRECT_CODES = (301, 302, 303, 307, 308)
+# Request headers that carry credentials: never sent to another origin.
+CREDENTIAL_HEADERS = ("authorization", "cookie", "proxy-authorization")
 
 _NETWORK_ERRORS = (socket.error, OSError, IOError)
+_STATUS = re.compile(br"^[0-9]{3}$")
+_DIGITS = re.compile(r"^[0-9]{1,20}$")
+_CHUNK_SIZE = re.compile(br"^[0-9A-Fa-f]{1,16}$")
+_TOKEN = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")       # a header name (RFC 7230 3.2.6)
+# Control characters other than HTAB are invalid in a header field (RFC 7230
+# section 3.2); a bare CR inside a line is how response splitting starts.
+_HEADER_CTL = re.compile(b"[\x00-\x08\x0a-\x1f\x7f]")
 
 
 def redact(url):
     """The URL without user:password, for every message we print."""
     try:
         parts = compat_urlsplit(url)
+        parts.port      # an invalid URL: its authority may hide a password
     except ValueError:
-        return "<invalid URL>"
+        return _redact_raw(url)
     if "@" not in parts.netloc:
         return url
     host = parts.netloc.rsplit("@", 1)[1]
     return parts._replace(netloc="***@" + host).geturl()
 
 
+def _redact_raw(url):
+    """A URL urlsplit cannot make sense of (a '/' or ':' in the password,
+    say): hide everything from '//' to the last '@'."""
+    try:
+        head, sep, rest = url.partition("//")
+    except (AttributeError, TypeError):
+        return "<invalid URL>"
+    if sep and "@" in rest:
+        return head + sep + "***@" + rest.rsplit("@", 1)[1]
+    return url
+
+
 def check_url(url, allow_schemes=("http", "https")):
     """Refuse foreign schemes (file:, ftp:, gopher:, ...) before any I/O."""
+    if _has_control(url):
+        raise UsageError("invalid URL %r: it contains a control character" % (redact(url)[:200],))
     try:
         parts = compat_urlsplit(url)
         parts.port  # raises ValueError on a bad port
     except ValueError as e:
         raise UsageError("invalid URL %s: %s" % (redact(url), e))
     if parts.scheme.lower() not in allow_schemes:
-        raise UsageError("refusing URL scheme %r in %s" % (parts.scheme + ":", redact(url)),
+        raise UsageError("refusing URL scheme %r in %s" % (str(parts.scheme + ":"), redact(url)),
                          hint="only %s URLs are allowed" % " and ".join(allow_schemes))
     if not parts.hostname:
         raise UsageError("URL has no host: %s" % redact(url))
+    _ascii_host(parts.hostname)
     return parts
+
+
+def _has_control(text):
+    return any(ord(c) < 0x20 or ord(c) == 0x7f for c in text)
+
+
+def _ascii_host(host):
+    """The host as sent in Host, SNI and DNS: ASCII, IDNA for a Unicode name."""
+    try:
+        if isinstance(host, bytes):     # a Python 2 str
+            host.decode("ascii")
+        else:
+            host.encode("ascii")
+        return host
+    except UnicodeError:
+        pass
+    try:
+        if isinstance(host, bytes):
+            host = host.decode("utf-8")
+        return host.encode("idna").decode("ascii")
+    except UnicodeError:
+        raise UsageError("invalid host name %r in URL" % (host,))
+
+
+def _quote_unsafe(text):
+    """Percent-encode what may not appear raw in a request target: spaces,
+    controls and non-ASCII (as UTF-8; bytes as they are).  '%' itself is
+    left alone: the URL may be encoded already."""
+    if not isinstance(text, bytes):
+        try:
+            text = text.encode("utf-8")
+        except UnicodeEncodeError:      # undecodable argv bytes (surrogateescape)
+            text = text.encode("utf-8", "surrogateescape")
+    return "".join(chr(b) if 0x20 < b < 0x7f else "%%%02X" % b for b in bytearray(text))
+
+
+def _origin(parts):
+    scheme = parts.scheme.lower()
+    return scheme, (parts.hostname or "").lower(), parts.port or (443 if scheme == "https" else 80)
+
+
+def _printable(text, limit=80):
+    """A server's reason phrase, safe to print on a terminal."""
+    return "".join(c if " " <= c <= "~" else "?" for c in text[:limit])
+
+
+def _header_text_ok(text):
+    return all(c == "\t" or " " <= c <= "~" or u"\x80" <= c <= u"\xff" for c in text)
 
 
 class Response(object):
@@ -79,16 +154,19 @@ class Response(object):
         te = headers.get("transfer-encoding", "").lower()
         if method == "HEAD" or status in (204, 304) or 100 <= status < 200:
             self._remaining = 0
-        elif "chunked" in te:
-            self.chunked = True
+        elif te:
+            # RFC 7230 section 3.3.3: Transfer-Encoding overrides Content-Length;
+            # unless chunked is the last coding, the body ends at close.
+            self.chunked = te.split(",")[-1].strip() == "chunked"
         elif "content-length" in headers:
-            try:
-                self.length = int(headers["content-length"].split(",")[0].strip())
-                if self.length < 0:
-                    raise ValueError
-            except ValueError:
+            # "5, 5" (a repeated header) is fine; "5, 7", "+5", "0x5" or "5_0"
+            # are not: a body length that is ambiguous is an attack surface.
+            values = set(v.strip() for v in headers["content-length"].split(","))
+            value = values.pop() if len(values) == 1 else ""
+            if not _DIGITS.match(value):
                 raise SourceFailure(SourceFailure.KIND_PROTOCOL,
-                                    "invalid Content-Length %r" % headers["content-length"])
+                                    "invalid Content-Length %r" % headers["content-length"][:60])
+            self.length = int(value)
             self._remaining = self.length
         connection = headers.get("connection", "").lower()
         self.will_close = ("close" in connection or self._remaining is None and not self.chunked)
@@ -126,8 +204,11 @@ class Response(object):
                                 "connection closed early (short body; expected %s bytes)" % expected)
         if self.chunked:
             self._chunk_left -= n
-            if self._chunk_left == 0:
-                self.conn.read_line(self._deadline())  # CRLF after the chunk data
+            if self._chunk_left == 0 and self.conn.read_line(self._deadline(), what=CHUNKED):
+                # The chunk must end with CRLF: more data means a lying size.
+                self.will_close = True
+                raise SourceFailure(SourceFailure.KIND_PROTOCOL,
+                                    "chunk longer than its declared size")
         elif self._remaining is not None:
             self._remaining -= n
             if self._remaining == 0:
@@ -138,15 +219,24 @@ class Response(object):
         return compat_monotonic() + self.conn.timeout
 
     def _next_chunk(self):
-        line = self.conn.read_line(self._deadline())
-        try:
-            size = int(line.split(b";", 1)[0].strip(), 16)
-        except ValueError:
+        line = self.conn.read_line(self._deadline(), what=CHUNKED)
+        digits = line.split(b";", 1)[0].strip(b" \t")
+        if not _CHUNK_SIZE.match(digits):
+            self.will_close = True
             raise SourceFailure(SourceFailure.KIND_PROTOCOL, "bad chunk header %r" % line[:40])
+        size = int(digits, 16)
         if size == 0:
-            # Trailers, then an empty line (RFC 7230 section 4.1.2).
-            while self.conn.read_line(self._deadline()).strip():
-                pass
+            # Trailers, then an empty line (RFC 7230 section 4.1.2): bounded
+            # like a head, in size and time, so they cannot go on for ever.
+            deadline, total = self._deadline(), 0
+            while True:
+                trailer = self.conn.read_line(deadline, what=CHUNKED)
+                if not trailer:
+                    break
+                total += len(trailer) + 2
+                if total > MAX_HEAD_BYTES:
+                    self.will_close = True
+                    raise SourceFailure(SourceFailure.KIND_PROTOCOL, "chunked trailers too large")
             self._done = True
             return False
         self._chunk_left = size
@@ -176,6 +266,10 @@ class Response(object):
             conn.close()
 
 
+CHUNKED = "a chunked body"
+HEAD_DEADLINE = "timed out waiting for the response (the whole head must arrive within %gs)"
+
+
 class Connection(object):
     """One socket to one origin (or proxy), with the bytes read past a head."""
 
@@ -196,14 +290,19 @@ class Connection(object):
 
     def _recv(self, view, n, deadline=None):
         timeout = self.timeout
+        by_deadline = False
         if deadline is not None:
-            timeout = min(timeout, deadline - compat_monotonic())
-            if timeout <= 0:
-                raise SourceFailure(SourceFailure.KIND_NETWORK, "timed out waiting for the response")
+            left = deadline - compat_monotonic()
+            if left <= 0:
+                raise SourceFailure(SourceFailure.KIND_NETWORK, HEAD_DEADLINE % self.timeout)
+            by_deadline = left < timeout
+            timeout = min(timeout, left)
         self.sock.settimeout(timeout)
         try:
             return self.sock.recv_into(view, n)
         except socket.timeout:
+            if by_deadline:
+                raise SourceFailure(SourceFailure.KIND_NETWORK, HEAD_DEADLINE % self.timeout)
             raise SourceFailure(SourceFailure.KIND_NETWORK,
                                 "no data for %gs (read timeout)" % self.timeout)
         except _NETWORK_ERRORS as e:
@@ -219,7 +318,7 @@ class Connection(object):
             return k
         return self._recv(view, n)
 
-    def read_line(self, deadline, limit=MAX_HEAD_BYTES):
+    def read_line(self, deadline, limit=MAX_HEAD_BYTES, what="the response head"):
         """One CRLF-terminated line (without the terminator), bounded in size and time."""
         while True:
             i = self.buf.find(b"\n")
@@ -228,12 +327,12 @@ class Connection(object):
                 del self.buf[:i + 1]
                 return line
             if len(self.buf) > limit:
-                raise SourceFailure(SourceFailure.KIND_PROTOCOL, "response header line too long")
+                raise SourceFailure(SourceFailure.KIND_PROTOCOL, "line too long in %s" % what)
             chunk = bytearray(16384)
             n = self._recv(memoryview(chunk), len(chunk), deadline)
             if n == 0:
                 raise SourceFailure(SourceFailure.KIND_NETWORK,
-                                    "connection closed while reading the response head")
+                                    "connection closed while reading %s" % what)
             self.buf += chunk[:n]
 
     def read_head(self, deadline):
@@ -245,20 +344,25 @@ class Connection(object):
         if len(parts) < 2 or not parts[0].startswith(b"HTTP/"):
             raise SourceFailure(SourceFailure.KIND_PROTOCOL,
                                 "not an HTTP response: %r" % status_line[:60])
-        try:
-            status = int(parts[1])
-        except ValueError:
+        if not _STATUS.match(parts[1]):
             raise SourceFailure(SourceFailure.KIND_PROTOCOL, "bad status line %r" % status_line[:60])
-        reason = parts[2].decode("latin-1") if len(parts) > 2 else ""
+        status = int(parts[1])
+        # The reason phrase ends up in messages: nothing a terminal obeys.
+        reason = _printable(parts[2].decode("latin-1")) if len(parts) > 2 else ""
         headers = {}
-        total = len(status_line)
+        total = len(status_line) + 2
+        count = 0
         while True:
             line = self.read_line(deadline)
             if not line:
                 break
-            total += len(line)
-            if total > MAX_HEAD_BYTES or len(headers) > MAX_HEADERS:
+            total += len(line) + 2
+            count += 1
+            if total > MAX_HEAD_BYTES or count > MAX_HEADERS:
                 raise SourceFailure(SourceFailure.KIND_PROTOCOL, "response head too large")
+            if _HEADER_CTL.search(line):
+                raise SourceFailure(SourceFailure.KIND_PROTOCOL,
+                                    "control character in header line %r" % line[:60])
             if line[:1] in (b" ", b"\t"):
                 continue                    # obsolete line folding: ignore (RFC 7230 3.2.4)
             name, sep, value = line.partition(b":")
@@ -272,7 +376,9 @@ class Connection(object):
         return status, reason, headers
 
     def release(self):
-        if self.pool is not None:
+        # Bytes already received past the response are not the next response
+        # (we never pipeline): a connection holding any is not reused.
+        if self.pool is not None and not self.buf:
             self.pool._put(self)
         else:
             self.close()
@@ -329,7 +435,7 @@ class Transport(object):
 
     def _connect(self, parts):
         scheme = parts.scheme.lower()
-        host = parts.hostname
+        host = _ascii_host(parts.hostname)
         port = parts.port or (443 if scheme == "https" else 80)
         proxy_url = self._proxy_for(parts)
         key = (scheme, host, port, proxy_url)
@@ -339,16 +445,23 @@ class Transport(object):
             if _is_reusable(conn.sock):
                 return conn, proxy_url, True
             conn.close()
-        if proxy_url:
-            pparts = compat_urlsplit(proxy_url)
-            sock = self._tcp(pparts.hostname, pparts.port or 80, "proxy " + redact(proxy_url))
-            if scheme == "https":
-                sock = self._tunnel(sock, host, port, pparts)
-        else:
-            sock = self._tcp(host, port, host)
+        sock = self._socket(scheme, host, port, proxy_url)
         if scheme == "https":
-            sock = self._tls().wrap(sock, host, self.connect_timeout)
+            # reconnect: after a certificate error, tls.py handshakes again
+            # to tell the user which check failed (2.7 and 3.6 do not say).
+            sock = self._tls().wrap(sock, host, self.connect_timeout,
+                                    reconnect=lambda: self._socket(scheme, host, port, proxy_url))
         return Connection(self, key, sock, self.timeout), (proxy_url if scheme == "http" else None), False
+
+    def _socket(self, scheme, host, port, proxy_url):
+        """A connected TCP socket to the origin, or a tunnel to it through the proxy."""
+        if not proxy_url:
+            return self._tcp(host, port, host)
+        pparts = compat_urlsplit(proxy_url)
+        sock = self._tcp(pparts.hostname, pparts.port or 80, "proxy " + redact(proxy_url))
+        if scheme == "https":
+            sock = self._tunnel(sock, host, port, pparts)
+        return sock
 
     def _tcp(self, host, port, label):
         try:
@@ -374,8 +487,12 @@ class Transport(object):
         auth = _basic_auth(pparts)
         if auth:
             lines.append("Proxy-Authorization: " + auth)
-        conn.send(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
-        status, reason, headers = conn.read_head(compat_monotonic() + self.timeout)
+        try:
+            conn.send(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
+            status, reason, headers = conn.read_head(compat_monotonic() + self.timeout)
+        except SourceFailure:
+            conn.close()
+            raise
         if status != 200:
             conn.close()
             raise SourceFailure(SourceFailure.KIND_NETWORK,
@@ -408,33 +525,48 @@ class Transport(object):
             if seen > max_redirects:
                 raise SourceFailure(SourceFailure.KIND_HTTP,
                                     "too many redirects (more than %d)" % max_redirects)
-            new = compat_urljoin(url, location)
+            # The header was decoded as latin-1: back to its bytes, and
+            # anything unsafe percent-encoded, before it is parsed.
             try:
+                new = compat_urljoin(url, _quote_unsafe(location.encode("latin-1")))
                 new_parts = check_url(new)
+            except ValueError as e:         # urljoin: "Invalid IPv6 URL"
+                raise SourceFailure(SourceFailure.KIND_HTTP,
+                                    "redirect refused: invalid Location '%s' (%s)"
+                                    % (_printable(redact(location), 100), e))
             except UsageError as e:
                 raise SourceFailure(SourceFailure.KIND_HTTP, "redirect refused: %s" % e)
-            if (compat_urlsplit(url).scheme.lower() == "https"
+            old_parts = compat_urlsplit(url)
+            if (old_parts.scheme.lower() == "https"
                     and new_parts.scheme.lower() == "http" and not allow_downgrade):
                 raise SourceFailure(SourceFailure.KIND_HTTP,
-                                    "redirect from https to http refused: %s" % redact(new))
-            if new_parts.hostname != compat_urlsplit(url).hostname and headers:
-                headers = dict((k, v) for k, v in headers.items() if k.lower() != "authorization")
+                                    "redirect from https to http refused: %s (followed only "
+                                    "when a checksum is known)" % redact(new))
+            if _origin(new_parts) != _origin(old_parts) and headers:
+                # Credentials given for one origin are not another's business.
+                headers = dict((k, v) for k, v in headers.items()
+                               if k.lower() not in CREDENTIAL_HEADERS)
             url = new
 
     def _open_once(self, url, method, headers):
         parts = check_url(url)
+        for k, v in (headers or {}).items():
+            if not (_TOKEN.match(k) and _header_text_ok(v)):
+                raise SourceFailure(SourceFailure.KIND_PROTOCOL,
+                                    "refusing to send header %r: invalid characters" % (k[:40],))
         conn, absolute_proxy, reused = self._connect(parts)
         path = parts.path or "/"
         if parts.query:
             path += "?" + parts.query
-        target = parts.geturl().split("#")[0] if absolute_proxy else path
-        if absolute_proxy and "@" in parts.netloc:
-            target = redact_netloc(parts)
-        host = parts.hostname
+        target = _quote_unsafe(path)
+        host = _ascii_host(parts.hostname)
         if ":" in host:
             host = "[%s]" % host
         if parts.port:
             host = "%s:%d" % (host, parts.port)
+        if absolute_proxy:
+            # The absolute form, without user:password or fragment.
+            target = "%s://%s%s" % (parts.scheme.lower(), host, target)
         lines = ["%s %s HTTP/1.1" % (method, target), "Host: %s" % host,
                  "User-Agent: %s" % self.user_agent,
                  # The bytes we hash must be the bytes served: never a
@@ -449,10 +581,24 @@ class Transport(object):
                 lines.append("Proxy-Authorization: " + pauth)
         for k, v in (headers or {}).items():
             lines.append("%s: %s" % (k, v))
-        data = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+        try:
+            data = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+        except UnicodeError:
+            conn.close()
+            raise SourceFailure(SourceFailure.KIND_PROTOCOL, "cannot encode the request headers")
         try:
             conn.send(data)
-            status, reason, rheaders = conn.read_head(compat_monotonic() + self.timeout)
+            deadline = compat_monotonic() + self.timeout
+            status, reason, rheaders = conn.read_head(deadline)
+            interim = 0
+            while 100 <= status < 200 and status != 101:
+                # 100 Continue, 103 Early Hints: interim, the real one follows
+                # (RFC 7231 section 6.2), within the same head deadline.
+                interim += 1
+                if interim > MAX_INTERIM:
+                    raise SourceFailure(SourceFailure.KIND_PROTOCOL,
+                                        "more than %d interim (1xx) responses" % MAX_INTERIM)
+                status, reason, rheaders = conn.read_head(deadline)
         except SourceFailure:
             conn.close()
             if reused:
@@ -464,11 +610,6 @@ class Transport(object):
         except SourceFailure:
             conn.close()
             raise
-
-
-def redact_netloc(parts):
-    host = parts.netloc.rsplit("@", 1)[1]
-    return parts._replace(netloc=host).geturl().split("#")[0]
 
 
 def _basic_auth(parts):
