@@ -131,6 +131,11 @@ def failure_error(attempts, target_name):
                              "the mirrors serve a different file than the checksums expect; "
                              "is your Sage tree up to date?")
     if kinds <= set([SourceFailure.KIND_NETWORK, SourceFailure.KIND_TRANSIENT]):
+        # A failure may know its own fix (a TLS problem says which CA option
+        # to use); when every source agrees on one, that is the hint.
+        hints = set(getattr(f, "hint", None) for _, f in attempts)
+        if len(hints) == 1 and None not in hints:
+            return NetworkError(summary, hint=hints.pop())
         return NetworkError(summary, hint="check your network or proxy; --timeout S "
                                           "raises the network timeout")
     return SagedlError(summary)
