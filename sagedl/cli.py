@@ -17,6 +17,7 @@ only with --debug.
 from __future__ import absolute_import
 
 import os
+import re
 import sys
 
 from sagedl import __version__
@@ -327,7 +328,7 @@ def cmd_fetch(ctx):
     tree = None
     target = a.url_or_tarball
     dest = a.output or a.destination
-    if "://" in target:
+    if "://" in target or re.match(r"[A-Za-z][A-Za-z0-9+.-]*:", target):  # data:, javascript:, ...
         from sagedl.transport import check_url
         check_url(target)
         name = _url_basename(target)
@@ -418,9 +419,10 @@ def _fetch_to_stdout(ctx, name, sources, expected):
 def _url_basename(url):
     from sagedl.compat import compat_unquote, compat_urlsplit
     from sagedl.sage import check_filename
+    from sagedl.transport import redact
     name = compat_unquote(compat_urlsplit(url).path.rstrip("/").rsplit("/", 1)[-1])
     if not name:
-        raise UsageError("cannot tell a file name from %s" % url, hint="give a DESTINATION")
+        raise UsageError("cannot tell a file name from %s" % redact(url), hint="give a DESTINATION")
     check_filename(name)
     return name
 

@@ -407,7 +407,8 @@ def _fetch_list(url, fetcher, timeout):
     try:
         return parse_mirror_list(fetcher(url, timeout), url), None
     except (SagedlError, SourceFailure, EnvironmentError) as e:
-        return None, (str(e) if isinstance(e, MetadataError) else "%s: %s" % (url, e))
+        from sagedl.transport import redact
+        return None, (str(e) if isinstance(e, MetadataError) else "%s: %s" % (redact(url), e))
 
 
 def _enrich(urls):
