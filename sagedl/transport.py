@@ -243,17 +243,7 @@ class Response(object):
         return True
 
     def read_all(self, limit=1 << 20):
-        """The whole (small) body: error pages, mirror lists.  Bounded by ``limit``."""
-        out = bytearray()
-        buf = bytearray(64 * 1024)
-        view = memoryview(buf)
-        while True:
-            n = self.readinto(view)
-            if not n:
-                return bytes(out)
-            out += view[:n]
-            if len(out) > limit:
-                raise SourceFailure(SourceFailure.KIND_PROTOCOL, "response larger than %d bytes" % limit)
+        return read_all(self, limit)
 
     def close(self):
         """Give the connection back for keep-alive if the body was consumed, else drop it."""
@@ -610,6 +600,21 @@ class Transport(object):
         except SourceFailure:
             conn.close()
             raise
+
+
+def read_all(resp, limit=1 << 20):
+    """The whole (small) body of any response with readinto(): error pages,
+    mirror lists.  Bounded by ``limit``."""
+    out = bytearray()
+    buf = bytearray(64 * 1024)
+    view = memoryview(buf)
+    while True:
+        n = resp.readinto(view)
+        if not n:
+            return bytes(out)
+        out += view[:n]
+        if len(out) > limit:
+            raise SourceFailure(SourceFailure.KIND_PROTOCOL, "response larger than %d bytes" % limit)
 
 
 def _basic_auth(parts):

@@ -15,7 +15,7 @@ applies to both.
 from __future__ import absolute_import
 
 from sagedl.errors import SourceFailure
-from sagedl.transport import Transport, _basic_auth, check_url, redact
+from sagedl.transport import Transport, _basic_auth, check_url, read_all, redact
 
 
 def available():
@@ -133,16 +133,7 @@ class Urllib3Response(object):
         return n
 
     def read_all(self, limit=1 << 20):
-        out = bytearray()
-        buf = bytearray(65536)
-        view = memoryview(buf)
-        while True:
-            n = self.readinto(view)
-            if not n:
-                return bytes(out)
-            out += view[:n]
-            if len(out) > limit:
-                raise SourceFailure(SourceFailure.KIND_PROTOCOL, "response larger than %d bytes" % limit)
+        return read_all(self, limit)
 
     @property
     def will_close(self):

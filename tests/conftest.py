@@ -11,6 +11,7 @@ import os
 import random
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -99,3 +100,21 @@ def assert_one_line_error(err, code_text=None):
     assert len(lines) == 1, err
     if code_text:
         assert code_text in lines[0], err
+
+
+def wait_until(predicate, timeout=20.0):
+    """Poll a condition that lives in another process (a file's size), with a
+    deadline; conditions inside the test server use FaultServer.wait_for."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met within %ss" % timeout)
+        time.sleep(0.01)
+
+
+def size_of(path):
+    """A file's size, or -1 when it does not exist."""
+    try:
+        return os.path.getsize(str(path))
+    except OSError:
+        return -1

@@ -9,11 +9,10 @@ runner and fails instead."""
 import os
 import subprocess
 import sys
-import time
 
 import pytest
 
-from conftest import REPO, assert_one_line_error, clean_env
+from conftest import REPO, assert_one_line_error, clean_env, size_of, wait_until
 from sagedl.errors import EXIT_DISK, EXIT_OK
 
 
@@ -75,22 +74,6 @@ def mounts(tmp_path):
     m = Mounts(tmp_path)
     yield m
     m.undo()
-
-
-def wait_until(predicate, timeout=20.0):
-    """Poll a condition that lives in another process, with a deadline."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met within %ss" % timeout)
-        time.sleep(0.01)
-
-
-def size_of(path):
-    try:
-        return os.path.getsize(str(path))
-    except OSError:
-        return -1
 
 
 def test_full_disk_fails_clearly_keeps_the_partial_and_resumes_when_space_is_freed(

@@ -4,11 +4,10 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
 
-from conftest import REPO, clean_env, make_data, run_module
+from conftest import REPO, clean_env, make_data, run_module, size_of, wait_until
 from faultserver import FaultServer
 from sagedl.errors import EXIT_INTERRUPTED, EXIT_LOCK
 
@@ -18,22 +17,6 @@ def spawn(argv, env, **kw):
     env["PYTHONPATH"] = REPO
     return subprocess.Popen([sys.executable, "-m", "sagedl"] + [str(a) for a in argv], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, **kw)
-
-
-def wait_until(predicate, timeout=20.0):
-    """Poll a condition with a deadline (the condition lives in another process)."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met within %ss" % timeout)
-        time.sleep(0.01)
-
-
-def size_of(path):
-    try:
-        return os.path.getsize(path)
-    except OSError:
-        return -1
 
 
 def test_sigkill_mid_transfer_then_next_run_sends_range_and_finishes(tmp_path, payload):
