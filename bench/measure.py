@@ -1,0 +1,146 @@
+"""Running one command and measuring it: wall time, CPU time, peak RSS.
+
+Wall time is taken here, around fork/exec to exit; CPU time comes from
+os.wait4()'s rusage.  Peak RSS does not: Linux carries the forking process's
+high-water mark across fork and exec into the child's ru_maxrss, so a child
+of this ~30 MB Python would never report less than 30 MB.  GNU time (a small
+C program) is therefore the launcher: it forks the command itself and
+reports that child's ru_maxrss (%M, KiB).  Without /usr/bin/time the wait4
+figure is used, and it is only an upper bound (Sample.rss_exact is False).
+A sagedl.pyz that re-executes itself keeps its pid, so the figure covers
+the process that did the work.
+"""
+
+from __future__ import division
+
+import os
+import signal
+import tempfile
+import subprocess
+import threading
+import time
+
+
+class Sample(object):
+    """One run of one command."""
+
+    def __init__(self, argv, wall, user, sys_, maxrss_kib, rc, stdout, stderr, rss_exact=True):
+        self.argv = argv
+        self.wall = wall
+        self.user = user
+        self.sys = sys_
+        self.maxrss_kib = maxrss_kib
+        self.rc = rc
+        self.stdout = stdout
+        self.stderr = stderr
+        self.rss_exact = rss_exact
+
+    @property
+    def ok(self):
+        return self.rc == 0
+
+    def error(self):
+        tail = (self.stderr or self.stdout or "").strip().splitlines()[-3:]
+        return "exit %s: %s" % (self.rc, " | ".join(tail)[:300])
+
+    def as_dict(self):
+        return {"wall_s": round(self.wall, 5), "user_s": round(self.user, 4),
+                "sys_s": round(self.sys, 4), "maxrss_kib": self.maxrss_kib, "rc": self.rc}
+
+
+GNU_TIME = "/usr/bin/time"
+
+
+def gnu_time():
+    """/usr/bin/time if it is GNU time (it has -f and -o)."""
+    if not os.access(GNU_TIME, os.X_OK):
+        return None
+    try:
+        out = subprocess.run([GNU_TIME, "--version"], stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT, universal_newlines=True).stdout
+    except OSError:
+        return None
+    return GNU_TIME if "GNU" in out else None
+
+
+_TIME = gnu_time()
+
+
+def run(argv, env=None, cwd=None, timeout=600.0, shell=False):
+    """Run argv (a shell command if shell) to completion."""
+    if shell:
+        argv = ["/bin/sh", "-c", argv]
+    rss_file = None
+    command = list(argv)
+    if _TIME:
+        fd, rss_file = tempfile.mkstemp(prefix="bench-rss-")
+        os.close(fd)
+        command = [_TIME, "-f", "%M", "-o", rss_file, "--"] + command
+    out_r, out_w = os.pipe()
+    err_r, err_w = os.pipe()
+    # Read the pipes in threads so a chatty tool cannot block on a full pipe.
+    chunks = {out_r: [], err_r: []}
+
+    def drain(fd):
+        while True:
+            b = os.read(fd, 65536)
+            if not b:
+                break
+            if sum(len(c) for c in chunks[fd]) < (1 << 20):
+                chunks[fd].append(b)
+        os.close(fd)
+
+    readers = [threading.Thread(target=drain, args=(fd,)) for fd in (out_r, err_r)]
+    for t in readers:
+        t.daemon = True
+        t.start()
+    t0 = time.perf_counter()
+    p = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=out_w, stderr=err_w,
+                         env=env, cwd=cwd, start_new_session=True)
+    os.close(out_w)
+    os.close(err_w)
+    killer = threading.Timer(timeout, _kill_group, (p.pid,))
+    killer.daemon = True
+    killer.start()
+    try:
+        _, status, ru = os.wait4(p.pid, 0)
+    finally:
+        killer.cancel()
+    wall = time.perf_counter() - t0
+    p.returncode = rc = _exit_code(status)
+    for t in readers:
+        t.join(5)
+    maxrss, exact = ru.ru_maxrss, False
+    if rss_file:
+        try:
+            with open(rss_file) as f:
+                # "Command exited with non-zero status N" may come first.
+                maxrss, exact = int(f.read().split()[-1]), True
+        except (IOError, OSError, ValueError, IndexError):
+            pass
+        os.unlink(rss_file)
+    return Sample(argv, wall, ru.ru_utime, ru.ru_stime, maxrss, rc,
+                  b"".join(chunks[out_r]).decode("utf-8", "replace"),
+                  b"".join(chunks[err_r]).decode("utf-8", "replace"), exact)
+
+
+def _kill_group(pid):
+    """The timeout: end the process group we created (start_new_session)."""
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except OSError:
+        pass
+
+
+def _exit_code(status):
+    if os.WIFSIGNALED(status):
+        return -os.WTERMSIG(status)
+    return os.WEXITSTATUS(status)
+
+
+def median(values):
+    v = sorted(values)
+    if not v:
+        return None
+    n = len(v)
+    return v[n // 2] if n % 2 else (v[n // 2 - 1] + v[n // 2]) / 2
