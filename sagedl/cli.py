@@ -379,9 +379,13 @@ def _run_fetch(ctx, path, sources, expected, mirrors_used=False):
     mirror health cache (only Sage mirror sources, not a user's URL)."""
     from sagedl.download import fetch
     progress = ctx.progress()
-    result = fetch(path, sources, expected, ctx.transport(), progress, ctx.options(),
-                   on_result=_health_recorder(ctx) if mirrors_used else None,
-                   notify=progress.note)
+    recorder = _health_recorder(ctx) if mirrors_used else None
+    try:
+        result = fetch(path, sources, expected, ctx.transport(), progress, ctx.options(),
+                       on_result=recorder, notify=progress.note)
+    finally:
+        if recorder is not None:
+            recorder.flush()
     if result.status == "present":
         ctx.say("%s is already present and verified" % os.path.basename(path)
                 if expected.known() else "%s is already present (no checksum to verify; "
@@ -389,15 +393,31 @@ def _run_fetch(ctx, path, sources, expected, mirrors_used=False):
     return result
 
 
-def _health_recorder(ctx):
-    def record(url, ok, reason):
+class HealthRecorder(object):
+    """Collects each source's outcome and writes them to the mirror health
+    record in one go (flush), so parallel workers never queue on its lock."""
+
+    def __init__(self, ctx):
+        import time
+        self.ctx = ctx
+        self.clock = time.time
+        self.results = []
+
+    def __call__(self, url, ok, reason):
+        self.results.append((url, ok, reason, self.clock()))   # list.append is atomic
+
+    def flush(self):
+        results, self.results = self.results, []
         try:
             from sagedl import mirrors
-            mirrors.record_result(url, ok, reason, env=ctx.env)
+            mirrors.record_results(results, env=self.ctx.env)
         except Exception:  # health is advisory: never fail a download over it
-            if ctx.debug:
+            if self.ctx.debug:
                 raise
-    return record
+
+
+def _health_recorder(ctx):
+    return HealthRecorder(ctx)
 
 
 def _fetch_to_stdout(ctx, name, sources, expected):
@@ -548,7 +568,10 @@ def fetch_tarballs(ctx, tree, tarballs, emit):
             ctx.warn("unable to download %s: %s" % (job.tarball.package, job.error))
 
     start = bulk.now()
-    bulk.run_jobs(jobs, fetch_one, nworkers, agg, a.on_error == "stop", emit_or_warn)
+    try:
+        bulk.run_jobs(jobs, fetch_one, nworkers, agg, a.on_error == "stop", emit_or_warn)
+    finally:
+        recorder.flush()
     if agg is not None:
         agg.finish()
     failed = [j for j in jobs if j.error is not None]

@@ -1085,6 +1085,15 @@ def record_result(url, ok, reason, env=None, clock=time.time):
     Returns False when the record could not be written (busy or read-only
     cache); health is advisory, so that is not an error.
     """
+    return record_results([(url, ok, reason, clock())], env=env, clock=clock)
+
+
+def record_results(results, env=None, clock=time.time):
+    """record_result for many (url, ok, reason, when) at once, in order: one
+    lock and one rewrite of health.json (a bulk download of 300 files took a
+    cross-process lock per file, which serialised its workers)."""
+    if not results:
+        return True
     now = clock()
     directory = cache_dir(env)
     path = os.path.join(directory, "health.json")
@@ -1093,18 +1102,19 @@ def record_result(url, ok, reason, env=None, clock=time.time):
         from sagedl.lock import FileLock
         with FileLock(path + ".lock", CACHE_LOCK_TIMEOUT, "the mirror health record"):
             records = load_health(env)
-            key = _origin(url)
-            rec = dict(records.get(key) or {})
-            rec["ok"] = bool(ok)
-            rec["reason"] = None if ok else ("%s" % (reason,) if reason else "failed")
-            rec["last"] = now
-            if ok:
-                rec["last_ok"] = now
-                rec["failures"] = 0
-            else:
-                rec["last_failure"] = now
-                rec["failures"] = int(rec.get("failures") or 0) + 1
-            records[key] = rec
+            for url, ok, reason, when in results:
+                key = _origin(url)
+                rec = dict(records.get(key) or {})
+                rec["ok"] = bool(ok)
+                rec["reason"] = None if ok else ("%s" % (reason,) if reason else "failed")
+                rec["last"] = when
+                if ok:
+                    rec["last_ok"] = when
+                    rec["failures"] = 0
+                else:
+                    rec["last_failure"] = when
+                    rec["failures"] = int(rec.get("failures") or 0) + 1
+                records[key] = rec
             recent = sorted(((r["last"], o) for o, r in records.items()
                              if now - r["last"] < HEALTH_KEEP), reverse=True)
             keep = dict((o, records[o]) for _, o in recent[:HEALTH_MAX_ENTRIES])

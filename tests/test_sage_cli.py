@@ -331,3 +331,20 @@ def test_dots_progress_for_sage_logs(run_cli, tmp_path, tree, mirror):
     assert r.code == 0, r
     bar = [l for l in r.err.splitlines() if l.startswith("[")]
     assert bar and bar[0].startswith("[" + "." * 70) and bar[0].rstrip().endswith("]"), r.err
+
+
+def test_bulk_download_records_mirror_health_once(run_cli, tmp_path, tree, mirror):
+    import json
+    import socket
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    dead = s.getsockname()[1]
+    s.close()                           # refused at once
+    env = env_for(tmp_path, tree, mirror,
+                  SAGEDL_MIRRORS="http://127.0.0.1:%d/ %s/ok/" % (dead, mirror.url))
+    r = run_cli("download", ":all:", "--jobs", "3", env=env)
+    assert r.code == 0, r
+    health = json.loads((tmp_path / "cache" / "sagedl" / "health.json").read_text())["mirrors"]
+    assert health["http://127.0.0.1:%d" % dead]["ok"] is False
+    assert health["http://127.0.0.1:%d" % dead]["failures"] >= 1
+    assert health["http://127.0.0.1:%d" % mirror.port]["ok"] is True
