@@ -20,7 +20,6 @@ from __future__ import division
 import collections
 import io
 import os
-import threading
 
 from sagedl.compat import PY2, compat_monotonic, compat_str
 
@@ -610,6 +609,7 @@ class AggregateProgress(object):
         self._stream = stream
         self._clock = clock or compat_monotonic
         self._width = (width or terminal_width(stream, env)) if self.mode == "bar" else None
+        import threading   # here only: a single download never needs it
         self._lock = threading.Lock()
         self._files = None
         self._total_bytes = None

@@ -29,11 +29,9 @@ Decisions worth knowing:
 
 from __future__ import absolute_import
 
-import difflib
 import io
 import os
 import re
-import unicodedata
 
 from sagedl.compat import PY2, compat_quote, compat_str, compat_text_types
 from sagedl.errors import MetadataError, NotFoundError, UsageError
@@ -100,15 +98,26 @@ def check_filename(name, what="tarball name"):
     return name
 
 
-def _unsafe_reason(name):
-    if not name:
-        return "empty"
+def _invisible_char(name):
+    """The first control or invisible character of name, or None."""
+    if all(" " <= ch < "\x7f" for ch in name):
+        return None     # printable ASCII, the usual case: no unicodedata import
+    import unicodedata
     for ch in name:
         # Cc: C0/C1 controls incl. NUL; Cf: invisible format characters such as
         # U+202E (right-to-left override), which disguise a name on screen;
         # Cs: lone surrogates (undecodable bytes); Zl/Zp: line separators.
         if unicodedata.category(ch) in ("Cc", "Cf", "Cs", "Zl", "Zp"):
-            return "contains the invisible or control character U+%04X" % ord(ch)
+            return ch
+    return None
+
+
+def _unsafe_reason(name):
+    if not name:
+        return "empty"
+    bad = _invisible_char(name)
+    if bad is not None:
+        return "contains the invisible or control character U+%04X" % ord(bad)
     if "/" in name or "\\" in name:
         return "a path, not a plain file name"
     if name in (".", ".."):
@@ -399,6 +408,7 @@ class SageTree(object):
     def _check_package(self, name):
         name = check_filename(name, "package name")
         if name not in self._package_set():
+            import difflib   # error paths only
             close = difflib.get_close_matches(name, self.packages(), 3)
             raise NotFoundError("no package %s in the Sage tree at %s" % (name, self.root),
                                 "did you mean %s?" % ", ".join(close) if close else None)
@@ -513,6 +523,7 @@ class SageTree(object):
     def _not_found(self, name):
         pool = sorted(self._full_index()) + self.packages()
         same = [c for c in pool if _norm(c) == _norm(name)]
+        import difflib   # error paths only
         close = same + [c for c in difflib.get_close_matches(name, pool, 3, 0.6) if c not in same]
         hints = ["did you mean %s?" % ", ".join(close[:3])] if close else []
         if self.broken:
