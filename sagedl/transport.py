@@ -411,6 +411,38 @@ class Connection(object):
                 pass
 
 
+def resolve(host, port, timeout):
+    """getaddrinfo with a deadline.
+
+    The system resolver has no timeout of ours: a dead DNS server would hang
+    a download for as long as the resolver likes.  Names are resolved in a
+    daemon thread joined with ``timeout`` (an abandoned lookup ends when the
+    resolver gives up); address literals need no thread.
+    """
+    try:
+        return socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM, 0, socket.AI_NUMERICHOST)
+    except socket.gaierror:
+        pass   # a name, not an address
+    import threading
+    box = {}
+
+    def run():
+        try:
+            box["infos"] = socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM)
+        except Exception as e:  # handed to the caller's thread below
+            box["error"] = e
+
+    t = threading.Thread(target=run, name="sagedl-resolve")
+    t.daemon = True
+    t.start()
+    t.join(timeout)
+    if t.is_alive():
+        raise socket.timeout("name resolution")
+    if "error" in box:
+        raise box["error"]
+    return box["infos"]
+
+
 def _is_ascii(text):
     try:
         text.encode("ascii")
@@ -491,17 +523,31 @@ class Transport(object):
         return sock
 
     def _tcp(self, host, port, label):
+        # An ASCII host as bytes: a str host makes getaddrinfo import the
+        # idna codec (7 ms of start-up on 3.13).
+        addr = host.encode("ascii") if not isinstance(host, bytes) and _is_ascii(host) else host
         try:
-            # An ASCII host as bytes: a str host makes getaddrinfo import
-            # the idna codec (7 ms of start-up on 3.13).
-            addr = host.encode("ascii") if not isinstance(host, bytes) and _is_ascii(host) else host
-            sock = socket.create_connection((addr, port), self.connect_timeout)
+            infos = resolve(addr, port, self.connect_timeout)
         except socket.timeout:
-            raise SourceFailure(SourceFailure.KIND_NETWORK,
-                                "timed out connecting to %s:%s" % (label, port))
+            raise SourceFailure(SourceFailure.KIND_NETWORK, "timed out resolving %s (%gs)"
+                                % (label, self.connect_timeout))
         except _NETWORK_ERRORS as e:
             raise SourceFailure(SourceFailure.KIND_NETWORK,
                                 "cannot connect to %s:%s: %s" % (label, port, _strerror(e)))
+        error = None
+        for family, _, _, _, sockaddr in infos:
+            try:
+                # A numeric address: create_connection resolves nothing more.
+                sock = socket.create_connection(sockaddr[:2], self.connect_timeout)
+                break
+            except (socket.timeout,) + _NETWORK_ERRORS as e:
+                error = e
+        else:
+            if isinstance(error, socket.timeout):
+                raise SourceFailure(SourceFailure.KIND_NETWORK,
+                                    "timed out connecting to %s:%s" % (label, port))
+            raise SourceFailure(SourceFailure.KIND_NETWORK,
+                                "cannot connect to %s:%s: %s" % (label, port, _strerror(error)))
         try:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         except _NETWORK_ERRORS:

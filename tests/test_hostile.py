@@ -593,3 +593,29 @@ def test_request_headers_cannot_inject_lines(server, headers):
         Transport(timeout=10).open(server.url_for(NAME), headers=headers)
     assert "invalid characters" in str(e.value)
     assert server.requests == []
+
+
+def test_a_hanging_name_resolver_is_bounded_by_the_timeout(run_cli, tmp_path, monkeypatch):
+    """No real lookup happens: getaddrinfo is replaced for names (address
+    literals still resolve), and the stand-in hangs until the test ends."""
+    import socket
+    import threading
+    real = socket.getaddrinfo
+    release = threading.Event()
+    asked = []
+
+    def hanging(host, port, *args):
+        if len(args) >= 4 and args[3] & socket.AI_NUMERICHOST:
+            return real(host, port, *args)
+        asked.append(host)
+        release.wait(30)
+        raise socket.gaierror(socket.EAI_AGAIN, "released by the test")
+    monkeypatch.setattr(socket, "getaddrinfo", hanging)
+    try:
+        r = run_cli("http://mirror.invalid/f.tar.gz", str(tmp_path / "f.tar.gz"), "--timeout", "0.5")
+    finally:
+        release.set()
+    assert r.code == 5, r
+    assert asked and asked[0] in (b"mirror.invalid", "mirror.invalid")
+    assert "timed out resolving mirror.invalid" in r.err
+    assert "Traceback" not in r.err
