@@ -196,6 +196,10 @@ class Context(object):
         self.quiet = args.quiet or level in ("WARNING", "ERROR", "CRITICAL")
         self._transport = None
         self._tree = False
+        # Computed once per run: a bulk download asks for them per tarball.
+        self._bases = None
+        self._upstream_d = None
+        self._resolved_lists = {}
 
     def say(self, text):
         if not self.quiet:
@@ -214,7 +218,7 @@ class Context(object):
             self._transport = self.new_transport()
         return self._transport
 
-    def new_transport(self):
+    def new_transport(self, timeout=None):
         """A transport of its own (one per worker thread: connections are not shared)."""
         from sagedl.transport import Transport
         cls = Transport
@@ -224,7 +228,7 @@ class Context(object):
                 raise UsageError("--transport urllib3: urllib3 is not importable by %s"
                                  % sys.executable, hint="install urllib3, or use --transport stdlib")
             cls = transport_urllib3.Urllib3Transport
-        return cls(timeout=self.args.timeout or 30.0, env=self.env,
+        return cls(timeout=timeout or self.args.timeout or 30.0, env=self.env,
                    ca_bundle=self.args.ca_bundle, verify=not self.args.no_check_certificate)
 
     def options(self):
@@ -247,13 +251,27 @@ class Context(object):
                              hint="run inside a Sage source tree, or pass --sage-root DIR / set SAGE_ROOT")
         return self._tree
 
+    def explicit_mirrors(self):
+        """--mirror, else $SAGEDL_MIRRORS: base URLs that replace the mirror
+        list (and .upstream.d), or [] when neither is given."""
+        return self.args.mirror or self.env.get("SAGEDL_MIRRORS", "").split()
+
     def mirror_bases(self):
-        """Mirror base URLs in the order to try: --mirror, $SAGEDL_MIRRORS, or the ranked list."""
-        if self.args.mirror:
-            return [_with_slash(m) for m in self.args.mirror]
-        if self.env.get("SAGEDL_MIRRORS", "").strip():
-            return [_with_slash(m) for m in self.env["SAGEDL_MIRRORS"].split()]
-        return usable_bases(self.ranked(self.configured_mirrors()))
+        """Mirror base URLs in the order to try: the explicit ones, or the ranked list."""
+        if self._bases is None:
+            explicit = self.explicit_mirrors()
+            if explicit:
+                self._bases = [_with_slash(m) for m in explicit]
+            else:
+                self._bases = usable_bases(self.ranked(self.configured_mirrors()))
+        return self._bases
+
+    def upstream_d(self, tree):
+        """The tree's .upstream.d entries, read once."""
+        if self._upstream_d is None:
+            from sagedl import sage
+            self._upstream_d = sage.read_upstream_d(tree.root, tree.distfiles(self.env))
+        return self._upstream_d
 
     def configured_mirrors(self):
         from sagedl import mirrors
@@ -279,24 +297,32 @@ class Context(object):
         return ranked
 
     def fetch_small(self, url, timeout):
-        """Fetch a small document (a mirror list) with the configured transport."""
+        """Fetch a small document (a mirror list) within ``timeout`` seconds
+        (shorter than a download's): a transport of its own, closed after."""
         from sagedl.errors import SourceFailure
-        resp = self.transport().open(url)
+        transport = self.new_transport(min(timeout, self.args.timeout or timeout))
         try:
-            if resp.status != 200:
-                raise SourceFailure(SourceFailure.KIND_HTTP, "HTTP %d" % resp.status)
-            return resp.read_all(256 * 1024)
+            resp = transport.open(url)
+            try:
+                if resp.status != 200:
+                    raise SourceFailure(SourceFailure.KIND_HTTP, "HTTP %d" % resp.status)
+                return resp.read_all(256 * 1024)
+            finally:
+                resp.close()
         finally:
-            resp.close()
+            transport.close()
 
     def mirror_list_resolver(self):
         """For .upstream.d lines naming a mirror_list URL: that live list, ranked."""
         def resolve(url):
-            from sagedl import mirrors
-            listed, origin, problem = mirrors.live_mirror_list(url, self.fetch_small, env=self.env)
-            if problem:
-                self.say("mirror list %s: %s; using the %s list" % (url, problem, origin))
-            return usable_bases(self.ranked(listed))
+            if url not in self._resolved_lists:
+                from sagedl import mirrors
+                listed, origin, problem = mirrors.live_mirror_list(url, self.fetch_small,
+                                                                   env=self.env)
+                if problem:
+                    self.say("mirror list %s: %s; using the %s list" % (url, problem, origin))
+                self._resolved_lists[url] = usable_bases(self.ranked(listed))
+            return self._resolved_lists[url]
         return resolve
 
 
@@ -368,7 +394,7 @@ def cmd_fetch(ctx):
 
 
 def _required_mirrors(ctx):
-    if ctx.args.mirror or ctx.env.get("SAGEDL_MIRRORS", "").strip():
+    if ctx.explicit_mirrors():
         return ctx.mirror_bases()
     raise UsageError("%s is not a URL and there is no Sage tree to look it up in" % ctx.args.url_or_tarball,
                      hint="give a URL, --mirror URL, or run inside a Sage tree (--sage-root DIR)")
@@ -379,7 +405,7 @@ def _run_fetch(ctx, path, sources, expected, mirrors_used=False):
     mirror health cache (only Sage mirror sources, not a user's URL)."""
     from sagedl.download import fetch
     progress = ctx.progress()
-    recorder = _health_recorder(ctx) if mirrors_used else None
+    recorder = HealthRecorder(ctx) if mirrors_used else None
     try:
         result = fetch(path, sources, expected, ctx.transport(), progress, ctx.options(),
                        on_result=recorder, notify=progress.note)
@@ -415,9 +441,6 @@ class HealthRecorder(object):
             if self.ctx.debug:
                 raise
 
-
-def _health_recorder(ctx):
-    return HealthRecorder(ctx)
 
 
 def _fetch_to_stdout(ctx, name, sources, expected):
@@ -490,8 +513,8 @@ def sage_sources(ctx, tree, tarball, bases=None):
                                                                or "its checksums.ini"),
                              hint="drop --upstream-only to use the Sage mirrors")
         return [tarball.upstream_url]
-    explicit = ctx.args.mirror or ctx.env.get("SAGEDL_MIRRORS", "").strip()
-    entries = [] if explicit else sage.read_upstream_d(tree.root, tree.distfiles(ctx.env))
+    explicit = ctx.explicit_mirrors()
+    entries = [] if explicit else ctx.upstream_d(tree)
     if bases is None:
         bases = ctx.mirror_bases()
     return sage.source_urls(tarball, ctx.env, entries, bases, ctx.args.allow_upstream,
@@ -538,7 +561,7 @@ def fetch_tarballs(ctx, tree, tarballs, emit):
     agg = None if single else _aggregate(ctx, jobs)
     transport0 = ctx.transport()      # shows the --no-check-certificate warning once
     options = ctx.options()
-    recorder = _health_recorder(ctx)
+    recorder = HealthRecorder(ctx)
 
     def fetch_one(job, local):
         from sagedl.download import fetch
@@ -634,9 +657,10 @@ def cmd_list_mirrors(ctx):
     """A table of the configured mirrors, freshly ranked: name, region,
     latency, health, last result."""
     from sagedl import mirrors
-    listed = ctx.configured_mirrors()
-    if ctx.args.mirror or ctx.env.get("SAGEDL_MIRRORS", "").strip():
+    if ctx.explicit_mirrors():
         listed = [mirrors.Mirror(u) for u in ctx.mirror_bases()]
+    else:
+        listed = ctx.configured_mirrors()
     if ctx.args.no_probe:
         ranked = [mirrors.Ranked(m, mirrors.SKIPPED, None, "not measured") for m in listed]
     else:

@@ -348,3 +348,26 @@ def test_bulk_download_records_mirror_health_once(run_cli, tmp_path, tree, mirro
     assert health["http://127.0.0.1:%d" % dead]["ok"] is False
     assert health["http://127.0.0.1:%d" % dead]["failures"] >= 1
     assert health["http://127.0.0.1:%d" % mirror.port]["ok"] is True
+
+
+def test_upstream_d_mirror_list_is_fetched_and_ranked_once_per_run(run_cli, tmp_path, tree, mirror,
+                                                                    monkeypatch):
+    from sagedl import mirrors
+    calls = []
+    real = mirrors.live_mirror_list
+
+    def counted(*a, **kw):
+        calls.append(a[0])
+        return real(*a, **kw)
+    monkeypatch.setattr(mirrors, "live_mirror_list", counted)
+    mirror.add("mirror_list", ("# Sage mirror list\n['%s/ok/']\n" % mirror.url).encode())
+    (tree.root / ".upstream.d").mkdir()
+    (tree.root / ".upstream.d" / "30-mirror_list").write_text("%s/ok/mirror_list\n" % mirror.url)
+    mfile = tmp_path / "mirrors.toml"
+    mfile.write_text('[[mirror]]\nurl = "%s/404/"\nname = "configured"\n' % mirror.url)
+    env = clean_env(tmp_path, SAGE_ROOT=str(tree.root))
+    r = run_cli("download", ":all:", "--mirrors-file", mfile, "--jobs", "2", env=env)
+    assert r.code == 0, r
+    assert len(r.out.splitlines()) == 3
+    assert len([q for q in mirror.requests_for("mirror_list") if q.method == "GET"]) == 1
+    assert calls == ["%s/ok/mirror_list" % mirror.url]   # once, not once per tarball
