@@ -116,6 +116,7 @@ class Download(object):
         self.sleep = sleep
         self.part = self.dest + ".part"
         self.meta_path = self.part + ".json"
+        self._verdict = None      # (file identity, verify_file result): see _verify_existing
 
     # -- entry point ------------------------------------------------------
     def run(self):
@@ -126,7 +127,7 @@ class Download(object):
             # The final name only ever receives verified bytes by rename, so a
             # file there can be checked without the lock -- which a read-only
             # distfiles directory could not even create.
-            ok, _ = verify_file(self.dest, self.expected)
+            ok, _ = self._verify_existing()
             if ok:
                 return Result(self.dest, "present", nbytes=os.path.getsize(self.dest))
         lock = FileLock(self.dest + ".lock", self.opts.lock_timeout, self.name, on_wait=self.notify)
@@ -145,11 +146,21 @@ class Download(object):
         if not self.expected.known() and self.expected.size is None:
             # Nothing to verify against: keep it (like wget -nc); --force replaces it.
             return Result(self.dest, "present", nbytes=os.path.getsize(self.dest))
-        ok, reason = verify_file(self.dest, self.expected)
+        ok, reason = self._verify_existing()
         if ok:
             return Result(self.dest, "present", nbytes=os.path.getsize(self.dest))
         self._set_aside("existing file does not verify (%s)" % reason)
         return None
+
+    def _verify_existing(self):
+        """verify_file on the final name, hashing it once per run: the check
+        before the lock and the one under it see the same file unless a
+        rename replaced it (a new inode), so the first verdict is reused."""
+        st = os.stat(self.dest)
+        identity = (st.st_dev, st.st_ino, st.st_size, st.st_mtime)
+        if self._verdict is None or self._verdict[0] != identity:
+            self._verdict = (identity, verify_file(self.dest, self.expected))
+        return self._verdict[1]
 
     def _set_aside(self, why):
         """A bad final file is moved aside, never silently deleted."""

@@ -377,3 +377,19 @@ def test_verified_file_is_used_without_taking_the_lock(run_cli, server, payload,
     r = fetch(run_cli, out / "f.bin", payload, server.url_for("f.bin"))
     assert r.code == 0, r
     assert server.requests_for("f.bin") == []
+
+
+def test_a_bad_existing_file_is_hashed_once(run_cli, server, payload, out, monkeypatch):
+    import sagedl.download
+    hashed = []
+    real = sagedl.download.verify_file
+
+    def counted(path, expected):
+        hashed.append(path)
+        return real(path, expected)
+    monkeypatch.setattr(sagedl.download, "verify_file", counted)
+    (out / "f.bin").write_bytes(b"x" * 1000)
+    r = fetch(run_cli, out / "f.bin", payload, server.url_for("f.bin"))
+    assert r.code == 0, r
+    assert hashed == [str(out / "f.bin")]      # before the lock; under it, reused
+    assert (out / "f.bin.bad").read_bytes() == b"x" * 1000
