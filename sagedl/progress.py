@@ -354,7 +354,24 @@ class _StreamProgress(Progress):
             self._write("%s\n" % message)
 
 
-class BarProgress(_StreamProgress):
+class _RedrawnLine(object):
+    """One status line redrawn in place with '\r' (the bar, the aggregate
+    line).  Needs ``_write(text)`` and ``_shown``: the length of the line now
+    on screen, 0 when none."""
+
+    def _paint(self, line):
+        # Spaces, not an ANSI erase: they also work on a Windows console.
+        pad = max(0, self._shown - len(line))
+        self._write("\r" + line + " " * pad)
+        self._shown = len(line)
+
+    def _clear(self):
+        if self._shown:
+            self._write("\r" + " " * self._shown + "\r")
+            self._shown = 0
+
+
+class BarProgress(_RedrawnLine, _StreamProgress):
     mode = "bar"
 
     def __init__(self, stream, clock=None, width=80):
@@ -408,18 +425,6 @@ class BarProgress(_StreamProgress):
         self._paint(format_bar_line(self._name, self._done, self._total, rate, tail, self._width))
         self._last_draw = now
         self._next_draw = now + REDRAW_INTERVAL
-
-    def _paint(self, line):
-        # Spaces, not an ANSI erase: they also work on a Windows console.
-        pad = max(0, self._shown - len(line))
-        self._write("\r" + line + " " * pad)
-        self._shown = len(line)
-
-    def _clear(self):
-        if self._shown:
-            self._write("\r" + " " * self._shown + "\r")
-            self._shown = 0
-
 
 class LinesProgress(_StreamProgress):
     mode = "lines"
@@ -593,7 +598,7 @@ def make_progress(mode, stream, quiet=False, clock=None, width=None, env=None):
 # --------------------------------------------------------------------------
 # Bulk downloads
 
-class AggregateProgress(object):
+class AggregateProgress(_RedrawnLine):
     """One summary for many files downloaded by worker threads.
 
     On a terminal ("bar") one line, redrawn at most 4 times a second:
@@ -721,12 +726,3 @@ class AggregateProgress(object):
             self._logged_state = state
         self._last_draw, self._next_draw = now, now + LINES_MIN_GAP
 
-    def _paint(self, line):
-        pad = max(0, self._shown - len(line))
-        self._write("\r" + line + " " * pad)
-        self._shown = len(line)
-
-    def _clear(self):
-        if self._shown:
-            self._write("\r" + " " * self._shown + "\r")
-            self._shown = 0
