@@ -23,7 +23,14 @@ SELECTORS = {":all:": None, ":standard:": "standard", ":optional:": "optional",
 
 def select_packages(tree, names, exclude=(), has_files=(), no_files=()):
     """Package names in order, without duplicates."""
+    return _select(tree, names, exclude, has_files, no_files)[0]
+
+
+def _select(tree, names, exclude, has_files, no_files):
+    """(package names in order, {package: Tarball} for names that were
+    tarball names and so chose one tarball of their package)."""
     chosen = []
+    named = {}
     for name in names:
         if name.startswith(":") and name.endswith(":"):
             if name not in SELECTORS:
@@ -38,7 +45,9 @@ def select_packages(tree, names, exclude=(), has_files=(), no_files=()):
         elif os.path.isdir(os.path.join(tree.pkgs_dir, name)):
             chosen.append(name)
         else:
-            chosen.append(tree.resolve(name).package)   # a tarball name, or a near-spelling
+            tarball = tree.resolve(name)   # a tarball name, or a near-spelling
+            named.setdefault(tarball.package, tarball)
+            chosen.append(tarball.package)
     seen = set(exclude)
     result = []
     for pkg in chosen:
@@ -51,13 +60,12 @@ def select_packages(tree, names, exclude=(), has_files=(), no_files=()):
         if any(os.path.exists(os.path.join(d, f)) for f in no_files):
             continue
         result.append(pkg)
-    return result
+    return result, named
 
 
-def pick_tarball(tree, pkg):
-    """The one tarball of a package.  A package with several (per-platform
-    wheels in ``[section]`` form) gets its portable one: an sdist or a
-    ``-none-any`` wheel."""
+def _portable(tree, pkg):
+    """The one tarball of a package, or None when it only has per-platform
+    wheels (``[section]`` form without an sdist or a ``-none-any`` wheel)."""
     tarballs = tree.tarballs(pkg)
     if len(tarballs) == 1:
         return tarballs[0]
@@ -67,28 +75,48 @@ def pick_tarball(tree, pkg):
         return portable[0]
     if not tarballs:
         raise UsageError("package %s has no tarball" % pkg)
-    raise UsageError("package %s has %d tarballs; name one of them" % (pkg, len(tarballs)),
-                     hint=", ".join(t.filename for t in tarballs[:3]) + ", ...")
+    return None
 
 
-def select_tarballs(tree, names, exclude=(), has_files=(), no_files=()):
-    """(package, Tarball) for each selected package; a name that is a tarball
-    file name selects exactly that tarball."""
-    out = []
-    for pkg in select_packages(tree, names, exclude, has_files, no_files):
-        explicit = [n for n in names if not n.startswith(":")]
-        tarball = None
-        for n in explicit:
-            if "." in n and n not in (pkg,):
-                try:
-                    t = tree.resolve(n)
-                except SagedlError:
-                    continue
-                if t.package == pkg:
-                    tarball = t
-                    break
-        out.append(tarball or pick_tarball(tree, pkg))
-    return out
+def pick_tarball(tree, pkg):
+    """The one tarball of a package; a package of per-platform wheels must
+    be asked for by the wheel's file name."""
+    tarball = _portable(tree, pkg)
+    if tarball is None:
+        tarballs = tree.tarballs(pkg)
+        raise UsageError("package %s has %d tarballs; name one of them" % (pkg, len(tarballs)),
+                         hint=", ".join(t.filename for t in tarballs[:3]) + ", ...")
+    return tarball
+
+
+def select_tarballs(tree, names, exclude=(), has_files=(), no_files=(), every_wheel=False):
+    """(tarballs, skipped): the Tarball of each selected package, and the
+    packages a class selector (:all:, ...) reached that have only
+    per-platform wheels.
+
+    A tarball file name selects exactly that tarball; a package named
+    explicitly must have one tarball (else UsageError).  Per-platform wheel
+    packages reached through a class are skipped -- which wheel a build
+    needs depends on the Python Sage builds, not the one running sagedl --
+    unless ``every_wheel`` (a site mirror, a verify): then all their wheels.
+    """
+    packages, named = _select(tree, names, exclude, has_files, no_files)
+    explicit = set(n for n in names if not (n.startswith(":") and n.endswith(":")))
+    tarballs, skipped = [], []
+    for pkg in packages:
+        if pkg in named:
+            tarballs.append(named[pkg])
+        elif pkg in explicit:
+            tarballs.append(pick_tarball(tree, pkg))
+        else:
+            one = _portable(tree, pkg)
+            if one is not None:
+                tarballs.append(one)
+            elif every_wheel:
+                tarballs.extend(tree.tarballs(pkg))
+            else:
+                skipped.append(pkg)
+    return tarballs, skipped
 
 
 class Job(object):

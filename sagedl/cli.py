@@ -526,7 +526,10 @@ def cmd_download(ctx):
     from sagedl import bulk
     a = ctx.args
     tree = ctx.tree(required=True)
-    tarballs = bulk.select_tarballs(tree, a.packages, a.exclude, a.has_file, a.no_file)
+    tarballs, skipped = bulk.select_tarballs(tree, a.packages, a.exclude, a.has_file, a.no_file)
+    for pkg in skipped:
+        ctx.warn("skipping %s: it has only per-platform wheels; name the one your build "
+                 "needs, e.g. sagedl download %s" % (pkg, tree.tarballs(pkg)[0].filename))
 
     def emit(job):
         if job.error is None:

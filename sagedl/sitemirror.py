@@ -73,7 +73,9 @@ def cmd_make_mirror(ctx):
     a = ctx.args
     tree = ctx.tree(required=True)
     directory = os.path.abspath(a.directory)
-    tarballs = bulk.select_tarballs(tree, a.packages, a.exclude, a.has_file, a.no_file)
+    # A site mirror serves every platform: all wheels of wheel-only packages.
+    tarballs, _ = bulk.select_tarballs(tree, a.packages, a.exclude, a.has_file, a.no_file,
+                                       every_wheel=True)
     placed = []
 
     def emit(job):
@@ -122,7 +124,15 @@ def cmd_verify(ctx):
     if not os.path.isdir(directory):
         raise UsageError("not a directory: %s" % directory)
     found, is_mirror = scan(directory)
-    tarballs = bulk.select_tarballs(tree, a.packages, a.exclude, a.has_file, a.no_file)
+    tarballs, _ = bulk.select_tarballs(tree, a.packages, a.exclude, a.has_file, a.no_file,
+                                       every_wheel=True)
+    # A build machine's distfiles hold the wheel of its own platform only:
+    # there a wheel-only package is missing when none of its wheels is.
+    counts = {}
+    for t in tarballs:
+        counts[t.package] = counts.get(t.package, 0) + 1
+    present_pkgs = set(t.package for t in tarballs if t.filename in found)
+    reported = set()
     missing, bad, good = [], [], 0
     expected_keys = set()
     for t in tarballs:
@@ -130,7 +140,11 @@ def cmd_verify(ctx):
         expected_keys.add(key)
         path = found.get(key)
         if path is None:
-            missing.append(key)
+            if is_mirror or counts[t.package] == 1:
+                missing.append(key)
+            elif t.package not in present_pkgs and t.package not in reported:
+                reported.add(t.package)
+                missing.append("%s (none of its %d per-platform wheels)" % (t.package, counts[t.package]))
             continue
         ok, reason = verify_file(path, Expected(None, t.sha256, t.sha1))
         if ok:

@@ -104,3 +104,56 @@ def test_bulk_reuses_one_connection_per_worker(run_cli, tmp_path, tree):
         assert r.code == 0, r
         gets = [q for q in s.requests if q.method == "GET"][len(tree.files):]
         assert len(set(q.connection for q in gets)) <= 2
+
+
+def add_wheel_only_package(tree):
+    """Like the real tree's rpds_py: [section] records, per-platform wheels only."""
+    import hashlib
+    d = tree.pkgs / "wheelpkg"
+    d.mkdir()
+    lines, names = [], []
+    for i, plat in enumerate(("manylinux_2_17_x86_64", "macosx_11_0_arm64")):
+        name = "wheelpkg-1.0-cp311-cp311-%s.whl" % plat
+        data = make_data(2000 + i, 200 + i)
+        tree.files[name] = data
+        names.append(name)
+        lines += ["[%s]" % name, "tarball=%s" % name,
+                  "sha256=%s" % hashlib.sha256(data).hexdigest(), ""]
+    (d / "checksums.ini").write_text("\n".join(lines))
+    (d / "package-version.txt").write_text("1.0\n")
+    (d / "type").write_text("standard\n")
+    return names
+
+
+def test_wheel_only_packages_in_class_selections(run_cli, tmp_path, tree):
+    wheels = add_wheel_only_package(tree)
+    with FaultServer(tree.files) as s:
+        env = clean_env(tmp_path, SAGE_ROOT=str(tree.root), SAGEDL_MIRRORS=s.url + "/ok/")
+        # download: skipped with a warning naming a wheel to ask for; the rest fetched.
+        r = run_cli("download", ":standard:", "-q", env=env)
+        assert r.code == 0, r
+        assert "skipping wheelpkg" in r.err and wheels[0] in r.err
+        assert len(r.out.splitlines()) == 4
+        # ... asked for by name, the package is a usage error; by wheel, it downloads.
+        r = run_cli("download", "wheelpkg", env=env)
+        assert r.code == 2 and "has 2 tarballs; name one of them" in r.err, r
+        r = run_cli("download", wheels[1], env=env)
+        assert r.code == 0 and r.out.strip().endswith(wheels[1]), r
+        # make-mirror: a site mirror carries every platform's wheel.
+        site = tmp_path / "site"
+        r = run_cli("make-mirror", site, "-q", env=env)
+        assert r.code == 0, r
+        for w in wheels:
+            assert (site / "spkg" / "upstream" / "wheelpkg" / w).read_bytes() == tree.files[w]
+    r = run_cli("verify", site, env=env)
+    assert r.code == 0, r
+    # Flat distfiles holding one platform's wheel: that package is not missing.
+    # (make-mirror fetched both into the distfiles.)
+    (tree.root / "upstream" / wheels[0]).unlink()
+    r = run_cli("verify", tree.root / "upstream", ":standard:", env=env)
+    assert r.code == 0, r
+    assert "wheelpkg" not in r.out
+    (tree.root / "upstream" / wheels[1]).unlink()
+    r = run_cli("verify", tree.root / "upstream", ":standard:", env=env)
+    assert r.code == EXIT_NOT_FOUND, r
+    assert "missing  wheelpkg (none of its 2 per-platform wheels)" in r.out
