@@ -386,8 +386,9 @@ def cmd_fetch(ctx):
             else:
                 # Sage downloads into its distfiles, then copies to DESTINATION.
                 result = _run_fetch(ctx, cached, sources, expected, mirrors_used=True)
-                path = _destination(dest, name)
-                _copy_verified(result.path, path)
+                # A copy, as Sage's save_as makes, not a link into the distfiles.
+                from sagedl.sitemirror import place
+                place(result.path, _destination(dest, name), link=False)
                 return 0
     _run_fetch(ctx, path, sources, expected, mirrors_used=tree is not None)
     return 0
@@ -484,20 +485,6 @@ def _ensure_dir(path):
         compat_makedirs(path)
     except OSError as e:
         raise errors.DiskError("cannot create %s: %s" % (path, e.strerror or e))
-
-
-def _copy_verified(src, dest):
-    """Copy a verified file to dest atomically (temp file beside it, then rename)."""
-    import shutil
-    from sagedl.compat import compat_replace
-    if os.path.abspath(src) == os.path.abspath(dest):
-        return
-    tmp = dest + ".part"
-    try:
-        shutil.copyfile(src, tmp)
-        compat_replace(tmp, dest)
-    except (IOError, OSError) as e:
-        raise errors.DiskError("cannot write %s: %s" % (dest, getattr(e, "strerror", None) or e))
 
 
 def sage_sources(ctx, tree, tarball, bases=None):

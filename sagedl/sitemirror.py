@@ -26,17 +26,25 @@ def mirror_path(directory, tarball):
     return os.path.join(directory, LAYOUT[0], LAYOUT[1], tarball.package, tarball.filename)
 
 
-def place(src, dest):
-    """Put a verified file at dest atomically: hard link if possible, else copy."""
+def place(src, dest, link=True):
+    """Put a verified file at dest atomically (a temporary name beside it,
+    then a rename): a hard link when ``link`` and possible, else a copy."""
+    if os.path.abspath(src) == os.path.abspath(dest):
+        return
     d = os.path.dirname(dest)
     tmp = dest + ".part"
     try:
         compat_makedirs(d)
         if os.path.exists(tmp):
             os.unlink(tmp)
-        try:
-            os.link(src, tmp)
-        except OSError:
+        linked = False
+        if link:
+            try:
+                os.link(src, tmp)
+                linked = True
+            except OSError:
+                pass   # another filesystem, or no hard links: copy
+        if not linked:
             shutil.copyfile(src, tmp)
         compat_replace(tmp, dest)
     except (IOError, OSError) as e:
