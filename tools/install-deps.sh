@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Installs what the test suite and the benchmarks need on a fresh machine:
 # Debian packages (PyPy3 for the interpreter matrix, nginx and squid as real
-# servers, curl/wget/aria2 as benchmark peers, openssl) and the Python test
-# libraries.  Idempotent: already-installed pieces are skipped.
+# servers, curl/wget/aria2 as benchmark peers, openssl, and Debian's python3
+# with its venv module).  The Python test libraries go into a virtual
+# environment (tools/test-venv.sh), not here.  Idempotent: already-installed
+# pieces are skipped.
 set -euo pipefail
 
 need=()
@@ -13,6 +15,11 @@ command -v aria2c >/dev/null || need+=(aria2)
 command -v curl >/dev/null || need+=(curl)
 command -v wget >/dev/null || need+=(wget)
 command -v openssl >/dev/null || need+=(openssl)
+# tools/test-venv.sh needs a python3 that can make a virtual environment;
+# Debian splits venv's pip bootstrap out of python3 into python3-venv.
+for pkg in python3 python3-venv; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'ok installed' || need+=("$pkg")
+done
 if [ ${#need[@]} -gt 0 ]; then
     SUDO=""
     [ "$(id -u)" = 0 ] || SUDO="sudo"
@@ -21,5 +28,3 @@ if [ ${#need[@]} -gt 0 ]; then
     # Debian starts the services it installs; the tests run their own instances.
     for svc in nginx squid; do $SUDO service "$svc" stop >/dev/null 2>&1 || true; done
 fi
-
-python3 -m pip install -q --disable-pip-version-check -r requirements-test.txt
