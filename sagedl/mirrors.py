@@ -166,27 +166,20 @@ def parse_mirrors_toml(data, path):
 
 
 def load_shipped():
-    """The mirror list shipped with sagedl.
+    """The mirror list shipped with sagedl, sagedl/mirrors.toml.
 
-    pkgutil.get_data reads it from the pyz (the build puts the repo-root
-    mirrors.toml at sagedl/mirrors.toml) and from an installed package; a
-    source checkout has it next to the package directory instead.
+    pkgutil.get_data reads it alike from the pyz, from a pip-installed
+    package (package data) and from a source checkout.
     """
+    where = "sagedl/" + MIRRORS_TOML
     try:
         data = pkgutil.get_data("sagedl", MIRRORS_TOML)
-        where = "sagedl/" + MIRRORS_TOML
     except (IOError, OSError):
         data = None
     if data is None:
-        where = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                             MIRRORS_TOML)
-        try:
-            with open(where, "rb") as f:
-                data = f.read()
-        except (IOError, OSError):
-            raise SagedlError("the shipped mirror list (mirrors.toml) is missing",
-                              hint="this sagedl is incompletely built; use --mirror URL "
-                                   "or --mirrors-file FILE meanwhile")
+        raise SagedlError("the shipped mirror list (%s) is missing" % where,
+                          hint="this sagedl is incompletely installed; use --mirror URL "
+                               "or --mirrors-file FILE meanwhile")
     return parse_mirrors_toml(data, where)
 
 

@@ -370,7 +370,7 @@ needs_yaml = pytest.mark.skipif(not os.path.isfile(MIRRORS_YAML),
 
 @needs_yaml
 def test_regenerating_mirrors_toml_gives_the_committed_file():
-    with open(os.path.join(ROOT, "mirrors.toml"), encoding="utf-8", newline="") as f:
+    with open(os.path.join(ROOT, "sagedl", "mirrors.toml"), encoding="utf-8", newline="") as f:
         committed = f.read()
     assert _generator().generate(MIRRORS_YAML) == committed
 

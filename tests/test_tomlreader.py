@@ -101,7 +101,7 @@ def test_invalid_toml_is_a_metadata_error(doc):
 
 
 def test_shipped_mirrors_toml_reads_identically():
-    with open(os.path.join(ROOT, "mirrors.toml"), "rb") as f:
+    with open(os.path.join(ROOT, "sagedl", "mirrors.toml"), "rb") as f:
         data = f.read()
     assert differential(data.decode("utf-8")) == "equal"
     assert typed(loads_subset(data, "mirrors.toml")) == typed(tomllib.loads(data.decode()))

@@ -43,8 +43,6 @@ def snapshot_repo(dest):
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
     shutil.copytree(ZIPAPP, os.path.join(dest, "zipapp"), ignore=ignore)
     shutil.copytree(os.path.join(REPO, "sagedl"), os.path.join(dest, "sagedl"), ignore=ignore)
-    if os.path.isfile(os.path.join(REPO, "mirrors.toml")):
-        shutil.copy(os.path.join(REPO, "mirrors.toml"), dest)
     return os.path.join(dest, "zipapp", "build.py")
 
 
@@ -127,8 +125,7 @@ def test_archive_holds_root_main_shims_and_every_package_source_sorted():
             if f.endswith((".py", ".toml")) and not f.startswith("."):
                 rel = os.path.relpath(os.path.join(top, f), REPO)
                 expected.add(rel.replace(os.sep, "/"))
-    if os.path.isfile(os.path.join(REPO, "mirrors.toml")):
-        expected.add("sagedl/mirrors.toml")
+    assert "sagedl/mirrors.toml" in expected
     assert set(names[4:]) == expected
     for info in infos:
         assert info.date_time == (1980, 1, 1, 0, 0, 0)
@@ -143,12 +140,15 @@ def test_no_bytecode_in_the_archive():
     assert not [n for n in names if n.endswith((".pyc", ".pyo")) or "__pycache__" in n]
 
 
-def test_build_takes_py_and_toml_only_and_the_root_mirrors_toml(tmp_path):
+def test_build_takes_the_package_py_and_toml_only(tmp_path):
+    """The shipped list is package data (sagedl/mirrors.toml), as pip
+    installs it; a mirrors.toml beside the package is not taken."""
     root = tmp_path / "repo"
     for rel, text in [("sagedl/__init__.py", ""), ("sagedl/sub/mod.py", ""),
                       ("sagedl/sub/data.toml", ""), ("sagedl/notes.txt", ""),
                       ("sagedl/__pycache__/cli.cpython-311.pyc", ""), ("sagedl/.#cli.py", ""),
-                      ("mirrors.toml", "[x]\n"), ("README.md", "")]:
+                      ("sagedl/mirrors.toml", "[x]\n"), ("mirrors.toml", "[root]\n"),
+                      ("README.md", "")]:
         (root / rel).parent.mkdir(parents=True, exist_ok=True)
         (root / rel).write_text(text)
     out = build_pyz(str(tmp_path / "t.pyz"), repo_root=str(root))
@@ -157,16 +157,6 @@ def test_build_takes_py_and_toml_only_and_the_root_mirrors_toml(tmp_path):
                                  "sagedl/__init__.py", "sagedl/mirrors.toml",
                                  "sagedl/sub/data.toml", "sagedl/sub/mod.py"]
         assert zf.read("sagedl/mirrors.toml") == b"[x]\n"
-
-
-def test_build_refuses_two_mirrors_toml(tmp_path):
-    root = tmp_path / "repo"
-    (root / "sagedl").mkdir(parents=True)
-    (root / "sagedl" / "__init__.py").write_text("")
-    (root / "sagedl" / "mirrors.toml").write_text("")
-    (root / "mirrors.toml").write_text("")
-    with pytest.raises(build_module().BuildError):
-        build_pyz(str(tmp_path / "t.pyz"), repo_root=str(root))
 
 
 def test_source_date_epoch_stamps_entries_and_is_clamped_to_1980():

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Generate the repo-root mirrors.toml from the Sage website's mirrors.yaml.
+"""Generate sagedl/mirrors.toml (the shipped list) from the Sage website's mirrors.yaml.
 
 Usage:  python3 tools/make_mirrors_toml.py [MIRRORS_YAML] [-o OUT | --check]
 
@@ -21,7 +21,7 @@ import sys
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 DEFAULT_YAML = "/work/shared/sage-pkgs/mirrors.yaml"
-DEFAULT_OUT = os.path.join(ROOT, "mirrors.toml")
+DEFAULT_OUT = os.path.join(ROOT, "sagedl", "mirrors.toml")
 
 # A missing priority means "no preference".  The explicit values in
 # mirrors.yaml span 1..90, so 50 is the neutral middle; sagedl only uses

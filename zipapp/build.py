@@ -4,8 +4,9 @@ Layout: a /bin/sh preamble (zipapp/preamble.sh), then a zip holding
   __main__.py                  zipapp/__main__.py
   contextlib.py, functools.py  zipapp/stdlib_shim.py (see why there)
   _sagedl_bytecode.py          zipapp/bytecode_cache.py (compiled-code cache)
-  sagedl/...                   every .py and .toml under sagedl/
-  sagedl/mirrors.toml          mirrors.toml at the repo root, if present
+  sagedl/...                   every .py and .toml under sagedl/ (the
+                               shipped mirrors.toml is one; pip installs it
+                               as package data, so both read it the same way)
 
 Reproducible: the same inputs give the same bytes, whichever Python (2.7,
 3.6+) builds it, as long as zlib is the same version.  Entries are sorted,
@@ -73,11 +74,6 @@ def archive_members(repo_root=REPO, zipapp_dir=HERE):
             if f.endswith(PACKAGE_SUFFIXES) and not f.startswith("."):
                 path = os.path.join(top, f)
                 members["/".join(["sagedl"] + os.path.relpath(path, package).split(os.sep))] = path
-    mirrors = os.path.join(repo_root, "mirrors.toml")
-    if os.path.isfile(mirrors):
-        if "sagedl/mirrors.toml" in members:
-            raise BuildError("both %s and sagedl/mirrors.toml exist; keep one" % mirrors)
-        members["sagedl/mirrors.toml"] = mirrors
     return sorted(members.items())
 
 
