@@ -26,6 +26,8 @@ from sagedl.errors import SagedlError, UsageError
 
 PROG = "sagedl"
 COMMANDS = ("download", "list-mirrors", "make-mirror", "verify")
+# sage-package properties/list/tarball/name, answered by sagedl/sagepackage.py
+SAGE_PACKAGE_COMMANDS = ("properties", "list", "tarball", "name")
 
 DESCRIPTION = """\
 Download SageMath source tarballs (or any URL) from the best mirror,
@@ -672,6 +674,10 @@ def main(argv=None, env=None, stdout=None, stderr=None):
     if argv == ["--version"]:
         stdout.write("sagedl %s (Python %s)\n" % (__version__, sys.version.split()[0]))
         return 0
+    if argv[:1] and argv[0] in SAGE_PACKAGE_COMMANDS:
+        # sage-package's read-only subcommands: their own parsers and output rules.
+        from sagedl import sagepackage
+        return sagepackage.main(argv, env, stdout, stderr)
     ctx = None
     old_term = _install_sigterm()
     try:

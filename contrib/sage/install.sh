@@ -3,7 +3,8 @@
 #
 #   SAGE_ROOT/build/bin/sagedl.pyz            the downloader
 #   SAGE_ROOT/build/bin/sage-download-file    replaced by a wrapper (original kept as .orig)
-#   SAGE_ROOT/build/bin/sage-package          wrapper: "download" -> sagedl, the rest -> .orig
+#   SAGE_ROOT/build/bin/sage-package          wrapper: properties, list, tarball, name and
+#                                             download -> sagedl, the rest -> .orig
 #
 # Idempotent: running it again updates the pyz and keeps the first .orig.
 set -eu
