@@ -23,7 +23,7 @@ ROOT = os.path.dirname(HERE)
 sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.join(ROOT, "tests"))
 
-from sagedl import mirrors  # noqa: E402
+from sagedl import probe  # noqa: E402
 from test_mirrors import LoopbackServers  # noqa: E402
 
 TARGET = 1.5
@@ -34,7 +34,7 @@ def measure(urls, **kwargs):
     times = []
     for seed in range(RUNS):
         start = time.monotonic()
-        ranked = mirrors.rank(urls, env={}, rng=random.Random(seed), **kwargs)
+        ranked = probe.rank(urls, env={}, rng=random.Random(seed), **kwargs)
         times.append(time.monotonic() - start)
         assert ranked[0].ok, ranked[0]
     return statistics.median(times), times

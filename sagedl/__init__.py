@@ -1,7 +1,7 @@
 """sagedl: fetch SageMath's source tarballs from the best mirror, resumably and verified.
 
 The core (everything in this package) uses the standard library only and runs
-unchanged on CPython 2.7 and 3.6+ and on PyPy3.  urllib3 and certifi are used
+unchanged on CPython 2.7 and 3.6+ and on PyPy3.  certifi's CA bundle is used
 when importable, never required.
 """
 

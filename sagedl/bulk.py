@@ -1,5 +1,7 @@
 """Many tarballs at once: selection like ``sage-package download``, parallel
-fetching spread across the best mirrors, one summary at the end.
+fetching spread across the best mirrors, one summary at the end.  The
+``download`` command (sage-package download) lives here; make-mirror and
+verify (sitemirror.py) use the same selection and fetch_tarballs.
 
 Selection follows sage_bootstrap's PackageClass: package names, or the
 selectors ``:all:``, ``:standard:``, ``:optional:``, ``:experimental:`` (from
@@ -19,11 +21,6 @@ from sagedl.errors import SagedlError, UsageError
 
 SELECTORS = {":all:": None, ":standard:": "standard", ":optional:": "optional",
              ":experimental:": "experimental"}
-
-
-def select_packages(tree, names, exclude=(), has_files=(), no_files=()):
-    """Package names in order, without duplicates."""
-    return _select(tree, names, exclude, has_files, no_files)[0]
 
 
 def _select(tree, names, exclude, has_files, no_files):
@@ -208,3 +205,120 @@ def summarize(jobs, seconds):
 
 def now():
     return compat_monotonic()
+
+
+# -- the download command --------------------------------------------------------------
+def cmd_download(session):
+    """sage-package download: one absolute path per package on stdout, in order."""
+    a = session.args
+    tree = session.tree(required=True)
+    tarballs, skipped = select_tarballs(tree, a.packages, a.exclude, a.has_file, a.no_file)
+    for pkg in skipped:
+        session.warn("skipping %s: it has only per-platform wheels; name the one your build "
+                     "needs, e.g. sagedl download %s" % (pkg, tree.tarballs(pkg)[0].filename))
+
+    def emit(job):
+        if job.error is None:
+            session.stdout.write(job.path + "\n")
+            session.stdout.flush()
+
+    return fetch_tarballs(session, tree, tarballs, emit)
+
+
+def fetch_tarballs(session, tree, tarballs, emit):
+    """Fetch tarballs into the distfiles, ``--jobs`` at a time; ``emit(job)``
+    in the order given.  Ends with a summary (several files) and returns the
+    exit code: the worst failure's, or 0."""
+    from sagedl.errors import report
+    from sagedl.sources import plan_tarballs
+    from sagedl.verify import Expected
+    a = session.args
+    if not tarballs:
+        raise UsageError("no package matches %s" % " ".join(a.packages))
+    jobs = [Job(i, t, path, sources)
+            for i, (t, path, sources) in enumerate(plan_tarballs(session, tree, tarballs))]
+    nworkers = max(1, min(a.jobs, len(jobs)))
+    single = len(jobs) == 1
+    agg = None if single else _aggregate(session, jobs)
+    transport0 = session.transport()      # shows the --no-check-certificate warning once
+    options = session.options()
+    recorder = session.health_recorder()
+
+    def fetch_one(job, local):
+        from sagedl.download import fetch
+        if nworkers == 1:
+            transport = transport0
+        else:
+            transport = local.get("transport")
+            if transport is None:
+                transport = local["transport"] = session.new_transport()
+        progress = session.progress() if single else _FileProgress(agg, job.tarball.filename)
+        try:
+            result = fetch(job.path, job.sources,
+                           Expected(None, job.tarball.sha256, job.tarball.sha1),
+                           transport, progress, options, on_result=recorder, notify=progress.note)
+        except SagedlError:
+            if agg is not None:
+                agg.file_done(job.tarball.filename, False)
+            raise
+        if agg is not None:
+            agg.file_done(job.tarball.filename, True, result.nbytes)
+        return result
+
+    def emit_or_warn(job):
+        if job.error is None:
+            emit(job)
+        elif a.on_error == "warn":
+            session.warn("unable to download %s: %s" % (job.tarball.package, job.error))
+
+    start = now()
+    try:
+        run_jobs(jobs, fetch_one, nworkers, agg, a.on_error == "stop", emit_or_warn)
+    finally:
+        recorder.flush()
+    if agg is not None:
+        agg.finish()
+    failed = [j for j in jobs if j.error is not None]
+    if single:
+        if failed:
+            raise failed[0].error
+        return 0
+    if not session.quiet or failed:
+        session.stderr.write(summarize(jobs, now() - start) + "\n")
+    if failed:
+        if a.on_error == "stop":
+            report(session.stderr, failed[0].error, session.debug)
+        return max(j.error.exit_code for j in failed)
+    return 0
+
+
+def _aggregate(session, jobs):
+    from sagedl.progress import AggregateProgress
+    mode = "none" if session.quiet else session.args.progress
+    if mode == "dots":
+        mode = "lines"
+    agg = AggregateProgress(session.stderr, mode=mode, env=session.env)
+    agg.set_totals(len(jobs), None)
+    return agg
+
+
+class _FileProgress(object):
+    """The per-file Progress interface, feeding one aggregate display."""
+
+    def __init__(self, agg, name):
+        self.agg = agg
+        self.name = name
+        self.started = False
+
+    def start(self, name, total, offset=0, source=None):
+        self.started = True
+        self.agg.file_started(self.name, total, offset)
+
+    def update(self, done):
+        self.agg.file_progress(self.name, done)
+
+    def note(self, text):
+        self.agg.note(text)
+
+    def finish(self, ok, message=None):
+        pass   # file_done is reported by the job runner

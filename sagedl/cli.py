@@ -17,7 +17,6 @@ only with --debug.
 from __future__ import absolute_import
 
 import os
-import re
 import sys
 
 from sagedl import __version__
@@ -77,9 +76,6 @@ def _add_common(p):
     g.add_argument("--no-check-certificate", action="store_true",
                    help="do not verify TLS certificates (checksums still apply)")
     g.add_argument("--ca-bundle", metavar="FILE", help="CA certificates to trust (PEM)")
-    g.add_argument("--transport", choices=("auto", "stdlib", "urllib3"), default="auto",
-                   help="HTTP implementation: the standard library's (default; see README "
-                        "for why auto means stdlib) or urllib3 when importable")
     g = p.add_argument_group("output")
     g.add_argument("--quiet", "-q", action="store_true", help="print nothing but errors")
     g.add_argument("--progress", choices=("auto", "bar", "lines", "dots", "none"), default="auto",
@@ -185,275 +181,32 @@ def _list_parser():
     return p
 
 
-class Context(object):
-    """What every command needs: env, streams, the options, and the pieces built from them."""
-
-    def __init__(self, args, env, stdout, stderr):
-        self.args = args
-        self.env = env
-        self.stdout = stdout
-        self.stderr = stderr
-        level = (args.log or "").upper()
-        self.debug = args.debug or level == "DEBUG"
-        self.quiet = args.quiet or level in ("WARNING", "ERROR", "CRITICAL")
-        self._transport = None
-        self._tree = False
-        # Computed once per run: a bulk download asks for them per tarball.
-        self._bases = None
-        self._upstream_d = None
-        self._resolved_lists = {}
-
-    def say(self, text):
-        if not self.quiet:
-            self.stderr.write("%s: %s\n" % (PROG, text))
-            self.stderr.flush()
-
-    def warn(self, text):
-        self.stderr.write("%s: warning: %s\n" % (PROG, text))
-        self.stderr.flush()
-
-    def transport(self):
-        if self._transport is None:
-            if self.args.no_check_certificate:
-                from sagedl.tls import INSECURE_WARNING
-                self.stderr.write("%s: %s\n" % (PROG, INSECURE_WARNING))
-            self._transport = self.new_transport()
-        return self._transport
-
-    def new_transport(self, timeout=None):
-        """A transport of its own (one per worker thread: connections are not shared)."""
-        from sagedl.transport import Transport
-        cls = Transport
-        if self.args.transport == "urllib3":
-            from sagedl import transport_urllib3
-            if not transport_urllib3.available():
-                raise UsageError("--transport urllib3: urllib3 is not importable by %s"
-                                 % sys.executable, hint="install urllib3, or use --transport stdlib")
-            cls = transport_urllib3.Urllib3Transport
-        return cls(timeout=timeout or self.args.timeout or 30.0, env=self.env,
-                   ca_bundle=self.args.ca_bundle, verify=not self.args.no_check_certificate)
-
-    def options(self):
-        from sagedl.download import Options
-        a = self.args
-        return Options(timeout=a.timeout or 30.0, retries=a.retries,
-                       low_speed_limit=a.low_speed_limit, low_speed_time=a.low_speed_time,
-                       lock_timeout=a.lock_timeout, force=a.force)
-
-    def progress(self):
-        from sagedl.progress import make_progress
-        return make_progress(self.args.progress, self.stderr, quiet=self.quiet, env=self.env)
-
-    def tree(self, required=False):
-        if self._tree is False:
-            from sagedl.sage import SageTree
-            self._tree = SageTree.discover(self.args.sage_root, env=self.env, cwd=os.getcwd())
-        if required and self._tree is None:
-            raise UsageError("no Sage tree found",
-                             hint="run inside a Sage source tree, or pass --sage-root DIR / set SAGE_ROOT")
-        return self._tree
-
-    def explicit_mirrors(self):
-        """--mirror, else $SAGEDL_MIRRORS: base URLs that replace the mirror
-        list (and .upstream.d), or [] when neither is given."""
-        return self.args.mirror or self.env.get("SAGEDL_MIRRORS", "").split()
-
-    def mirror_bases(self):
-        """Mirror base URLs in the order to try: the explicit ones, or the ranked list."""
-        if self._bases is None:
-            explicit = self.explicit_mirrors()
-            if explicit:
-                self._bases = [_with_slash(m) for m in explicit]
-            else:
-                self._bases = usable_bases(self.ranked(self.configured_mirrors()))
-        return self._bases
-
-    def upstream_d(self, tree):
-        """The tree's .upstream.d entries, read once."""
-        if self._upstream_d is None:
-            from sagedl import sage
-            self._upstream_d = sage.read_upstream_d(tree.root, tree.distfiles(self.env))
-        return self._upstream_d
-
-    def configured_mirrors(self):
-        from sagedl import mirrors
-        return mirrors.load_configured(self.args.mirrors_file, self.env)
-
-    def ranked(self, listed, fresh=False):
-        """Mirrors best first: a parallel HTTP probe, cached for an hour, with
-        recently failed mirrors demoted (see mirrors.rank_cached).  fresh:
-        measure every mirror now, without the cache or the early stop."""
-        from sagedl import mirrors
-        ctx = None
-        if any(m.url.startswith("https:") for m in listed):
-            from sagedl.tls import TLSConfig
-            ctx = TLSConfig(self.args.ca_bundle, not self.args.no_check_certificate,
-                            self.env).context()
-        if fresh:
-            ranked = mirrors.rank_cached(listed, env=self.env, ssl_context=ctx, refresh=True,
-                                         want=None)
-        else:
-            ranked = mirrors.rank_cached(listed, env=self.env, ssl_context=ctx)
-        if not any(r.ok for r in ranked):
-            self.say("no mirror answered the ranking probe; trying them by priority")
-        return ranked
-
-    def fetch_small(self, url, timeout):
-        """Fetch a small document (a mirror list) within ``timeout`` seconds
-        (shorter than a download's): a transport of its own, closed after."""
-        from sagedl.errors import SourceFailure
-        transport = self.new_transport(min(timeout, self.args.timeout or timeout))
-        try:
-            resp = transport.open(url)
-            try:
-                if resp.status != 200:
-                    raise SourceFailure(SourceFailure.KIND_HTTP, "HTTP %d" % resp.status)
-                return resp.read_all(256 * 1024)
-            finally:
-                resp.close()
-        finally:
-            transport.close()
-
-    def mirror_list_resolver(self):
-        """For .upstream.d lines naming a mirror_list URL: that live list, ranked."""
-        def resolve(url):
-            if url not in self._resolved_lists:
-                from sagedl import mirrors
-                listed, origin, problem = mirrors.live_mirror_list(url, self.fetch_small,
-                                                                   env=self.env)
-                if problem:
-                    self.say("mirror list %s: %s; using the %s list" % (url, problem, origin))
-                self._resolved_lists[url] = usable_bases(self.ranked(listed))
-            return self._resolved_lists[url]
-        return resolve
-
-
-MAX_DEAD_MIRRORS = 3
-
-
-def usable_bases(ranked):
-    """Base URLs to try: every mirror that answered the probe (or was not
-    measured), best first.  Mirrors whose probe failed are dropped -- trying
-    each would cost a timeout apiece -- unless none answered at all
-    (offline, or a probe-hostile network): then the first few by priority."""
-    from sagedl.mirrors import FAILED
-    alive = [r.mirror.url for r in ranked if r.status != FAILED]
-    return alive or [r.mirror.url for r in ranked[:MAX_DEAD_MIRRORS]]
-
-
-def _with_slash(url):
-    from sagedl.transport import check_url
-    check_url(url)
-    return url if url.endswith("/") else url + "/"
-
-
 # -- the commands ---------------------------------------------------------------
-def cmd_fetch(ctx):
+# Each takes the run's Session; planning (which sources, in which order) is
+# sources.py's, many files bulk.py's, site mirrors sitemirror.py's.
+def cmd_fetch(session):
     """The sage-download-file form: one URL or tarball."""
-    from sagedl.download import Source
-    from sagedl.verify import Expected
-    a = ctx.args
-    tree = None
-    target = a.url_or_tarball
-    dest = a.output or a.destination
-    if "://" in target or re.match(r"[A-Za-z][A-Za-z0-9+.-]*:", target):  # data:, javascript:, ...
-        from sagedl.transport import check_url
-        check_url(target)
-        name = _url_basename(target)
-        expected = Expected(a.size, a.sha256, a.sha1)
-        sources = [Source(target)] + [Source(b + name) for b in (a.mirror or [])]
-        to_stdout = dest is None
-        if to_stdout:
-            return _fetch_to_stdout(ctx, name, sources, expected)
-        path = _destination(dest, name)
-    else:
-        from sagedl.sage import check_filename
-        check_filename(target)
-        tree = ctx.tree()
-        if tree is None:
-            name = target
-            expected = Expected(a.size, a.sha256, a.sha1)
-            sources = [Source(_with_slash(b) + name) for b in _required_mirrors(ctx)]
-            path = _destination(dest, name)
-        else:
-            tarball = tree.resolve(target)
-            name = tarball.filename
-            expected = Expected(a.size, a.sha256 or tarball.sha256, a.sha1 or tarball.sha1)
-            sources = [Source(u) for u in sage_sources(ctx, tree, tarball)]
-            distfiles = tree.distfiles(ctx.env)
-            _ensure_dir(distfiles)
-            cached = os.path.join(distfiles, name)
-            if dest is None:
-                path = cached
-            else:
-                # Sage downloads into its distfiles, then copies to DESTINATION.
-                result = _run_fetch(ctx, cached, sources, expected, mirrors_used=True)
-                # A copy, as Sage's save_as makes, not a link into the distfiles.
-                from sagedl.sitemirror import place
-                place(result.path, _destination(dest, name), link=False)
-                return 0
-    _run_fetch(ctx, path, sources, expected, mirrors_used=tree is not None)
+    from sagedl.sources import plan_fetch
+    plan = plan_fetch(session)
+    if plan.to_stdout:
+        return _fetch_to_stdout(session, plan)
+    result = session.fetch(plan.path, plan.sources, plan.expected, sage_mirrors=plan.sage_mirrors)
+    if plan.copy_to is not None:
+        # Sage downloads into its distfiles, then copies to DESTINATION:
+        # a copy, as Sage's save_as makes, not a link into the distfiles.
+        from sagedl.sitemirror import place
+        place(result.path, plan.copy_to, link=False)
     return 0
 
 
-def _required_mirrors(ctx):
-    if ctx.explicit_mirrors():
-        return ctx.mirror_bases()
-    raise UsageError("%s is not a URL and there is no Sage tree to look it up in" % ctx.args.url_or_tarball,
-                     hint="give a URL, --mirror URL, or run inside a Sage tree (--sage-root DIR)")
-
-
-def _run_fetch(ctx, path, sources, expected, mirrors_used=False):
-    """Fetch one file; mirrors_used: record each source's outcome in the
-    mirror health cache (only Sage mirror sources, not a user's URL)."""
-    from sagedl.download import fetch
-    progress = ctx.progress()
-    recorder = HealthRecorder(ctx) if mirrors_used else None
-    try:
-        result = fetch(path, sources, expected, ctx.transport(), progress, ctx.options(),
-                       on_result=recorder, notify=progress.note)
-    finally:
-        if recorder is not None:
-            recorder.flush()
-    if result.status == "present":
-        ctx.say("%s is already present and verified" % os.path.basename(path)
-                if expected.known() else "%s is already present (no checksum to verify; "
-                "--force downloads it again)" % os.path.basename(path))
-    return result
-
-
-class HealthRecorder(object):
-    """Collects each source's outcome and writes them to the mirror health
-    record in one go (flush), so parallel workers never queue on its lock."""
-
-    def __init__(self, ctx):
-        import time
-        self.ctx = ctx
-        self.clock = time.time
-        self.results = []
-
-    def __call__(self, url, ok, reason):
-        self.results.append((url, ok, reason, self.clock()))   # list.append is atomic
-
-    def flush(self):
-        results, self.results = self.results, []
-        try:
-            from sagedl import mirrors
-            mirrors.record_results(results, env=self.ctx.env)
-        except Exception:  # health is advisory: never fail a download over it
-            if self.ctx.debug:
-                raise
-
-
-
-def _fetch_to_stdout(ctx, name, sources, expected):
+def _fetch_to_stdout(session, plan):
     """sage-download-file URL (no destination) writes the content to stdout."""
     import shutil
     import tempfile
     tmp = tempfile.mkdtemp(prefix="sagedl-")
     try:
-        result = _run_fetch(ctx, os.path.join(tmp, name), sources, expected)
-        out = getattr(ctx.stdout, "buffer", ctx.stdout)
+        result = session.fetch(os.path.join(tmp, plan.name), plan.sources, plan.expected)
+        out = getattr(session.stdout, "buffer", session.stdout)
         with open(result.path, "rb") as f:
             shutil.copyfileobj(f, out, 1 << 20)
         out.flush()
@@ -462,206 +215,78 @@ def _fetch_to_stdout(ctx, name, sources, expected):
     return 0
 
 
-def _url_basename(url):
-    from sagedl.compat import compat_unquote, compat_urlsplit
-    from sagedl.sage import check_filename
-    from sagedl.transport import redact
-    name = compat_unquote(compat_urlsplit(url).path.rstrip("/").rsplit("/", 1)[-1])
-    if not name:
-        raise UsageError("cannot tell a file name from %s" % redact(url), hint="give a DESTINATION")
-    check_filename(name)
-    return name
-
-
-def _destination(dest, name):
-    if dest is None:
-        return os.path.abspath(name)
-    if os.path.isdir(dest):
-        return os.path.abspath(os.path.join(dest, name))
-    return os.path.abspath(dest)
-
-
-def _ensure_dir(path):
-    from sagedl.compat import compat_makedirs
-    try:
-        compat_makedirs(path)
-    except OSError as e:
-        raise errors.DiskError("cannot create %s: %s" % (path, e.strerror or e))
-
-
-def sage_sources(ctx, tree, tarball, bases=None):
-    """URLs for a tarball in Sage's order: SAGE_SERVER, .upstream.d, mirrors, upstream.
-
-    With --mirror or $SAGEDL_MIRRORS the mirror list is replaced, and the
-    .upstream.d entries (which name Sage's own servers) are skipped too.
-    """
-    from sagedl import sage
-    if ctx.args.upstream_only:
-        if not tarball.upstream_url:
-            raise UsageError("%s has no upstream_url in %s" % (tarball.filename, tarball.checksums_ini
-                                                               or "its checksums.ini"),
-                             hint="drop --upstream-only to use the Sage mirrors")
-        return [tarball.upstream_url]
-    explicit = ctx.explicit_mirrors()
-    entries = [] if explicit else ctx.upstream_d(tree)
-    if bases is None:
-        bases = ctx.mirror_bases()
-    return sage.source_urls(tarball, ctx.env, entries, bases, ctx.args.allow_upstream,
-                            mirror_lists=None if explicit else ctx.mirror_list_resolver())
-
-
-def cmd_download(ctx):
-    """sage-package download: one absolute path per package on stdout, in order."""
-    from sagedl import bulk
-    a = ctx.args
-    tree = ctx.tree(required=True)
-    tarballs, skipped = bulk.select_tarballs(tree, a.packages, a.exclude, a.has_file, a.no_file)
-    for pkg in skipped:
-        ctx.warn("skipping %s: it has only per-platform wheels; name the one your build "
-                 "needs, e.g. sagedl download %s" % (pkg, tree.tarballs(pkg)[0].filename))
-
-    def emit(job):
-        if job.error is None:
-            ctx.stdout.write(job.path + "\n")
-            ctx.stdout.flush()
-
-    return fetch_tarballs(ctx, tree, tarballs, emit)
-
-
-def fetch_tarballs(ctx, tree, tarballs, emit):
-    """Fetch tarballs into the distfiles, ``--jobs`` at a time; ``emit(job)``
-    in the order given.  Ends with a summary (several files) and returns the
-    exit code: the worst failure's, or 0."""
-    from sagedl import bulk
-    from sagedl.download import Source
-    from sagedl.verify import Expected
-    a = ctx.args
-    if not tarballs:
-        raise UsageError("no package matches %s" % " ".join(a.packages))
-    distfiles = tree.distfiles(ctx.env)
-    _ensure_dir(distfiles)
-    bases = ctx.mirror_bases()
-    jobs = []
-    for i, t in enumerate(tarballs):
-        # Spread the work: job i starts on the (i mod k)-th of the k best mirrors.
-        k = min(3, len(bases))
-        rotated = bases[i % k:] + bases[:i % k] if k else bases
-        urls = sage_sources(ctx, tree, t, rotated)
-        jobs.append(bulk.Job(i, t, os.path.join(distfiles, t.filename), [Source(u) for u in urls]))
-    nworkers = max(1, min(a.jobs, len(jobs)))
-    single = len(jobs) == 1
-    agg = None if single else _aggregate(ctx, jobs)
-    transport0 = ctx.transport()      # shows the --no-check-certificate warning once
-    options = ctx.options()
-    recorder = HealthRecorder(ctx)
-
-    def fetch_one(job, local):
-        from sagedl.download import fetch
-        if nworkers == 1:
-            transport = transport0
-        else:
-            transport = local.get("transport")
-            if transport is None:
-                transport = local["transport"] = ctx.new_transport()
-        progress = ctx.progress() if single else _FileProgress(agg, job.tarball.filename)
-        try:
-            result = fetch(job.path, job.sources,
-                           Expected(None, job.tarball.sha256, job.tarball.sha1),
-                           transport, progress, options, on_result=recorder, notify=progress.note)
-        except SagedlError:
-            if agg is not None:
-                agg.file_done(job.tarball.filename, False)
-            raise
-        if agg is not None:
-            agg.file_done(job.tarball.filename, True, result.nbytes)
-        return result
-
-    def emit_or_warn(job):
-        if job.error is None:
-            emit(job)
-        elif a.on_error == "warn":
-            ctx.warn("unable to download %s: %s" % (job.tarball.package, job.error))
-
-    start = bulk.now()
-    try:
-        bulk.run_jobs(jobs, fetch_one, nworkers, agg, a.on_error == "stop", emit_or_warn)
-    finally:
-        recorder.flush()
-    if agg is not None:
-        agg.finish()
-    failed = [j for j in jobs if j.error is not None]
-    if single:
-        if failed:
-            raise failed[0].error
-        return 0
-    if not ctx.quiet or failed:
-        ctx.stderr.write(bulk.summarize(jobs, bulk.now() - start) + "\n")
-    if failed:
-        if a.on_error == "stop":
-            _report(ctx.stderr, failed[0].error, ctx.debug)
-        return max(j.error.exit_code for j in failed)
+def cmd_print_fastest_mirror(session):
+    session.stdout.write(session.mirror_bases()[0] + "\n")
     return 0
 
 
-def _aggregate(ctx, jobs):
-    from sagedl.progress import AggregateProgress
-    mode = "none" if ctx.quiet else ctx.args.progress
-    if mode == "dots":
-        mode = "lines"
-    agg = AggregateProgress(ctx.stderr, mode=mode, env=ctx.env)
-    agg.set_totals(len(jobs), None)
-    return agg
-
-
-class _FileProgress(object):
-    """The per-file Progress interface, feeding one aggregate display."""
-
-    def __init__(self, agg, name):
-        self.agg = agg
-        self.name = name
-        self.started = False
-
-    def start(self, name, total, offset=0, source=None):
-        self.started = True
-        self.agg.file_started(self.name, total, offset)
-
-    def update(self, done):
-        self.agg.file_progress(self.name, done)
-
-    def note(self, text):
-        self.agg.note(text)
-
-    def finish(self, ok, message=None):
-        pass   # file_done is reported by the job runner
-
-
-def _source(url):
-    from sagedl.download import Source
-    return Source(url)
-
-
-def cmd_print_fastest_mirror(ctx):
-    ctx.stdout.write(ctx.mirror_bases()[0] + "\n")
-    return 0
-
-
-def cmd_list_mirrors(ctx):
+def cmd_list_mirrors(session):
     """A table of the configured mirrors, freshly ranked: name, region,
     latency, health, last result."""
-    from sagedl import mirrors
-    if ctx.explicit_mirrors():
-        listed = [mirrors.Mirror(u) for u in ctx.mirror_bases()]
+    from sagedl import health
+    from sagedl.mirrorlist import Mirror
+    from sagedl.probe import SKIPPED, Ranked
+    if session.explicit_mirrors():
+        listed = [Mirror(u) for u in session.mirror_bases()]
     else:
-        listed = ctx.configured_mirrors()
-    if ctx.args.no_probe:
-        ranked = [mirrors.Ranked(m, mirrors.SKIPPED, None, "not measured") for m in listed]
+        listed = session.configured_mirrors()
+    if session.args.no_probe:
+        ranked = [Ranked(m, SKIPPED, None, "not measured") for m in listed]
     else:
-        ranked = ctx.ranked(listed, fresh=True)
-    text = mirrors.format_table(ranked, mirrors.load_health(ctx.env))
+        ranked = session.ranked(listed, fresh=True)
+    text = format_table(ranked, health.load_health(session.env))
     if sys.version_info[0] == 2 and not isinstance(text, bytes):
         text = text.encode("utf-8")   # mirror names are unicode; a pipe takes bytes on 2.7
-    ctx.stdout.write(text)
+    session.stdout.write(text)
     return 0
+
+
+def _ago(seconds):
+    if seconds < 60:
+        return "just now"
+    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
+        if seconds >= size:
+            return "%d %s ago" % (seconds // size, unit)
+
+
+def format_table(ranked, health, now=None, window=None):
+    """Pure: a text table of a ranking: name, region, latency, health, last result, url."""
+    from sagedl.health import HEALTH_WINDOW, is_unhealthy
+    from sagedl.probe import SKIPPED
+    from sagedl.urls import origin_key
+    import time
+    now = time.time() if now is None else now
+    window = HEALTH_WINDOW if window is None else window
+    rows = [("#", "name", "region", "latency", "health", "last result", "url")]
+    for n, r in enumerate(ranked, 1):
+        if r.ok:
+            latency = ("%.1f ms" if r.latency < 0.01 else "%.0f ms") % (r.latency * 1000)
+        elif r.status == SKIPPED:
+            latency = "-"
+        else:
+            latency = _clip("failed: %s" % r.reason, 40)
+        rec = health.get(origin_key(r.mirror.url))
+        if not rec:
+            state, last = "unknown", "-"
+        else:
+            state = "failing" if is_unhealthy(rec, now, window) else "ok"
+            what = "ok" if rec["ok"] else _clip(rec.get("reason") or "failed", 40)
+            last = "%s, %s" % (what, _ago(max(0, now - rec["last"])))
+        rows.append((str(n), r.mirror.name, r.mirror.region or "-", latency, state, last,
+                     r.mirror.url))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
+    lines = []
+    for row in rows:
+        cells = [row[i].ljust(widths[i]) if i else row[i].rjust(widths[i])
+                 for i in range(len(widths))]
+        lines.append("  ".join(cells + [row[-1]]).rstrip())
+    return "\n".join(lines) + "\n"
+
+
+def _clip(text, width):
+    from sagedl.compat import compat_str
+    text = " ".join(compat_str(text).split())
+    return text if len(text) <= width else text[:width - 3] + "..."
 
 
 # -- entry point ---------------------------------------------------------------
@@ -696,8 +321,10 @@ def main(argv=None, env=None, stdout=None, stderr=None):
             if args.version:
                 stdout.write("sagedl %s (Python %s)\n" % (__version__, sys.version.split()[0]))
                 return 0
-        ctx = Context(args, env, stdout, stderr)
+        from sagedl.session import Session
+        ctx = Session(args, env, stdout, stderr)
         if command == "download":
+            from sagedl.bulk import cmd_download
             return cmd_download(ctx)
         if command == "list-mirrors":
             return cmd_list_mirrors(ctx)
@@ -731,19 +358,13 @@ def main(argv=None, env=None, stdout=None, stderr=None):
             stderr.write("%s: hint: run again with --debug for a traceback, and please report it\n" % PROG)
         return errors.EXIT_FAILURE
     finally:
-        if ctx is not None and ctx._transport is not None:
-            ctx._transport.close()
+        if ctx is not None:
+            ctx.close()
         _restore_sigterm(old_term)
 
 
 def _report(stderr, e, debug):
-    if debug:
-        import traceback
-        traceback.print_exc(file=stderr)
-    stderr.write("%s: error: %s\n" % (PROG, e))
-    if e.hint:
-        stderr.write("%s: hint: %s\n" % (PROG, e.hint))
-    stderr.flush()
+    errors.report(stderr, e, debug, PROG)
 
 
 def _on_sigterm(signum, frame):

@@ -35,7 +35,7 @@ from sagedl.compat import (compat_buffer_slice, compat_monotonic, compat_replace
                            compat_urlsplit)
 from sagedl.errors import DiskError, SourceFailure, failure_error
 from sagedl.lock import FileLock
-from sagedl.transport import redact
+from sagedl.urls import redact
 from sagedl.verify import Hasher, hash_file, verify_file
 
 BLOCK_SIZE = 256 * 1024

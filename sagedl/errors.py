@@ -139,3 +139,15 @@ def failure_error(attempts, target_name):
         return NetworkError(summary, hint="check your network or proxy; --timeout S "
                                           "raises the network timeout")
     return SagedlError(summary)
+
+
+def report(stderr, e, debug, prog="sagedl"):
+    """Print a SagedlError the one way: ``sagedl: error: ...`` and an optional
+    ``sagedl: hint: ...``; the traceback only with --debug."""
+    if debug:
+        import traceback
+        traceback.print_exc(file=stderr)
+    stderr.write("%s: error: %s\n" % (prog, e))
+    if e.hint:
+        stderr.write("%s: hint: %s\n" % (prog, e.hint))
+    stderr.flush()

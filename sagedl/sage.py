@@ -33,7 +33,7 @@ import io
 import os
 import re
 
-from sagedl.compat import PY2, compat_quote, compat_str, compat_text_types
+from sagedl.compat import compat_text_types
 from sagedl.errors import MetadataError, NotFoundError, UsageError
 
 # Longer names are refused: 255 bytes is NAME_MAX on Linux, macOS and the BSDs.
@@ -615,7 +615,7 @@ class SageTree(object):
 
 
 # ---------------------------------------------------------------------------
-# Sources, in Sage's order
+# .upstream.d (sources.py turns its entries into URLs)
 
 def read_upstream_d(root, distfiles=None):
     """Entries of SAGE_ROOT/.upstream.d: ("url", template) or ("mirror_list", url).
@@ -624,7 +624,7 @@ def read_upstream_d(root, distfiles=None):
     backups; so do we, and dotfiles too), lines in order, blanks and '#'
     comments skipped.  A line ending in ``mirror_list`` names a mirror list;
     any other line is a URL prefix to which the file name is appended, with
-    ${SPKG} and ${SAGE_SERVER} left for source_urls.  ${SAGE_ROOT} and
+    ${SPKG} and ${SAGE_SERVER} left for sources.source_urls.  ${SAGE_ROOT} and
     ${SAGE_DISTFILES} are substituted here, as Sage does when reading.
     A missing directory means no entries.
     """
@@ -653,96 +653,3 @@ def read_upstream_d(root, distfiles=None):
             line = line.replace("${SAGE_ROOT}", root).replace("${SAGE_DISTFILES}", distfiles)
             entries.append(("mirror_list" if line.endswith("mirror_list") else "url", line))
     return entries
-
-
-def mirror_list_urls(entries, env=None):
-    """The mirror-list URLs named by read_upstream_d entries, ${SAGE_SERVER} expanded."""
-    env = os.environ if env is None else env
-    server = _server(env)
-    urls = []
-    for kind, value in entries:
-        if kind == "mirror_list":
-            url = _with_server(value, server)
-            if url is not None and url not in urls:
-                urls.append(url)
-    return urls
-
-
-# RFC 3986 pchar minus '%': what may stay unescaped in one path segment.
-_PCHAR_SAFE = "!$&'()*+,;=:@-._~"
-
-
-def _segment(s):
-    if PY2 and isinstance(s, compat_str):
-        s = s.encode("utf-8")  # Python 2's quote() fails on non-ASCII text
-    return compat_quote(s, safe=_PCHAR_SAFE)
-
-
-def _server(env):
-    return (env.get("SAGE_SERVER") or "").rstrip("/")
-
-
-def _with_server(template, server):
-    """Expand ${SAGE_SERVER}; None when the line needs it and it is unset (as Sage)."""
-    if "${SAGE_SERVER}" in template:
-        if not server:
-            return None
-        template = template.replace("${SAGE_SERVER}", server)
-    return template
-
-
-def _mirror_url(base, tarball):
-    return "%s/spkg/upstream/%s/%s" % (base.rstrip("/"), _segment(tarball.package),
-                                       _segment(tarball.filename))
-
-
-def source_urls(tarball, env, upstream_d_entries, mirrors, allow_upstream, mirror_lists=None):
-    """Every URL to try for ``tarball``, in Sage's order, without duplicates.
-
-    1. $SAGE_SERVER as a mirror base: SAGE_SERVER/spkg/upstream/PKG/FILE
-    2. upstream_d_entries in order: a "url" template gets ${SAGE_SERVER}
-       (the line is skipped when SAGE_SERVER is unset) and ${SPKG} expanded,
-       one '/' and the file name appended.  A "mirror_list" entry expands, at
-       its place, to ``mirror_lists(url)`` (a callable returning ranked
-       mirror base URLs) as in 3.; without ``mirror_lists`` it is skipped,
-       and the caller is expected to pass those mirrors as ``mirrors``.
-    3. ``mirrors`` (ranked base URLs): MIRROR/spkg/upstream/PKG/FILE
-    4. the tarball's upstream_url, only when ``allow_upstream``.
-
-    A template with an unknown ${...} placeholder left is skipped.
-    ``env`` None means os.environ.  Pure apart from calling ``mirror_lists``.
-    """
-    env = os.environ if env is None else env
-    server = _server(env)
-    urls = []
-    if server:
-        urls.append(_mirror_url(server, tarball))
-    for kind, value in upstream_d_entries:
-        if kind == "mirror_list":
-            url = _with_server(value, server)
-            if mirror_lists is not None and url is not None:
-                urls.extend(_mirror_url(m, tarball) for m in mirror_lists(url) or ())
-            continue
-        prefix = _with_server(value, server)
-        if prefix is None:
-            continue
-        prefix = prefix.replace("${SPKG}", tarball.package)
-        if "${" in prefix:
-            continue
-        if not prefix.endswith("/"):
-            prefix += "/"
-        urls.append(prefix + _segment(tarball.filename))
-    urls.extend(_mirror_url(m, tarball) for m in mirrors or ())
-    if allow_upstream and tarball.upstream_url:
-        urls.append(tarball.upstream_url)
-    return _dedupe(urls)
-
-
-def _dedupe(items):
-    seen = set()
-    result = []
-    for item in items:
-        if item not in seen:
-            seen.add(item)
-            result.append(item)
-    return result

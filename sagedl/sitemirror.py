@@ -77,7 +77,6 @@ def _write_atomic(path, text):
 
 def cmd_make_mirror(ctx):
     from sagedl import bulk
-    from sagedl.cli import fetch_tarballs
     a = ctx.args
     tree = ctx.tree(required=True)
     directory = os.path.abspath(a.directory)
@@ -90,7 +89,7 @@ def cmd_make_mirror(ctx):
         place(job.path, mirror_path(directory, job.tarball))
         placed.append(job.tarball)
 
-    code = fetch_tarballs(ctx, tree, tarballs, emit)
+    code = bulk.fetch_tarballs(ctx, tree, tarballs, emit)
     try:
         compat_makedirs(directory)
     except OSError as e:

@@ -15,15 +15,15 @@ Everything a source can do wrong surfaces as errors.SourceFailure with a
 
 from __future__ import absolute_import
 
-import base64
 import errno
 import re
 import socket
 
 from sagedl import __version__
-from sagedl.compat import (compat_monotonic, compat_unquote, compat_urljoin,
-                           compat_urlsplit)
+from sagedl.compat import compat_monotonic, compat_urljoin, compat_urlsplit
 from sagedl.errors import SourceFailure, UsageError
+from sagedl.urls import (ascii_host, basic_auth, check_url, origin, port_of, proxy_for,
+                         redact, resolve)
 
 USER_AGENT = "sagedl/%s" % __version__
 MAX_HEAD_BYTES = 64 * 1024      # a response head larger than this is hostile
@@ -44,71 +44,6 @@ _TOKEN = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")       # a header name (RFC
 _HEADER_CTL = re.compile(b"[\x00-\x08\x0a-\x1f\x7f]")
 
 
-def redact(url):
-    """The URL without user:password, for every message we print."""
-    try:
-        parts = compat_urlsplit(url)
-        parts.port      # an invalid URL: its authority may hide a password
-    except ValueError:
-        return _redact_raw(url)
-    if "@" not in parts.netloc:
-        return url
-    host = parts.netloc.rsplit("@", 1)[1]
-    return parts._replace(netloc="***@" + host).geturl()
-
-
-def _redact_raw(url):
-    """A URL urlsplit cannot make sense of (a '/' or ':' in the password,
-    say): hide everything from '//' to the last '@'."""
-    try:
-        head, sep, rest = url.partition("//")
-    except (AttributeError, TypeError):
-        return "<invalid URL>"
-    if sep and "@" in rest:
-        return head + sep + "***@" + rest.rsplit("@", 1)[1]
-    return url
-
-
-def check_url(url, allow_schemes=("http", "https")):
-    """Refuse foreign schemes (file:, ftp:, gopher:, ...) before any I/O."""
-    if _has_control(url):
-        raise UsageError("invalid URL %r: it contains a control character" % (redact(url)[:200],))
-    try:
-        parts = compat_urlsplit(url)
-        parts.port  # raises ValueError on a bad port
-    except ValueError as e:
-        raise UsageError("invalid URL %s: %s" % (redact(url), e))
-    if parts.scheme.lower() not in allow_schemes:
-        raise UsageError("refusing URL scheme %r in %s" % (str(parts.scheme + ":"), redact(url)),
-                         hint="only %s URLs are allowed" % " and ".join(allow_schemes))
-    if not parts.hostname:
-        raise UsageError("URL has no host: %s" % redact(url))
-    _ascii_host(parts.hostname)
-    return parts
-
-
-def _has_control(text):
-    return any(ord(c) < 0x20 or ord(c) == 0x7f for c in text)
-
-
-def _ascii_host(host):
-    """The host as sent in Host, SNI and DNS: ASCII, IDNA for a Unicode name."""
-    try:
-        if isinstance(host, bytes):     # a Python 2 str
-            host.decode("ascii")
-        else:
-            host.encode("ascii")
-        return host
-    except UnicodeError:
-        pass
-    try:
-        if isinstance(host, bytes):
-            host = host.decode("utf-8")
-        return host.encode("idna").decode("ascii")
-    except UnicodeError:
-        raise UsageError("invalid host name %r in URL" % (host,))
-
-
 def _quote_unsafe(text):
     """Percent-encode what may not appear raw in a request target: spaces,
     controls and non-ASCII (as UTF-8; bytes as they are).  '%' itself is
@@ -119,11 +54,6 @@ def _quote_unsafe(text):
         except UnicodeEncodeError:      # undecodable argv bytes (surrogateescape)
             text = text.encode("utf-8", "surrogateescape")
     return "".join(chr(b) if 0x20 < b < 0x7f else "%%%02X" % b for b in bytearray(text))
-
-
-def _origin(parts):
-    scheme = parts.scheme.lower()
-    return scheme, (parts.hostname or "").lower(), parts.port or (443 if scheme == "https" else 80)
 
 
 def _printable(text, limit=80):
@@ -411,38 +341,6 @@ class Connection(object):
                 pass
 
 
-def resolve(host, port, timeout):
-    """getaddrinfo with a deadline.
-
-    The system resolver has no timeout of ours: a dead DNS server would hang
-    a download for as long as the resolver likes.  Names are resolved in a
-    daemon thread joined with ``timeout`` (an abandoned lookup ends when the
-    resolver gives up); address literals need no thread.
-    """
-    try:
-        return socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM, 0, socket.AI_NUMERICHOST)
-    except socket.gaierror:
-        pass   # a name, not an address
-    import threading
-    box = {}
-
-    def run():
-        try:
-            box["infos"] = socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM)
-        except Exception as e:  # handed to the caller's thread below
-            box["error"] = e
-
-    t = threading.Thread(target=run, name="sagedl-resolve")
-    t.daemon = True
-    t.start()
-    t.join(timeout)
-    if t.is_alive():
-        raise socket.timeout("name resolution")
-    if "error" in box:
-        raise box["error"]
-    return box["infos"]
-
-
 def _is_ascii(text):
     try:
         text.encode("ascii")
@@ -486,17 +384,11 @@ class Transport(object):
                 c.close()
         self._idle.clear()
 
-    def _proxy_for(self, parts):
-        if not any(k.lower().endswith("_proxy") for k in self.env):
-            return None   # the common case, without importing the proxy rules
-        from sagedl import proxy
-        return proxy.proxy_for(parts.geturl(), self.env)
-
     def _connect(self, parts):
         scheme = parts.scheme.lower()
-        host = _ascii_host(parts.hostname)
-        port = parts.port or (443 if scheme == "https" else 80)
-        proxy_url = self._proxy_for(parts)
+        host = ascii_host(parts.hostname)
+        port = port_of(parts)
+        proxy_url = proxy_for(parts.geturl(), self.env)
         key = (scheme, host, port, proxy_url)
         idle = self._idle.get(key)
         while idle:
@@ -560,7 +452,7 @@ class Transport(object):
         target = "%s:%d" % (host, port)
         lines = ["CONNECT %s HTTP/1.1" % target, "Host: %s" % target,
                  "User-Agent: %s" % self.user_agent]
-        auth = _basic_auth(pparts)
+        auth = basic_auth(pparts)
         if auth:
             lines.append("Proxy-Authorization: " + auth)
         try:
@@ -618,7 +510,7 @@ class Transport(object):
                 raise SourceFailure(SourceFailure.KIND_HTTP,
                                     "redirect from https to http refused: %s (followed only "
                                     "when a checksum is known)" % redact(new))
-            if _origin(new_parts) != _origin(old_parts) and headers:
+            if origin(new_parts) != origin(old_parts) and headers:
                 # Credentials given for one origin are not another's business.
                 headers = dict((k, v) for k, v in headers.items()
                                if k.lower() not in CREDENTIAL_HEADERS)
@@ -635,7 +527,7 @@ class Transport(object):
         if parts.query:
             path += "?" + parts.query
         target = _quote_unsafe(path)
-        host = _ascii_host(parts.hostname)
+        host = ascii_host(parts.hostname)
         if ":" in host:
             host = "[%s]" % host
         if parts.port:
@@ -648,11 +540,11 @@ class Transport(object):
                  # The bytes we hash must be the bytes served: never a
                  # transparently decoded body.
                  "Accept-Encoding: identity", "Accept: */*"]
-        auth = _basic_auth(parts)
+        auth = basic_auth(parts)
         if auth:
             lines.append("Authorization: " + auth)
         if absolute_proxy:
-            pauth = _basic_auth(compat_urlsplit(absolute_proxy))
+            pauth = basic_auth(compat_urlsplit(absolute_proxy))
             if pauth:
                 lines.append("Proxy-Authorization: " + pauth)
         for k, v in (headers or {}).items():
@@ -701,13 +593,6 @@ def read_all(resp, limit=1 << 20):
         out += view[:n]
         if len(out) > limit:
             raise SourceFailure(SourceFailure.KIND_PROTOCOL, "response larger than %d bytes" % limit)
-
-
-def _basic_auth(parts):
-    if parts.username is None:
-        return None
-    raw = "%s:%s" % (compat_unquote(parts.username), compat_unquote(parts.password or ""))
-    return "Basic " + base64.b64encode(raw.encode("utf-8")).decode("ascii")
 
 
 def _drain(resp, limit=64 * 1024):

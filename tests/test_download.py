@@ -10,23 +10,6 @@ from conftest import assert_one_line_error, make_data
 from sagedl.errors import (EXIT_CHECKSUM, EXIT_NETWORK, EXIT_NOT_FOUND, EXIT_OK, EXIT_USAGE)
 
 
-@pytest.fixture(params=["stdlib", "urllib3"])
-def run_cli(request, run_cli):
-    """Every engine test runs over both transports: they share one suite."""
-    if request.param == "urllib3":
-        pytest.importorskip("urllib3")
-
-    def run(*argv, **kw):
-        return run_cli(*(list(argv) + ["--transport", request.param]), **kw)
-    run.transport = request.param
-    return run
-
-
-def stdlib_only(run_cli, why):
-    if run_cli.transport != "stdlib":
-        pytest.skip("stdlib transport only: " + why)
-
-
 def fetch(run_cli, dest, payload, *urls, **kw):
     """sagedl URL DEST --sha256 ... with extra URLs given as --mirror bases."""
     first, rest = urls[0], urls[1:]
@@ -126,7 +109,6 @@ def test_trickling_source_is_abandoned_by_the_stall_rule(run_cli, server, payloa
 
 
 def test_held_connection_times_out_on_the_response_head(run_cli, server, payload, out):
-    stdlib_only(run_cli, "urllib3 bounds each recv, not the whole response head")
     r = fetch(run_cli, out / "f.bin", payload, server.url_for("f.bin", "slow-headers"),
               extra=["--timeout", "1"])
     assert r.code == EXIT_NETWORK, r
@@ -280,7 +262,7 @@ def test_huge_headers_are_refused(run_cli, server, payload, out):
     r = fetch(run_cli, out / "f.bin", payload, server.url_for("f.bin", "huge-headers"),
               server.url_for("f.bin"))
     assert r.code == 0, r
-    assert ("head too large" if run_cli.transport == "stdlib" else "trying") in r.err
+    assert "head too large" in r.err
 
 
 def test_redirect_is_followed_and_loop_is_bounded(run_cli, server, payload, out):
@@ -344,7 +326,6 @@ def test_credentials_never_appear_in_messages(run_cli, server, payload, out):
 
 
 def test_bad_arguments_are_one_line_usage_errors(run_cli):
-    stdlib_only(run_cli, "argument parsing does not depend on the transport")
     r = run_cli("--timeout", "abc", "x.tar.gz")
     assert r.code == EXIT_USAGE
     assert_one_line_error(r.err)

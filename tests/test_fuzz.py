@@ -21,7 +21,7 @@ import threading
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from sagedl import mirrors, sage, tomlreader, transport
+from sagedl import mirrorlist, sage, tomlreader, transport, urls
 from sagedl.compat import compat_monotonic
 from sagedl.errors import MetadataError, SourceFailure, UsageError
 
@@ -122,10 +122,10 @@ def test_mirrors_toml_readers_return_mirrors_or_raise_metadata_error(text):
                 continue
             assert isinstance(data, dict)
             try:
-                found = mirrors.mirrors_from_data(data, "fuzz/mirrors.toml")
+                found = mirrorlist.mirrors_from_data(data, "fuzz/mirrors.toml")
             except MetadataError:
                 continue
-            assert found and all(mirrors.url_problem(m.url) is None and m.url.endswith("/")
+            assert found and all(urls.url_problem(m.url) is None and m.url.endswith("/")
                                  for m in found)
 
 
@@ -133,7 +133,7 @@ def test_mirrors_toml_readers_return_mirrors_or_raise_metadata_error(text):
 @given(st.binary(max_size=300))
 def test_mirrors_toml_from_arbitrary_bytes_raises_only_metadata_error(data):
     try:
-        mirrors.parse_mirrors_toml(data, "fuzz/mirrors.toml")
+        mirrorlist.parse_mirrors_toml(data, "fuzz/mirrors.toml")
     except MetadataError:
         pass
 
@@ -157,11 +157,11 @@ list_documents = st.one_of(st.text(max_size=200),
                  st.binary(max_size=200)))
 def test_mirror_list_parser_returns_urls_or_raises_metadata_error(text):
     try:
-        urls = mirrors.parse_mirror_list(text, "https://www.sagemath.org/mirror_list")
+        urls = mirrorlist.parse_mirror_list(text, "https://www.sagemath.org/mirror_list")
     except MetadataError:
         return
     assert urls and len(set(urls)) == len(urls)
-    assert all(mirrors.url_problem(u) is None and u.endswith("/") for u in urls)
+    assert all(urls.url_problem(u) is None and u.endswith("/") for u in urls)
 
 
 # -- HTTP response heads and bodies ---------------------------------------------------------

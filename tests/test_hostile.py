@@ -19,7 +19,7 @@ import pytest
 
 from conftest import REPO, assert_one_line_error, clean_env
 from faultserver import TLS_CA, FaultServer, tls_server_context
-from sagedl import transport
+from sagedl import transport, urls
 from sagedl.errors import (EXIT_NETWORK, EXIT_OK, EXIT_USAGE, SourceFailure, UsageError)
 from sagedl.transport import MAX_REDIRECTS, Transport
 
@@ -289,7 +289,7 @@ def test_redact_hides_every_spelling_of_a_password():
     for url in ["http://alice:hunter2-secret@h/f", "http://alice:hunter2-secret@h:99999/f",
                 "http://alice:hunter2/secret@h/f", "http://alice:hunter2-secret@[::1/f",
                 "https://alice:hunter2:secret@h:1/f", "http://alice@h/f"]:
-        shown = transport.redact(url)
+        shown = urls.redact(url)
         assert "hunter2" not in shown and "alice" not in shown, (url, shown)
 
 

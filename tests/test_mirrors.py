@@ -23,7 +23,8 @@ import zipfile
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from sagedl import mirrors as M
+from sagedl import cli, errors, health, mirrorlist, probe, urls
+from sagedl.urls import url_problem
 from sagedl.errors import MetadataError, SourceFailure
 from sagedl.lock import FileLock
 from sagedl.paths import cache_dir, config_dir
@@ -381,7 +382,7 @@ def test_shipped_list_has_every_active_mirror_of_mirrors_yaml():
     with open(MIRRORS_YAML, encoding="utf-8") as f:
         entries = gen.parse_yaml_list(f.read())
     active = [e for e in entries if e.get("active") is True]
-    shipped = M.load_shipped()
+    shipped = mirrorlist.load_shipped()
     assert len(shipped) == len(active) == 38
     assert [m.url for m in shipped] == [e["url"] for e in active]
     xmission = shipped[0]
@@ -398,8 +399,8 @@ def test_load_shipped_reads_the_copy_embedded_in_a_zipapp(tmp_path):
             if name.endswith(".py"):
                 z.write(os.path.join(ROOT, "sagedl", name), "sagedl/" + name)
         z.writestr("sagedl/mirrors.toml", '[[mirror]]\nurl = "https://only.example/sage"\n')
-    code = ("import sys; sys.path.insert(0, %r); from sagedl import mirrors; "
-            "print([m.url for m in mirrors.load_shipped()])" % pyz)
+    code = ("import sys; sys.path.insert(0, %r); from sagedl import mirrorlist; "
+            "print([m.url for m in mirrorlist.load_shipped()])" % pyz)
     out = subprocess.run([sys.executable, "-I", "-c", code], capture_output=True, text=True,
                          cwd=str(tmp_path), timeout=60)
     assert out.returncode == 0, out.stderr
@@ -407,10 +408,10 @@ def test_load_shipped_reads_the_copy_embedded_in_a_zipapp(tmp_path):
 
 
 def test_mirror_urls_are_normalised_to_end_with_a_slash():
-    m = M.Mirror("https://h.example/sage")
+    m = mirrorlist.Mirror("https://h.example/sage")
     assert m.url == "https://h.example/sage/"
     assert m.name == "h.example"
-    assert m == M.Mirror("https://h.example/sage/")
+    assert m == mirrorlist.Mirror("https://h.example/sage/")
 
 
 # -- overrides ---------------------------------------------------------------------
@@ -422,15 +423,15 @@ def _write(path, text):
 
 
 def test_override_order_is_mirrors_file_then_user_file_then_shipped(env, tmp_path):
-    assert M.load_configured(env=env) == M.load_shipped()
-    assert M.configured_file(env=env) is None
+    assert mirrorlist.load_configured(env=env) == mirrorlist.load_shipped()
+    assert mirrorlist.configured_file(env=env) is None
     user = _write(os.path.join(config_dir(env), "mirrors.toml"),
                   '[[mirror]]\nurl = "https://user.example/"\nname = "Mine"\npriority = 3\n')
-    assert M.load_configured(env=env) == [M.Mirror("https://user.example/", "Mine", "", "", 3)]
+    assert mirrorlist.load_configured(env=env) == [mirrorlist.Mirror("https://user.example/", "Mine", "", "", 3)]
     given_file = _write(str(tmp_path / "given.toml"), "[[mirror]]\nurl = 'http://given.example/s'\n")
-    assert [m.url for m in M.load_configured(given_file, env)] == ["http://given.example/s/"]
-    assert M.configured_file(given_file, env) == given_file
-    assert M.configured_file(None, env) == user
+    assert [m.url for m in mirrorlist.load_configured(given_file, env)] == ["http://given.example/s/"]
+    assert mirrorlist.configured_file(given_file, env) == given_file
+    assert mirrorlist.configured_file(None, env) == user
 
 
 @pytest.mark.parametrize("text, words", [
@@ -449,13 +450,13 @@ def test_override_order_is_mirrors_file_then_user_file_then_shipped(env, tmp_pat
 def test_bad_mirrors_files_are_metadata_errors_naming_the_file(tmp_path, text, words):
     path = _write(str(tmp_path / "bad.toml"), text)
     with pytest.raises(MetadataError) as e:
-        M.load_file(path)
+        mirrorlist.load_file(path)
     assert path in str(e.value) and words in str(e.value)
 
 
 def test_unreadable_mirrors_file_is_a_metadata_error(tmp_path):
     with pytest.raises(MetadataError) as e:
-        M.load_configured(str(tmp_path / "missing.toml"), {"HOME": str(tmp_path)})
+        mirrorlist.load_configured(str(tmp_path / "missing.toml"), {"HOME": str(tmp_path)})
     assert "missing.toml" in str(e.value) and "cannot read" in str(e.value)
 
 
@@ -464,9 +465,9 @@ def test_live_list_parses_comments_quotes_and_python2_reprs():
     text = ("# Sage mirror list\n# generated\n[\n  'https://a.example/sage/',  # first\n"
             '  "http://b.example/s",\n  u\'https://c.example:8443/x/\',\n'
             "  'https://a.example/sage/',\n]\n# end\n")
-    assert M.parse_mirror_list(text, "list") == [
+    assert mirrorlist.parse_mirror_list(text, "list") == [
         "https://a.example/sage/", "http://b.example/s/", "https://c.example:8443/x/"]
-    assert M.parse_mirror_list(b"['https://a.example/']", "list") == ["https://a.example/"]
+    assert mirrorlist.parse_mirror_list(b"['https://a.example/']", "list") == ["https://a.example/"]
 
 
 @pytest.mark.parametrize("text", [
@@ -503,22 +504,22 @@ def test_live_list_parses_comments_quotes_and_python2_reprs():
 ])
 def test_live_list_rejects_anything_but_a_list_of_http_urls(text):
     with pytest.raises(MetadataError):
-        M.parse_mirror_list(text, "https://www.sagemath.org/mirror_list")
+        mirrorlist.parse_mirror_list(text, "https://www.sagemath.org/mirror_list")
 
 
 def test_live_list_rejects_huge_input_and_too_many_entries():
     huge = "[" + "'https://a.example/', " * 20000 + "]"
     with pytest.raises(MetadataError) as e:
-        M.parse_mirror_list(huge, "l")
+        mirrorlist.parse_mirror_list(huge, "l")
     assert "larger than" in str(e.value)
     with pytest.raises(MetadataError):
-        M.parse_mirror_list(huge.encode(), "l")
-    many = "[" + ", ".join("'https://m%d.example/'" % i for i in range(M.MAX_LIST_ENTRIES + 1)) + "]"
+        mirrorlist.parse_mirror_list(huge.encode(), "l")
+    many = "[" + ", ".join("'https://m%d.example/'" % i for i in range(mirrorlist.MAX_LIST_ENTRIES + 1)) + "]"
     with pytest.raises(MetadataError) as e:
-        M.parse_mirror_list(many, "l")
+        mirrorlist.parse_mirror_list(many, "l")
     assert "more than" in str(e.value)
     with pytest.raises(MetadataError):
-        M.parse_mirror_list(b"['https://a.example/\xff']", "l")
+        mirrorlist.parse_mirror_list(b"['https://a.example/\xff']", "l")
 
 
 @settings(max_examples=300, deadline=None)
@@ -526,14 +527,14 @@ def test_live_list_rejects_huge_input_and_too_many_entries():
                  st.text(alphabet="[]'\",#\n u:/.ahpstxe0", max_size=60)))
 def test_live_list_parser_only_returns_urls_or_raises_metadata_error(text):
     try:
-        urls = M.parse_mirror_list(text, "fuzz")
+        found = mirrorlist.parse_mirror_list(text, "fuzz")
     except MetadataError:
         return
-    assert urls and all(M.url_problem(u) is None and u.endswith("/") for u in urls)
+    assert found and all(url_problem(u) is None and u.endswith("/") for u in found)
 
 
 # -- the live list: cache and fallbacks ------------------------------------------------
-LIST_URL = M.MIRROR_LIST_URL
+LIST_URL = mirrorlist.MIRROR_LIST_URL
 GOOD_LIST = b"# comment\n['https://mirrors.xmission.com/sage/', 'https://new.example/sage/']\n"
 
 
@@ -555,46 +556,46 @@ def never_called(url, timeout):
 
 def test_live_list_is_fetched_cached_and_named_from_the_shipped_list(env):
     fetch = Fetcher(GOOD_LIST)
-    mirrors, origin, problem = M.live_mirror_list(LIST_URL, fetch, env=env, clock=lambda: 1000.0)
+    mirrors, origin, problem = mirrorlist.live_mirror_list(LIST_URL, fetch, env=env, clock=lambda: 1000.0)
     assert (origin, problem, fetch.calls) == ("fetched", None, 1)
     assert [m.url for m in mirrors] == ["https://mirrors.xmission.com/sage/",
                                         "https://new.example/sage/"]
     assert mirrors[0].name == "XMission, Utah, USA" and mirrors[1].name == "new.example"
     # Within the TTL the cache answers, without the network.
-    again, origin, _ = M.live_mirror_list(LIST_URL, never_called, env=env,
+    again, origin, _ = mirrorlist.live_mirror_list(LIST_URL, never_called, env=env,
                                           clock=lambda: 1000.0 + 86399)
     assert (again, origin) == (mirrors, "cache")
-    assert M.live_mirrors(LIST_URL, never_called, env=env, clock=lambda: 1000.0 + 5) == mirrors
+    assert mirrorlist.live_mirrors(LIST_URL, never_called, env=env, clock=lambda: 1000.0 + 5) == mirrors
 
 
 def test_expired_cache_is_refreshed(env):
-    M.live_mirror_list(LIST_URL, Fetcher(GOOD_LIST), env=env, clock=lambda: 1000.0)
+    mirrorlist.live_mirror_list(LIST_URL, Fetcher(GOOD_LIST), env=env, clock=lambda: 1000.0)
     newer = Fetcher(b"['https://other.example/']")
-    mirrors, origin, _ = M.live_mirror_list(LIST_URL, newer, env=env, clock=lambda: 1000.0 + 86400)
+    mirrors, origin, _ = mirrorlist.live_mirror_list(LIST_URL, newer, env=env, clock=lambda: 1000.0 + 86400)
     assert origin == "fetched" and [m.url for m in mirrors] == ["https://other.example/"]
-    mirrors, origin, _ = M.live_mirror_list(LIST_URL, never_called, env=env,
+    mirrors, origin, _ = mirrorlist.live_mirror_list(LIST_URL, never_called, env=env,
                                             clock=lambda: 1000.0 + 86401)
     assert origin == "cache" and [m.url for m in mirrors] == ["https://other.example/"]
 
 
 def test_cache_stamped_in_the_future_is_not_trusted(env):
-    M.live_mirror_list(LIST_URL, Fetcher(GOOD_LIST), env=env, clock=lambda: 5000.0)
+    mirrorlist.live_mirror_list(LIST_URL, Fetcher(GOOD_LIST), env=env, clock=lambda: 5000.0)
     fetch = Fetcher(b"['https://other.example/']")
-    _, origin, _ = M.live_mirror_list(LIST_URL, fetch, env=env, clock=lambda: 1000.0)
+    _, origin, _ = mirrorlist.live_mirror_list(LIST_URL, fetch, env=env, clock=lambda: 1000.0)
     assert origin == "fetched" and fetch.calls == 1
 
 
 @pytest.mark.parametrize("bad", [
     b"", b"[]", b"<html>Service Unavailable</html>", b"__import__('os').system('x')",
     SourceFailure(SourceFailure.KIND_NETWORK, "connection refused"),
-    M.SagedlError("offline"),
+    errors.SagedlError("offline"),
 ])
 def test_broken_download_never_replaces_a_good_cache(env, bad):
-    M.live_mirror_list(LIST_URL, Fetcher(GOOD_LIST), env=env, clock=lambda: 1000.0)
+    mirrorlist.live_mirror_list(LIST_URL, Fetcher(GOOD_LIST), env=env, clock=lambda: 1000.0)
     path = os.path.join(cache_dir(env), "mirror_list")
     with open(path, "rb") as f:
         before = f.read()
-    mirrors, origin, problem = M.live_mirror_list(LIST_URL, Fetcher(bad), env=env,
+    mirrors, origin, problem = mirrorlist.live_mirror_list(LIST_URL, Fetcher(bad), env=env,
                                                   clock=lambda: 1000.0 + 2 * 86400)
     assert origin == "stale cache" and problem
     assert [m.url for m in mirrors][1] == "https://new.example/sage/"
@@ -604,18 +605,18 @@ def test_broken_download_never_replaces_a_good_cache(env, bad):
 
 def test_offline_without_cache_falls_back_to_the_shipped_list(env):
     offline = Fetcher(SourceFailure(SourceFailure.KIND_NETWORK, "no route to host"))
-    mirrors, origin, problem = M.live_mirror_list(LIST_URL, offline, env=env)
+    mirrors, origin, problem = mirrorlist.live_mirror_list(LIST_URL, offline, env=env)
     assert origin == "shipped" and "no route to host" in problem
-    assert mirrors == M.load_shipped()
-    fallback = [M.Mirror("https://fb.example/")]
-    assert M.live_mirror_list(LIST_URL, offline, env=env, fallback=fallback)[0] == fallback
+    assert mirrors == mirrorlist.load_shipped()
+    fallback = [mirrorlist.Mirror("https://fb.example/")]
+    assert mirrorlist.live_mirror_list(LIST_URL, offline, env=env, fallback=fallback)[0] == fallback
 
 
 def test_corrupt_cache_is_ignored_and_rewritten(env):
     path = _write(os.path.join(cache_dir(env), "mirror_list"), "\x00garbage[[[")
-    mirrors, origin, _ = M.live_mirror_list(LIST_URL, Fetcher(GOOD_LIST), env=env)
+    mirrors, origin, _ = mirrorlist.live_mirror_list(LIST_URL, Fetcher(GOOD_LIST), env=env)
     assert origin == "fetched"
-    assert M.parse_mirror_list(open(path, "rb").read(), path) == [m.url for m in mirrors]
+    assert mirrorlist.parse_mirror_list(open(path, "rb").read(), path) == [m.url for m in mirrors]
     assert not [n for n in os.listdir(cache_dir(env)) if n.startswith(".tmp")]
 
 
@@ -623,25 +624,25 @@ def test_unwritable_cache_still_gives_the_downloaded_list(tmp_path):
     blocker = tmp_path / "cachefile"
     blocker.write_text("not a directory")
     env = {"HOME": str(tmp_path), "XDG_CACHE_HOME": str(blocker)}
-    mirrors, origin, _ = M.live_mirror_list(LIST_URL, Fetcher(GOOD_LIST), env=env)
+    mirrors, origin, _ = mirrorlist.live_mirror_list(LIST_URL, Fetcher(GOOD_LIST), env=env)
     assert origin == "fetched" and len(mirrors) == 2
 
 
 def test_a_busy_lock_does_not_block_the_list(env):
     """Another process refreshing (holding the lock) costs at most lock_timeout."""
-    M.live_mirror_list(LIST_URL, Fetcher(GOOD_LIST), env=env, clock=lambda: 1000.0)
+    mirrorlist.live_mirror_list(LIST_URL, Fetcher(GOOD_LIST), env=env, clock=lambda: 1000.0)
     path = os.path.join(cache_dir(env), "mirror_list")
     with FileLock(path + ".lock", 5, "test holder"):
-        offline = Fetcher(M.SagedlError("offline"))
-        mirrors, origin, _ = M.live_mirror_list(LIST_URL, offline, env=env, lock_timeout=0.05,
+        offline = Fetcher(errors.SagedlError("offline"))
+        mirrors, origin, _ = mirrorlist.live_mirror_list(LIST_URL, offline, env=env, lock_timeout=0.05,
                                                 clock=lambda: 1000.0 + 2 * 86400)
     assert origin == "stale cache" and offline.calls == 1 and len(mirrors) == 2
 
 
 def test_another_list_url_gets_its_own_cache_file(env):
-    M.live_mirror_list(LIST_URL, Fetcher(GOOD_LIST), env=env)
+    mirrorlist.live_mirror_list(LIST_URL, Fetcher(GOOD_LIST), env=env)
     other = "http://127.0.0.1:1/mirror_list"
-    mirrors, origin, _ = M.live_mirror_list(other, Fetcher(b"['https://x.example/']"), env=env)
+    mirrors, origin, _ = mirrorlist.live_mirror_list(other, Fetcher(b"['https://x.example/']"), env=env)
     assert origin == "fetched" and [m.url for m in mirrors] == ["https://x.example/"]
     assert len([n for n in os.listdir(cache_dir(env)) if n.startswith("mirror_list")
                 and not n.endswith(".lock")]) == 2
@@ -656,16 +657,16 @@ def test_24_mirrors_hung_and_silent_ones_fail_and_a_healthy_one_wins(servers):
     urls = full + silent + healthy
     random.Random(7).shuffle(urls)
     # want=None: no early stop, so every hung mirror meets the deadline.
-    ranked = M.rank(urls, want=None, env={}, rng=random.Random(1))
+    ranked = probe.rank(urls, want=None, env={}, rng=random.Random(1))
     assert len(ranked) == 24
     assert ranked[0].mirror.url in healthy and ranked[0].ok
     result = by_url(ranked)
     assert all(result[u].ok and result[u].latency >= 0 for u in healthy)
     for u in full:
-        assert result[u].status == M.FAILED and result[u].latency is None
+        assert result[u].status == probe.FAILED and result[u].latency is None
         assert "timed out" in result[u].reason and "connecting" in result[u].reason
     for u in silent:
-        assert result[u].status == M.FAILED and result[u].latency is None
+        assert result[u].status == probe.FAILED and result[u].latency is None
         assert "timed out" in result[u].reason and "answer" in result[u].reason
     assert [r.ok for r in ranked] == [True] * 8 + [False] * 16
     for u in healthy:
@@ -677,13 +678,13 @@ def test_24_mirrors_with_early_stop_ranks_healthy_first(servers):
     silent = [servers.silent() for _ in range(8)]
     healthy = [servers.respond() for _ in range(8)]
     servers.start()
-    ranked = M.rank(full + silent + healthy, env={}, rng=random.Random(2))
+    ranked = probe.rank(full + silent + healthy, env={}, rng=random.Random(2))
     assert ranked[0].mirror.url in healthy
     assert len([r for r in ranked if r.ok]) >= 3
     result = by_url(ranked)
     # Stopped early: the hung mirrors were cut off, not timed out.
     for u in full + silent:
-        assert result[u].status == M.SKIPPED and result[u].latency is None
+        assert result[u].status == probe.SKIPPED and result[u].latency is None
         assert result[u].reason.startswith("not measured")
 
 
@@ -696,7 +697,7 @@ def test_wrong_answers_fail_and_any_answer_at_the_base_url_counts(servers):
     refused = _url(gone)
     gone.close()  # nothing listens there any more: connection refused
     servers.start()
-    result = by_url(M.rank([garbage, forbidden, broken, closes, refused], want=None, env={},
+    result = by_url(probe.rank([garbage, forbidden, broken, closes, refused], want=None, env={},
                            deadline=5))
     assert "not an HTTP server" in result[garbage].reason
     assert result[forbidden].ok  # a live server that forbids listing its base URL
@@ -709,7 +710,7 @@ def test_with_a_path_only_success_counts(servers):
     missing = servers.respond(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n")
     present = servers.respond()
     servers.start()
-    result = by_url(M.rank([missing, present], want=None, env={}, path="spkg/upstream/a/a.tgz",
+    result = by_url(probe.rank([missing, present], want=None, env={}, path="spkg/upstream/a/a.tgz",
                            deadline=5))
     assert result[missing].reason == "HTTP 404" and result[present].ok
     port = int(present.rsplit(":", 1)[1].strip("/"))
@@ -733,7 +734,7 @@ def test_explicit_ports_and_ipv6_literals_are_honoured():
         c.close()
     t = threading.Thread(target=serve)
     t.start()
-    ranked = M.rank([url], want=None, env={}, deadline=5)
+    ranked = probe.rank([url], want=None, env={}, deadline=5)
     t.join(10)
     s6.close()
     assert ranked[0].ok
@@ -749,7 +750,7 @@ def test_a_hanging_name_resolver_costs_no_more_than_the_deadline(servers):
         release.wait(30)  # a resolver that never answers within the ranking
         raise socket.gaierror("gave up")
     try:
-        ranked = M.rank(["http://hangs.invalid/", healthy], want=None, env={}, deadline=0.5,
+        ranked = probe.rank(["http://hangs.invalid/", healthy], want=None, env={}, deadline=0.5,
                         resolver=resolver)
     finally:
         release.set()
@@ -761,8 +762,8 @@ def test_a_hanging_name_resolver_costs_no_more_than_the_deadline(servers):
 def test_resolver_errors_are_reasons(servers):
     def resolver(host, port):
         raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
-    ranked = M.rank(["http://nowhere.invalid/"], env={}, deadline=2, resolver=resolver)
-    assert ranked[0].status == M.FAILED and "cannot resolve nowhere.invalid" in ranked[0].reason
+    ranked = probe.rank(["http://nowhere.invalid/"], env={}, deadline=2, resolver=resolver)
+    assert ranked[0].status == probe.FAILED and "cannot resolve nowhere.invalid" in ranked[0].reason
 
 
 def test_next_address_is_tried_when_the_first_hangs_or_refuses(servers):
@@ -782,7 +783,7 @@ def test_next_address_is_tried_when_the_first_hangs_or_refuses(servers):
         return {"hang.test": [info(hung.getsockname()[1]), info(port)],
                 "refuse.test": [info(refused_port), info(port)]}[host]
     try:
-        ranked = M.rank(["http://hang.test/", "http://refuse.test/"], want=None, env={},
+        ranked = probe.rank(["http://hang.test/", "http://refuse.test/"], want=None, env={},
                         deadline=5, resolver=resolver)
     finally:
         for s in fillers + [hung]:
@@ -792,37 +793,37 @@ def test_next_address_is_tried_when_the_first_hangs_or_refuses(servers):
 
 def test_the_fastest_mirror_is_drawn_at_random_among_the_near_best():
     def ranked(latencies):
-        return [M.Ranked(M.Mirror("https://m%d.example/" % i), M.OK, lat)
+        return [probe.Ranked(mirrorlist.Mirror("https://m%d.example/" % i), probe.OK, lat)
                 for i, lat in enumerate(latencies)]
     # best 10 ms: the window is 10 * 1.5 + 5 = 20 ms.
     results = ranked([0.050, 0.0199, 0.010, 0.021, 0.012]) + [
-        M.Ranked(M.Mirror("https://dead.example/", priority=1), M.FAILED, None, "x"),
-        M.Ranked(M.Mirror("https://dead2.example/", priority=99), M.FAILED, None, "x"),
-        M.Ranked(M.Mirror("https://later.example/"), M.SKIPPED, None, "not measured")]
+        probe.Ranked(mirrorlist.Mirror("https://dead.example/", priority=1), probe.FAILED, None, "x"),
+        probe.Ranked(mirrorlist.Mirror("https://dead2.example/", priority=99), probe.FAILED, None, "x"),
+        probe.Ranked(mirrorlist.Mirror("https://later.example/"), probe.SKIPPED, None, "not measured")]
     near = {"https://m1.example/", "https://m2.example/", "https://m4.example/"}
     firsts = set()
     for seed in range(40):
-        order = [r.mirror.url for r in M.order_ranking(results, random.Random(seed))]
+        order = [r.mirror.url for r in probe.order_ranking(results, random.Random(seed))]
         assert set(order[:3]) == near
         assert order[3:] == ["https://m3.example/", "https://m0.example/",
                              "https://later.example/", "https://dead2.example/",
                              "https://dead.example/"]
         firsts.add(order[0])
     assert firsts == near
-    assert M.order_ranking(results, random.Random(5))[0].mirror.url == \
-        M.order_ranking(results, random.Random(5))[0].mirror.url
+    assert probe.order_ranking(results, random.Random(5))[0].mirror.url == \
+        probe.order_ranking(results, random.Random(5))[0].mirror.url
 
 
 def test_rank_accepts_mirrors_and_drops_duplicates(servers):
     url = servers.respond()
     servers.start()
-    ranked = M.rank([M.Mirror(url, "Named"), url], env={}, deadline=5)
+    ranked = probe.rank([mirrorlist.Mirror(url, "Named"), url], env={}, deadline=5)
     assert len(ranked) == 1 and ranked[0].mirror.name == "Named" and ranked[0].ok
 
 
 def test_bad_urls_fail_without_io():
-    ranked = M.rank(["ftp://x.example/", "http://h\u00e9.example/"], env={}, deadline=1)
-    assert all(r.status == M.FAILED for r in ranked)
+    ranked = probe.rank(["ftp://x.example/", "http://h\u00e9.example/"], env={}, deadline=1)
+    assert all(r.status == probe.FAILED for r in ranked)
 
 
 # -- proxies -------------------------------------------------------------------------
@@ -831,7 +832,7 @@ def test_http_mirrors_are_probed_through_the_proxy(servers):
     servers.start()
     proxy = LoopbackProxy()
     try:
-        ranked = M.rank([url], want=None, env={"http_proxy": proxy.url}, deadline=5)
+        ranked = probe.rank([url], want=None, env={"http_proxy": proxy.url}, deadline=5)
     finally:
         proxy.close()
     assert ranked[0].ok
@@ -844,7 +845,7 @@ def test_no_proxy_makes_the_probe_direct(servers):
     servers.start()
     proxy = LoopbackProxy()
     try:
-        ranked = M.rank([url], env={"http_proxy": proxy.url, "no_proxy": "localhost, 127.0.0.1"},
+        ranked = probe.rank([url], env={"http_proxy": proxy.url, "no_proxy": "localhost, 127.0.0.1"},
                         deadline=5)
     finally:
         proxy.close()
@@ -857,10 +858,10 @@ def test_https_mirrors_are_probed_with_tls_directly_and_through_connect(tls_file
     proxy = LoopbackProxy()
     trusting = ssl.create_default_context(cafile=certfile)
     try:
-        direct = M.rank([server.url], want=None, env={}, ssl_context=trusting, deadline=5)
-        tunnelled = M.rank([server.url], want=None, env={"https_proxy": proxy.url},
+        direct = probe.rank([server.url], want=None, env={}, ssl_context=trusting, deadline=5)
+        tunnelled = probe.rank([server.url], want=None, env={"https_proxy": proxy.url},
                            ssl_context=trusting, deadline=5)
-        untrusted = M.rank([server.url], want=None, env={}, deadline=5,
+        untrusted = probe.rank([server.url], want=None, env={}, deadline=5,
                            ssl_context=ssl.create_default_context())
     finally:
         proxy.close()
@@ -869,13 +870,13 @@ def test_https_mirrors_are_probed_with_tls_directly_and_through_connect(tls_file
     port = int(server.url.rsplit(":", 1)[1].strip("/"))
     assert proxy.seen == ["CONNECT 127.0.0.1:%d HTTP/1.1" % port]
     assert any(h.startswith("HEAD / HTTP/1.1") for h in server.heads)
-    assert untrusted[0].status == M.FAILED and "TLS" in untrusted[0].reason
+    assert untrusted[0].status == probe.FAILED and "TLS" in untrusted[0].reason
 
 
 def test_a_proxy_refusing_connect_fails_the_mirror():
     proxy = LoopbackProxy(refuse_connect=True)
     try:
-        ranked = M.rank(["https://127.0.0.1:9/"], env={"https_proxy": proxy.url}, deadline=5)
+        ranked = probe.rank(["https://127.0.0.1:9/"], env={"https_proxy": proxy.url}, deadline=5)
     finally:
         proxy.close()
     assert ranked[0].reason == "proxy refused CONNECT: HTTP 403"
@@ -885,31 +886,31 @@ def test_an_unreachable_proxy_is_named_in_the_reason():
     gone = _listener(1)
     port = gone.getsockname()[1]
     gone.close()
-    ranked = M.rank(["http://127.0.0.1:9/"], env={"http_proxy": "127.0.0.1:%d" % port},
+    ranked = probe.rank(["http://127.0.0.1:9/"], env={"http_proxy": "127.0.0.1:%d" % port},
                     deadline=5)
     assert ranked[0].reason.startswith("cannot connect to the proxy 127.0.0.1:%d: " % port)
 
 
 def test_socks_proxies_are_reported_not_silently_bypassed():
-    ranked = M.rank(["http://127.0.0.1:9/"], env={"all_proxy": "socks5://127.0.0.1:1080"},
+    ranked = probe.rank(["http://127.0.0.1:9/"], env={"all_proxy": "socks5://127.0.0.1:1080"},
                     deadline=1)
-    assert ranked[0].status == M.FAILED and "socks5" in ranked[0].reason
+    assert ranked[0].status == probe.FAILED and "socks5" in ranked[0].reason
 
 
 # -- ranking cache and health ---------------------------------------------------------
 def test_ranking_is_cached_for_an_hour(servers, env):
     a, b = servers.respond(), servers.respond()
     servers.start()
-    first = M.rank_cached([a, b], env=env, clock=lambda: 1000.0, want=None, deadline=5)
+    first = health.rank_cached([a, b], env=env, clock=lambda: 1000.0, want=None, deadline=5)
     assert all(r.ok for r in first)
     servers.close()  # the mirrors go away; the cached ranking still answers
-    cached = M.rank_cached([a, b], env=env, clock=lambda: 1000.0 + 3599, want=None, deadline=5)
+    cached = health.rank_cached([a, b], env=env, clock=lambda: 1000.0 + 3599, want=None, deadline=5)
     assert sorted((r.mirror.url, r.latency) for r in cached) == \
         sorted((r.mirror.url, r.latency) for r in first)
-    expired = M.rank_cached([a, b], env=env, clock=lambda: 1000.0 + 3600, want=None, deadline=1)
+    expired = health.rank_cached([a, b], env=env, clock=lambda: 1000.0 + 3600, want=None, deadline=1)
     assert not any(r.ok for r in expired)
     # Another mirror set is another ranking.
-    other = M.rank_cached([a], env=env, clock=lambda: 1000.0 + 1, want=None, deadline=1)
+    other = health.rank_cached([a], env=env, clock=lambda: 1000.0 + 1, want=None, deadline=1)
     assert not other[0].ok
 
 
@@ -919,41 +920,41 @@ def test_corrupt_ranking_and_health_files_are_ignored_and_rewritten(servers, env
     d = cache_dir(env)
     _write(os.path.join(d, "ranking.json"), "{not json")
     _write(os.path.join(d, "health.json"), '{"version": 1, "mirrors": {"x": "junk"}}')
-    ranked = M.rank_cached([url], env=env, deadline=5)
+    ranked = health.rank_cached([url], env=env, deadline=5)
     assert ranked[0].ok
     with open(os.path.join(d, "ranking.json")) as f:
         assert json.load(f)["results"][0]["url"] == url
-    assert M.load_health(env) == {}
-    assert M.record_result(url + "f.tar.gz", True, None, env=env)
-    assert set(M.load_health(env)) == {"http://127.0.0.1:%s" % url.rsplit(":", 1)[1].strip("/")}
+    assert health.load_health(env) == {}
+    assert health.record_result(url + "f.tar.gz", True, None, env=env)
+    assert set(health.load_health(env)) == {"http://127.0.0.1:%s" % url.rsplit(":", 1)[1].strip("/")}
 
 
 def test_recent_failures_demote_a_mirror_until_it_succeeds(servers, env):
     a, b, c = servers.respond(), servers.respond(), servers.respond()
     servers.start()
     now = 10000.0
-    M.record_result(a + "spkg/upstream/x/x.tgz", False, "checksum mismatch", env=env,
+    health.record_result(a + "spkg/upstream/x/x.tgz", False, "checksum mismatch", env=env,
                     clock=lambda: now)
-    ranked = M.rank_cached([a, b, c], env=env, clock=lambda: now + 60, want=None, deadline=5)
+    ranked = health.rank_cached([a, b, c], env=env, clock=lambda: now + 60, want=None, deadline=5)
     assert ranked[-1].mirror.url == a and ranked[-1].ok
     # A day later the failure no longer counts.
-    health = M.load_health(env)
-    assert not M.is_unhealthy(health[M._origin(a)], now + 86400)
-    assert M.demote_unhealthy(ranked, health, now + 86400) == ranked
+    records = health.load_health(env)
+    assert not health.is_unhealthy(records[urls.origin_key(a)], now + 86400)
+    assert health.demote_unhealthy(ranked, records, now + 86400) == ranked
     # A success clears it at once.
-    M.record_result(a, True, None, env=env, clock=lambda: now + 120)
-    assert not M.is_unhealthy(M.load_health(env)[M._origin(a)], now + 130)
+    health.record_result(a, True, None, env=env, clock=lambda: now + 120)
+    assert not health.is_unhealthy(health.load_health(env)[urls.origin_key(a)], now + 130)
 
 
 def test_demotion_keeps_the_order_otherwise():
-    rs = [M.Ranked(M.Mirror("https://m%d.example/" % i), M.OK, 0.01 * i) for i in range(4)]
-    rs += [M.Ranked(M.Mirror("https://skip.example/"), M.SKIPPED, None, "not measured"),
-           M.Ranked(M.Mirror("https://dead.example/"), M.FAILED, None, "timed out")]
-    health = {"https://m1.example:443": {"ok": False, "last": 100.0, "reason": "bad bytes"},
-              "https://m2.example:443": {"ok": True, "last": 100.0, "reason": None},
-              "https://m3.example:443": {"ok": False, "last": 100.0 - 90000, "reason": "old"},
-              "https://dead.example:443": {"ok": False, "last": 100.0, "reason": "x"}}
-    order = [r.mirror.url for r in M.demote_unhealthy(rs, health, 100.0 + 5)]
+    rs = [probe.Ranked(mirrorlist.Mirror("https://m%d.example/" % i), probe.OK, 0.01 * i) for i in range(4)]
+    rs += [probe.Ranked(mirrorlist.Mirror("https://skip.example/"), probe.SKIPPED, None, "not measured"),
+           probe.Ranked(mirrorlist.Mirror("https://dead.example/"), probe.FAILED, None, "timed out")]
+    records = {"https://m1.example:443": {"ok": False, "last": 100.0, "reason": "bad bytes"},
+               "https://m2.example:443": {"ok": True, "last": 100.0, "reason": None},
+               "https://m3.example:443": {"ok": False, "last": 100.0 - 90000, "reason": "old"},
+               "https://dead.example:443": {"ok": False, "last": 100.0, "reason": "x"}}
+    order = [r.mirror.url for r in health.demote_unhealthy(rs, records, 100.0 + 5)]
     # Behind everything not known bad, ahead of what cannot be reached now.
     assert order == ["https://m0.example/", "https://m2.example/", "https://m3.example/",
                      "https://skip.example/", "https://m1.example/", "https://dead.example/"]
@@ -962,29 +963,29 @@ def test_demotion_keeps_the_order_otherwise():
 def test_health_records_count_failures_and_keep_the_reason(env):
     url = "https://m.example/spkg/upstream/a/a.tgz"
     for t in (1.0, 2.0):
-        M.record_result(url, False, "HTTP 404", env=env, clock=lambda: t)
-    rec = M.load_health(env)["https://m.example:443"]
+        health.record_result(url, False, "HTTP 404", env=env, clock=lambda: t)
+    rec = health.load_health(env)["https://m.example:443"]
     assert (rec["ok"], rec["reason"], rec["failures"], rec["last"]) == (False, "HTTP 404", 2, 2.0)
 
 
 def test_health_recording_is_quiet_when_the_cache_cannot_be_written(tmp_path):
     blocker = tmp_path / "f"
     blocker.write_text("")
-    assert M.record_result("https://m.example/", False, "x",
+    assert health.record_result("https://m.example/", False, "x",
                            env={"HOME": str(tmp_path), "XDG_CACHE_HOME": str(blocker)}) is False
 
 
 # -- the table ---------------------------------------------------------------------
 def test_format_table_shows_latency_health_and_last_result():
     now = 100000.0
-    ranked = [M.Ranked(M.Mirror("https://a.example/", "Alpha, Utah", region="na"), M.OK, 0.0123),
-              M.Ranked(M.Mirror("https://b.example/", "Beta"), M.SKIPPED, None, "not measured"),
-              M.Ranked(M.Mirror("https://c.example/", "Εθνικό", region="e"), M.FAILED, None,
+    ranked = [probe.Ranked(mirrorlist.Mirror("https://a.example/", "Alpha, Utah", region="na"), probe.OK, 0.0123),
+              probe.Ranked(mirrorlist.Mirror("https://b.example/", "Beta"), probe.SKIPPED, None, "not measured"),
+              probe.Ranked(mirrorlist.Mirror("https://c.example/", "Εθνικό", region="e"), probe.FAILED, None,
                        "timed out after 1.2 s connecting")]
-    health = {"https://a.example:443": {"ok": True, "last": now - 7200, "reason": None},
-              "https://c.example:443": {"ok": False, "last": now - 300,
-                                        "reason": "checksum mismatch"}}
-    text = M.format_table(ranked, health, now=now)
+    records = {"https://a.example:443": {"ok": True, "last": now - 7200, "reason": None},
+               "https://c.example:443": {"ok": False, "last": now - 300,
+                                         "reason": "checksum mismatch"}}
+    text = cli.format_table(ranked, records, now=now)
     lines = text.splitlines()
     assert lines[0].split() == ["#", "name", "region", "latency", "health", "last", "result", "url"]
     assert "Alpha, Utah" in lines[1] and "12 ms" in lines[1] and "ok, 2 h ago" in lines[1]

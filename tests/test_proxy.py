@@ -2,7 +2,7 @@
 
 import pytest
 
-from sagedl.proxy import no_proxy_matches, parse_proxy, proxy_for
+from sagedl.urls import no_proxy_matches, parse_proxy, proxy_for
 
 P = "http://proxy.test:3128"
 

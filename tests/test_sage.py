@@ -13,8 +13,9 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from sagedl.errors import MetadataError, NotFoundError, UsageError
-from sagedl.sage import (HINT_BROKEN, SageTree, Tarball, check_filename, expand, mirror_list_urls,
-                         parse_checksums_ini, read_upstream_d, source_urls, strip_patchlevel)
+from sagedl.sage import (HINT_BROKEN, SageTree, Tarball, check_filename, expand,
+                         parse_checksums_ini, read_upstream_d, strip_patchlevel)
+from sagedl.sources import mirror_list_urls, source_urls
 
 from realfiles import sage_pkgs_dir  # $SAGEDL_SAGE_PKGS, ../shared beside the clone, /work/shared
 

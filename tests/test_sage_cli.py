@@ -352,14 +352,14 @@ def test_bulk_download_records_mirror_health_once(run_cli, tmp_path, tree, mirro
 
 def test_upstream_d_mirror_list_is_fetched_and_ranked_once_per_run(run_cli, tmp_path, tree, mirror,
                                                                     monkeypatch):
-    from sagedl import mirrors
+    from sagedl import mirrorlist
     calls = []
-    real = mirrors.live_mirror_list
+    real = mirrorlist.live_mirror_list
 
     def counted(*a, **kw):
         calls.append(a[0])
         return real(*a, **kw)
-    monkeypatch.setattr(mirrors, "live_mirror_list", counted)
+    monkeypatch.setattr(mirrorlist, "live_mirror_list", counted)
     mirror.add("mirror_list", ("# Sage mirror list\n['%s/ok/']\n" % mirror.url).encode())
     (tree.root / ".upstream.d").mkdir()
     (tree.root / ".upstream.d" / "30-mirror_list").write_text("%s/ok/mirror_list\n" % mirror.url)

@@ -1,0 +1,192 @@
+"""One run's shared objects, and the facts a run learns once.
+
+The command line parses its arguments into a Session; the commands and the
+planning layer (sources.py) ask it for what they need:
+
+* what the options say: the engine's Options, the progress display, a
+  transport (one per worker thread), the TLS context for the probe;
+* per-run facts, each computed at most once and only when first asked for:
+  the Sage tree, the mirror bases to try (explicit, or probed and ranked),
+  the .upstream.d entries, each live mirror list;
+* where results go: say/warn lines on stderr, the mirror health record.
+
+Nothing here decides an order of sources: that is sources.py.
+"""
+
+from __future__ import absolute_import
+
+import os
+
+from sagedl.errors import UsageError
+
+PROG = "sagedl"
+SMALL_DOCUMENT_BYTES = 256 * 1024
+
+
+class Session(object):
+    """What every command needs: env, streams, the options, and the pieces built from them."""
+
+    def __init__(self, args, env, stdout, stderr):
+        self.args = args
+        self.env = env
+        self.stdout = stdout
+        self.stderr = stderr
+        level = (args.log or "").upper()
+        self.debug = args.debug or level == "DEBUG"
+        self.quiet = args.quiet or level in ("WARNING", "ERROR", "CRITICAL")
+        self._transport = None
+        self._tree = False
+        # Computed once per run: a bulk download asks for them per tarball.
+        self._bases = None
+        self._upstream_d = None
+        self._resolved_lists = {}
+
+    # -- messages -------------------------------------------------------------
+    def say(self, text):
+        if not self.quiet:
+            self.stderr.write("%s: %s\n" % (PROG, text))
+            self.stderr.flush()
+
+    def warn(self, text):
+        self.stderr.write("%s: warning: %s\n" % (PROG, text))
+        self.stderr.flush()
+
+    # -- what the options build -----------------------------------------------
+    def transport(self):
+        if self._transport is None:
+            if self.args.no_check_certificate:
+                from sagedl.tls import INSECURE_WARNING
+                self.stderr.write("%s: %s\n" % (PROG, INSECURE_WARNING))
+            self._transport = self.new_transport()
+        return self._transport
+
+    def new_transport(self, timeout=None):
+        """A transport of its own (one per worker thread: connections are not shared)."""
+        from sagedl.transport import Transport
+        return Transport(timeout=timeout or self.args.timeout or 30.0, env=self.env,
+                   ca_bundle=self.args.ca_bundle, verify=not self.args.no_check_certificate)
+
+    def options(self):
+        from sagedl.download import Options
+        a = self.args
+        return Options(timeout=a.timeout or 30.0, retries=a.retries,
+                       low_speed_limit=a.low_speed_limit, low_speed_time=a.low_speed_time,
+                       lock_timeout=a.lock_timeout, force=a.force)
+
+    def progress(self):
+        from sagedl.progress import make_progress
+        return make_progress(self.args.progress, self.stderr, quiet=self.quiet, env=self.env)
+
+    def close(self):
+        if self._transport is not None:
+            self._transport.close()
+
+    # -- per-run facts ----------------------------------------------------------
+    def tree(self, required=False):
+        if self._tree is False:
+            from sagedl.sage import SageTree
+            self._tree = SageTree.discover(self.args.sage_root, env=self.env, cwd=os.getcwd())
+        if required and self._tree is None:
+            raise UsageError("no Sage tree found",
+                             hint="run inside a Sage source tree, or pass --sage-root DIR / set SAGE_ROOT")
+        return self._tree
+
+    def explicit_mirrors(self):
+        """--mirror, else $SAGEDL_MIRRORS: base URLs that replace the mirror
+        list (and .upstream.d), or [] when neither is given."""
+        return self.args.mirror or self.env.get("SAGEDL_MIRRORS", "").split()
+
+    def mirror_bases(self):
+        """Mirror base URLs in the order to try: the explicit ones, or the ranked list."""
+        if self._bases is None:
+            from sagedl.sources import usable_bases, with_slash
+            explicit = self.explicit_mirrors()
+            if explicit:
+                self._bases = [with_slash(m) for m in explicit]
+            else:
+                self._bases = usable_bases(self.ranked(self.configured_mirrors()))
+        return self._bases
+
+    def upstream_d(self, tree):
+        """The tree's .upstream.d entries, read once."""
+        if self._upstream_d is None:
+            from sagedl import sage
+            self._upstream_d = sage.read_upstream_d(tree.root, tree.distfiles(self.env))
+        return self._upstream_d
+
+    def configured_mirrors(self):
+        from sagedl import mirrorlist
+        return mirrorlist.load_configured(self.args.mirrors_file, self.env)
+
+    def ranked(self, listed, fresh=False):
+        """Mirrors best first: a parallel HTTP probe, cached for an hour, with
+        recently failed mirrors demoted (see health.rank_cached).  fresh:
+        measure every mirror now, without the cache or the early stop."""
+        from sagedl import health
+        ctx = None
+        if any(m.url.startswith("https:") for m in listed):
+            from sagedl.tls import TLSConfig
+            ctx = TLSConfig(self.args.ca_bundle, not self.args.no_check_certificate,
+                            self.env).context()
+        if fresh:
+            ranked = health.rank_cached(listed, env=self.env, ssl_context=ctx, refresh=True,
+                                        want=None)
+        else:
+            ranked = health.rank_cached(listed, env=self.env, ssl_context=ctx)
+        if not any(r.ok for r in ranked):
+            self.say("no mirror answered the ranking probe; trying them by priority")
+        return ranked
+
+    def fetch_small(self, url, timeout):
+        """Fetch a small document (a mirror list) within ``timeout`` seconds
+        (shorter than a download's): a transport of its own, closed after."""
+        from sagedl.errors import SourceFailure
+        transport = self.new_transport(min(timeout, self.args.timeout or timeout))
+        try:
+            resp = transport.open(url)
+            try:
+                if resp.status != 200:
+                    raise SourceFailure(SourceFailure.KIND_HTTP, "HTTP %d" % resp.status)
+                return resp.read_all(SMALL_DOCUMENT_BYTES)
+            finally:
+                resp.close()
+        finally:
+            transport.close()
+
+    def mirror_list_resolver(self):
+        """For .upstream.d lines naming a mirror_list URL: that live list, ranked."""
+        def resolve(url):
+            if url not in self._resolved_lists:
+                from sagedl import mirrorlist
+                from sagedl.sources import usable_bases
+                listed, origin, problem = mirrorlist.live_mirror_list(url, self.fetch_small,
+                                                                      env=self.env)
+                if problem:
+                    self.say("mirror list %s: %s; using the %s list" % (url, problem, origin))
+                self._resolved_lists[url] = usable_bases(self.ranked(listed))
+            return self._resolved_lists[url]
+        return resolve
+
+    # -- running the engine ------------------------------------------------------
+    def health_recorder(self):
+        from sagedl.health import HealthRecorder
+        return HealthRecorder(self.env, reraise=self.debug)
+
+    def fetch(self, path, sources, expected, sage_mirrors=False):
+        """Fetch one file with this run's transport, progress and options;
+        sage_mirrors: record each source's outcome in the mirror health cache
+        (only Sage mirror sources, not a user's URL)."""
+        from sagedl.download import fetch
+        progress = self.progress()
+        recorder = self.health_recorder() if sage_mirrors else None
+        try:
+            result = fetch(path, sources, expected, self.transport(), progress, self.options(),
+                           on_result=recorder, notify=progress.note)
+        finally:
+            if recorder is not None:
+                recorder.flush()
+        if result.status == "present":
+            self.say("%s is already present and verified" % os.path.basename(path)
+                     if expected.known() else "%s is already present (no checksum to verify; "
+                     "--force downloads it again)" % os.path.basename(path))
+        return result

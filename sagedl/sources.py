@@ -1,0 +1,284 @@
+"""Planning: which URLs to try for a file, in which order.
+
+A request (a URL, a tarball name, many packages) becomes, per file, an
+ordered list of sources.  For a Sage tarball the order is Sage's own:
+
+1. ``$SAGE_SERVER`` as a mirror base;
+2. the lines of ``$SAGE_ROOT/.upstream.d/*`` (URL prefixes, or a live
+   mirror_list whose mirrors are ranked at that place);
+3. the ranked mirror list, or ``--mirror``/``$SAGEDL_MIRRORS`` instead of it
+   (and then without the .upstream.d lines, which name Sage's own servers);
+4. the package's ``upstream_url``, only with ``--allow-upstream``
+   (``--upstream-only``: nothing else).
+
+``source_urls`` and the other lower-case helpers without a session are pure:
+a tarball, the environment, the .upstream.d entries and the mirror bases in,
+URLs out.  The network (ranking, live lists) is reached only through the
+Session (session.py), which computes each per-run fact once.
+"""
+
+from __future__ import absolute_import
+
+import os
+import re
+
+from sagedl.compat import PY2, compat_quote, compat_str
+from sagedl.errors import UsageError
+
+MAX_DEAD_MIRRORS = 3
+SPREAD_OVER = 3     # a bulk download spreads its files over the k best mirrors
+
+
+# -- pure: Sage's order ------------------------------------------------------------
+def mirror_list_urls(entries, env=None):
+    """The mirror-list URLs named by read_upstream_d entries, ${SAGE_SERVER} expanded."""
+    env = os.environ if env is None else env
+    server = _server(env)
+    urls = []
+    for kind, value in entries:
+        if kind == "mirror_list":
+            url = _with_server(value, server)
+            if url is not None and url not in urls:
+                urls.append(url)
+    return urls
+
+
+# RFC 3986 pchar minus '%': what may stay unescaped in one path segment.
+_PCHAR_SAFE = "!$&'()*+,;=:@-._~"
+
+
+def _segment(s):
+    if PY2 and isinstance(s, compat_str):
+        s = s.encode("utf-8")  # Python 2's quote() fails on non-ASCII text
+    return compat_quote(s, safe=_PCHAR_SAFE)
+
+
+def _server(env):
+    return (env.get("SAGE_SERVER") or "").rstrip("/")
+
+
+def _with_server(template, server):
+    """Expand ${SAGE_SERVER}; None when the line needs it and it is unset (as Sage)."""
+    if "${SAGE_SERVER}" in template:
+        if not server:
+            return None
+        template = template.replace("${SAGE_SERVER}", server)
+    return template
+
+
+def _mirror_url(base, tarball):
+    return "%s/spkg/upstream/%s/%s" % (base.rstrip("/"), _segment(tarball.package),
+                                       _segment(tarball.filename))
+
+
+def source_urls(tarball, env, upstream_d_entries, mirrors, allow_upstream, mirror_lists=None):
+    """Every URL to try for ``tarball``, in Sage's order, without duplicates.
+
+    1. $SAGE_SERVER as a mirror base: SAGE_SERVER/spkg/upstream/PKG/FILE
+    2. upstream_d_entries in order: a "url" template gets ${SAGE_SERVER}
+       (the line is skipped when SAGE_SERVER is unset) and ${SPKG} expanded,
+       one '/' and the file name appended.  A "mirror_list" entry expands, at
+       its place, to ``mirror_lists(url)`` (a callable returning ranked
+       mirror base URLs) as in 3.; without ``mirror_lists`` it is skipped,
+       and the caller is expected to pass those mirrors as ``mirrors``.
+    3. ``mirrors`` (ranked base URLs): MIRROR/spkg/upstream/PKG/FILE
+    4. the tarball's upstream_url, only when ``allow_upstream``.
+
+    A template with an unknown ${...} placeholder left is skipped.
+    ``env`` None means os.environ.  Pure apart from calling ``mirror_lists``.
+    """
+    env = os.environ if env is None else env
+    server = _server(env)
+    urls = []
+    if server:
+        urls.append(_mirror_url(server, tarball))
+    for kind, value in upstream_d_entries:
+        if kind == "mirror_list":
+            url = _with_server(value, server)
+            if mirror_lists is not None and url is not None:
+                urls.extend(_mirror_url(m, tarball) for m in mirror_lists(url) or ())
+            continue
+        prefix = _with_server(value, server)
+        if prefix is None:
+            continue
+        prefix = prefix.replace("${SPKG}", tarball.package)
+        if "${" in prefix:
+            continue
+        if not prefix.endswith("/"):
+            prefix += "/"
+        urls.append(prefix + _segment(tarball.filename))
+    urls.extend(_mirror_url(m, tarball) for m in mirrors or ())
+    if allow_upstream and tarball.upstream_url:
+        urls.append(tarball.upstream_url)
+    return _dedupe(urls)
+
+
+def _dedupe(items):
+    seen = set()
+    result = []
+    for item in items:
+        if item not in seen:
+            seen.add(item)
+            result.append(item)
+    return result
+
+
+def usable_bases(ranked):
+    """Base URLs to try: every mirror that answered the probe (or was not
+    measured), best first.  Mirrors whose probe failed are dropped -- trying
+    each would cost a timeout apiece -- unless none answered at all
+    (offline, or a probe-hostile network): then the first few by priority."""
+    from sagedl.probe import FAILED
+    alive = [r.mirror.url for r in ranked if r.status != FAILED]
+    return alive or [r.mirror.url for r in ranked[:MAX_DEAD_MIRRORS]]
+
+
+def rotated(bases, i, k=SPREAD_OVER):
+    """Spread the work: job i starts on the (i mod k)-th of the k best mirrors."""
+    k = min(k, len(bases))
+    return bases[i % k:] + bases[:i % k] if k else bases
+
+
+def with_slash(url):
+    """A mirror base URL the user gave, checked, ending in '/'."""
+    from sagedl.urls import check_url
+    check_url(url)
+    return url if url.endswith("/") else url + "/"
+
+
+def url_basename(url):
+    """The file name a URL names (its last path segment, unquoted), checked."""
+    from sagedl.compat import compat_unquote, compat_urlsplit
+    from sagedl.sage import check_filename
+    from sagedl.urls import redact
+    name = compat_unquote(compat_urlsplit(url).path.rstrip("/").rsplit("/", 1)[-1])
+    if not name:
+        raise UsageError("cannot tell a file name from %s" % redact(url), hint="give a DESTINATION")
+    check_filename(name)
+    return name
+
+
+def destination(dest, name):
+    """The absolute path to write: DESTINATION as a file, or ``name`` inside it
+    when it is a directory, or ``name`` here when there is none."""
+    if dest is None:
+        return os.path.abspath(name)
+    if os.path.isdir(dest):
+        return os.path.abspath(os.path.join(dest, name))
+    return os.path.abspath(dest)
+
+
+def is_url(target):
+    """A URL, or something with a scheme (data:, javascript:, ...) that
+    check_url must refuse, rather than a file name."""
+    return "://" in target or bool(re.match(r"[A-Za-z][A-Za-z0-9+.-]*:", target))
+
+
+# -- with a session: the per-run facts ---------------------------------------------
+def tarball_sources(session, tree, tarball, bases=None):
+    """URLs for a tarball in Sage's order: SAGE_SERVER, .upstream.d, mirrors, upstream.
+
+    With --mirror or $SAGEDL_MIRRORS the mirror list is replaced, and the
+    .upstream.d entries (which name Sage's own servers) are skipped too.
+    ``bases`` (default: the session's mirror bases) lets a bulk download
+    hand each file its own rotation of the same mirrors.
+    """
+    args = session.args
+    if args.upstream_only:
+        if not tarball.upstream_url:
+            raise UsageError("%s has no upstream_url in %s" % (tarball.filename, tarball.checksums_ini
+                                                               or "its checksums.ini"),
+                             hint="drop --upstream-only to use the Sage mirrors")
+        return [tarball.upstream_url]
+    explicit = session.explicit_mirrors()
+    entries = [] if explicit else session.upstream_d(tree)
+    if bases is None:
+        bases = session.mirror_bases()
+    return source_urls(tarball, session.env, entries, bases, args.allow_upstream,
+                       mirror_lists=None if explicit else session.mirror_list_resolver())
+
+
+def ensure_distfiles(session, tree):
+    """The distfiles directory, created if missing."""
+    from sagedl.compat import compat_makedirs
+    from sagedl.errors import DiskError
+    path = tree.distfiles(session.env)
+    try:
+        compat_makedirs(path)
+    except OSError as e:
+        raise DiskError("cannot create %s: %s" % (path, e.strerror or e))
+    return path
+
+
+class FetchPlan(object):
+    """What the single-file command does: fetch ``sources`` to ``path``
+    checked against ``expected``; then write it to stdout (``to_stdout``) or
+    copy it to ``copy_to``.  ``sage_mirrors``: the sources are Sage mirrors,
+    whose outcomes go into the health record (not a user's own URL)."""
+
+    def __init__(self, name, path, sources, expected, sage_mirrors=False, to_stdout=False,
+                 copy_to=None):
+        self.name = name
+        self.path = path
+        self.sources = sources
+        self.expected = expected
+        self.sage_mirrors = sage_mirrors
+        self.to_stdout = to_stdout
+        self.copy_to = copy_to
+
+
+def plan_fetch(session):
+    """The FetchPlan of ``sagedl URL_OR_TARBALL [DESTINATION]`` (sage-download-file).
+
+    * A URL: that URL, then the same file name under each --mirror; to
+      DESTINATION, else to stdout as sage-download-file does.
+    * A tarball or package name in a Sage tree: Sage's sources (see
+      tarball_sources) into the distfiles; with a DESTINATION, a copy there
+      afterwards (as Sage's save_as).
+    * A file name without a tree: each explicit mirror.
+    """
+    from sagedl.download import Source
+    from sagedl.verify import Expected
+    a = session.args
+    target = a.url_or_tarball
+    dest = a.output or a.destination
+    if is_url(target):
+        from sagedl.urls import check_url
+        check_url(target)
+        name = url_basename(target)
+        sources = [Source(target)] + [Source(b + name) for b in (a.mirror or [])]
+        expected = Expected(a.size, a.sha256, a.sha1)
+        if dest is None:
+            return FetchPlan(name, None, sources, expected, to_stdout=True)
+        return FetchPlan(name, destination(dest, name), sources, expected)
+    from sagedl.sage import check_filename
+    check_filename(target)
+    tree = session.tree()
+    if tree is None:
+        name = target
+        expected = Expected(a.size, a.sha256, a.sha1)
+        if not session.explicit_mirrors():
+            raise UsageError("%s is not a URL and there is no Sage tree to look it up in" % target,
+                             hint="give a URL, --mirror URL, or run inside a Sage tree (--sage-root DIR)")
+        sources = [Source(with_slash(b) + name) for b in session.mirror_bases()]
+        return FetchPlan(name, destination(dest, name), sources, expected)
+    tarball = tree.resolve(target)
+    name = tarball.filename
+    expected = Expected(a.size, a.sha256 or tarball.sha256, a.sha1 or tarball.sha1)
+    sources = [Source(u) for u in tarball_sources(session, tree, tarball)]
+    cached = os.path.join(ensure_distfiles(session, tree), name)
+    return FetchPlan(name, cached, sources, expected, sage_mirrors=True,
+                     copy_to=None if dest is None else destination(dest, name))
+
+
+def plan_tarballs(session, tree, tarballs):
+    """[(tarball, path in the distfiles, [Source])] for a bulk download, each
+    file starting on its own one of the best mirrors (see rotated)."""
+    from sagedl.download import Source
+    distfiles = ensure_distfiles(session, tree)
+    bases = session.mirror_bases()
+    plans = []
+    for i, t in enumerate(tarballs):
+        urls = tarball_sources(session, tree, t, rotated(bases, i))
+        plans.append((t, os.path.join(distfiles, t.filename), [Source(u) for u in urls]))
+    return plans

@@ -1,0 +1,338 @@
+"""URLs, the way every part of sagedl that talks to a server sees them.
+
+The transport (downloads) and the mirror probe (ranking) both go through
+here to parse and check a URL, find its origin and default port, build a
+Basic Authorization value, pick a proxy and resolve a host name with a
+deadline.  One layer, so that the two can never follow different rules: a
+proxy one of them refuses, the other refuses too.
+
+Proxy rules (*_proxy / no_proxy) follow curl and Python's urllib where they
+agree:
+
+* ``http_proxy`` for http URLs, ``https_proxy`` for https URLs, then
+  ``all_proxy``; each also in upper case, the lower-case name winning.
+  An empty value counts as unset.
+* The httpoxy rule: a CGI server turns a request's ``Proxy:`` header into the
+  environment variable ``HTTP_PROXY``, so an attacker could pick our proxy.
+  When ``REQUEST_METHOD`` is set we are running under CGI and upper-case
+  ``HTTP_PROXY`` is ignored (https://httpoxy.org/).
+* ``no_proxy`` (or ``NO_PROXY``) is a comma-separated list; ``*`` alone
+  matches every host.  A name entry matches that domain and its subdomains:
+  ``example.com`` and ``.example.com`` both match ``example.com`` and
+  ``a.example.com`` but not ``badexample.com`` (``*.example.com`` is read as
+  ``.example.com``).  ``host:port`` matches only that port.  IP literals
+  (``10.1.2.3``, ``::1``, ``[::1]:8080``) match exactly, and CIDR blocks
+  (``10.0.0.0/8``, ``fe80::/10``) match addresses inside them; names never
+  match IP entries (no DNS lookups here).  Matching is case-insensitive and
+  ignores surrounding whitespace and a trailing dot.
+* A proxy given without a scheme (``proxy:3128``) is an http proxy; one
+  without a port uses its scheme's default port (curl would use 1080).
+"""
+
+import base64
+import binascii
+import os
+import re
+import socket
+
+from sagedl.compat import compat_text_types, compat_unquote, compat_urlsplit
+from sagedl.errors import UsageError
+
+DEFAULT_PORTS = {"http": 80, "https": 443}
+MAX_URL_LENGTH = 2048
+_IPV4_RE = re.compile(r"^[0-9]{1,3}(\.[0-9]{1,3}){3}$")
+_URL_FORBIDDEN_RE = re.compile(r"[^\x21-\x7e]|[\"'\\<>`{}|^]")
+
+
+# -- parsing and checking ----------------------------------------------------------
+def redact(url):
+    """The URL without user:password, for every message we print."""
+    try:
+        parts = compat_urlsplit(url)
+        parts.port      # an invalid URL: its authority may hide a password
+    except ValueError:
+        return _redact_raw(url)
+    if "@" not in parts.netloc:
+        return url
+    host = parts.netloc.rsplit("@", 1)[1]
+    return parts._replace(netloc="***@" + host).geturl()
+
+
+def _redact_raw(url):
+    """A URL urlsplit cannot make sense of (a '/' or ':' in the password,
+    say): hide everything from '//' to the last '@'."""
+    try:
+        head, sep, rest = url.partition("//")
+    except (AttributeError, TypeError):
+        return "<invalid URL>"
+    if sep and "@" in rest:
+        return head + sep + "***@" + rest.rsplit("@", 1)[1]
+    return url
+
+
+def check_url(url, allow_schemes=("http", "https")):
+    """Refuse foreign schemes (file:, ftp:, gopher:, ...) before any I/O."""
+    if has_control(url):
+        raise UsageError("invalid URL %r: it contains a control character" % (redact(url)[:200],))
+    try:
+        parts = compat_urlsplit(url)
+        parts.port  # raises ValueError on a bad port
+    except ValueError as e:
+        raise UsageError("invalid URL %s: %s" % (redact(url), e))
+    if parts.scheme.lower() not in allow_schemes:
+        raise UsageError("refusing URL scheme %r in %s" % (str(parts.scheme + ":"), redact(url)),
+                         hint="only %s URLs are allowed" % " and ".join(allow_schemes))
+    if not parts.hostname:
+        raise UsageError("URL has no host: %s" % redact(url))
+    ascii_host(parts.hostname)
+    return parts
+
+
+def url_problem(url):
+    """Why ``url`` cannot be a mirror base URL, or None when it can."""
+    if not isinstance(url, compat_text_types):
+        return "is not a string"
+    if len(url) > MAX_URL_LENGTH:
+        return "is too long"
+    if _URL_FORBIDDEN_RE.search(url):
+        return "contains spaces, quotes or non-ASCII characters"
+    try:
+        parts = compat_urlsplit(url)
+        parts.port  # raises ValueError for a bad port
+    except ValueError:
+        return "is not a valid URL"
+    if parts.scheme.lower() not in ("http", "https"):
+        return "is not an http or https URL"
+    if not parts.hostname:
+        return "has no host"
+    if parts.username is not None:
+        return "contains a user name"
+    if parts.query or parts.fragment:
+        return "has a query or fragment"
+    return None
+
+
+def has_control(text):
+    return any(ord(c) < 0x20 or ord(c) == 0x7f for c in text)
+
+
+def ascii_host(host):
+    """The host as sent in Host, SNI and DNS: ASCII, IDNA for a Unicode name."""
+    try:
+        if isinstance(host, bytes):     # a Python 2 str
+            host.decode("ascii")
+        else:
+            host.encode("ascii")
+        return host
+    except UnicodeError:
+        pass
+    try:
+        if isinstance(host, bytes):
+            host = host.decode("utf-8")
+        return host.encode("idna").decode("ascii")
+    except UnicodeError:
+        raise UsageError("invalid host name %r in URL" % (host,))
+
+
+def hostname(url):
+    """The host of ``url``, or None when it has none or does not parse."""
+    try:
+        return compat_urlsplit(url).hostname
+    except ValueError:
+        return None
+
+
+# -- origins and credentials ---------------------------------------------------------
+def port_of(parts):
+    """The port a split URL connects to: its own, else its scheme's default
+    (0 for a scheme without one).  Raises ValueError for a bad port."""
+    return parts.port or DEFAULT_PORTS.get(parts.scheme.lower(), 0)
+
+
+def origin(parts):
+    """(scheme, host, port) of a split URL, lower-cased, the port made explicit:
+    what RFC 6454 calls the origin.  Credentials never cross origins, and a
+    mirror's health is its origin's."""
+    return parts.scheme.lower(), (parts.hostname or "").lower(), port_of(parts)
+
+
+def origin_key(url):
+    """scheme://host:port of a URL as one string (a cache key), or the URL
+    itself when it does not parse."""
+    try:
+        scheme, host, port = origin(compat_urlsplit(url))
+    except ValueError:
+        return url
+    if ":" in host:
+        host = "[%s]" % host
+    return "%s://%s:%d" % (scheme, host, port)
+
+
+def basic_auth(parts):
+    """The Basic credentials (RFC 7617) of a split URL's user:password, or None."""
+    if parts.username is None:
+        return None
+    raw = "%s:%s" % (compat_unquote(parts.username), compat_unquote(parts.password or ""))
+    return "Basic " + base64.b64encode(raw.encode("utf-8")).decode("ascii")
+
+
+# -- proxies -------------------------------------------------------------------------
+def proxy_for(url, env=None):
+    """The proxy URL to use for ``url``, or None to connect directly."""
+    env = os.environ if env is None else env
+    if not any(k.lower().endswith("_proxy") for k in env):
+        return None   # the common case, decided without parsing anything
+    parts = compat_urlsplit(url)
+    scheme = parts.scheme.lower()
+    if scheme not in DEFAULT_PORTS or not parts.hostname:
+        return None
+    try:
+        port = port_of(parts)
+    except ValueError:  # a port that is not a number: let the caller fail on it
+        port = DEFAULT_PORTS[scheme]
+    if no_proxy_matches(parts.hostname, port, _get(env, "no_proxy", "NO_PROXY")):
+        return None
+    if scheme == "http":
+        names = ["http_proxy"] if "REQUEST_METHOD" in env else ["http_proxy", "HTTP_PROXY"]
+    else:
+        names = ["https_proxy", "HTTPS_PROXY"]
+    proxy = _get(env, *(names + ["all_proxy", "ALL_PROXY"]))
+    if not proxy:
+        return None
+    return proxy if "://" in proxy else "http://" + proxy
+
+
+def _get(env, *names):
+    for name in names:
+        value = (env.get(name) or "").strip()
+        if value:
+            return value
+    return None
+
+
+def parse_proxy(proxy_url):
+    """(scheme, host, port, proxy_authorization_value_or_None) of a proxy URL.
+
+    Raises ValueError for a proxy URL without a host or with a bad port.
+    """
+    if "://" not in proxy_url:
+        proxy_url = "http://" + proxy_url
+    parts = compat_urlsplit(proxy_url)
+    scheme = parts.scheme.lower()
+    if not parts.hostname:
+        raise ValueError("proxy %r has no host" % proxy_url)
+    port = parts.port or DEFAULT_PORTS.get(scheme, 1080)  # .port raises ValueError
+    return scheme, parts.hostname, port, basic_auth(parts)
+
+
+def _ip(text):
+    """(family, integer) for an IP literal, else None."""
+    text = text.split("%", 1)[0]  # an IPv6 zone id does not change the address
+    try:
+        if _IPV4_RE.match(text):
+            return 4, int(binascii.hexlify(socket.inet_aton(text)), 16)
+        if ":" in text and hasattr(socket, "inet_pton"):  # not on 2.7 for Windows
+            return 6, int(binascii.hexlify(socket.inet_pton(socket.AF_INET6, text)), 16)
+    except (socket.error, ValueError):
+        pass
+    return None
+
+
+def _parse_entry(entry):
+    """(host, port_or_None, prefix_bits_or_None) of one no_proxy entry, or None."""
+    port = None
+    if entry.startswith("["):
+        end = entry.find("]")
+        if end < 0:
+            return None
+        host, rest = entry[1:end], entry[end + 1:]
+        if rest:
+            if not rest.startswith(":"):
+                return None
+            port = rest[1:]
+    elif entry.count(":") == 1:
+        host, port = entry.split(":")
+    else:  # a name, an IPv4 address, or an IPv6 address without brackets
+        host = entry
+    if port is not None:
+        if not port.isdigit():
+            return None
+        port = int(port)
+    bits = None
+    if "/" in host:
+        host, bits = host.split("/", 1)
+        if not bits.isdigit():
+            return None
+        bits = int(bits)
+    return host, port, bits
+
+
+def no_proxy_matches(host, port, no_proxy):
+    """Whether ``host`` (port ``port``) is excluded from proxying by ``no_proxy``."""
+    if not no_proxy or not host:
+        return False
+    host = host.strip().lower().rstrip(".")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    host_ip = _ip(host)
+    for raw in no_proxy.split(","):
+        entry = raw.strip().lower()
+        if entry == "*":
+            return True
+        parsed = _parse_entry(entry) if entry else None
+        if parsed is None:
+            continue
+        entry_host, entry_port, bits = parsed
+        if entry_port is not None and entry_port != port:
+            continue
+        entry_ip = _ip(entry_host)
+        if entry_ip is not None:
+            if host_ip is None or host_ip[0] != entry_ip[0]:
+                continue
+            width = 32 if entry_ip[0] == 4 else 128
+            keep = width if bits is None else min(bits, width)
+            if host_ip[1] >> (width - keep) == entry_ip[1] >> (width - keep):
+                return True
+            continue
+        if host_ip is not None or bits is not None:
+            continue  # names never match addresses, and a CIDR needs an address
+        domain = entry_host.rstrip(".")
+        if domain.startswith("*."):
+            domain = domain[1:]
+        domain = domain.lstrip(".")
+        if domain and (host == domain or host.endswith("." + domain)):
+            return True
+    return False
+
+
+# -- name resolution -------------------------------------------------------------------
+def resolve(host, port, timeout):
+    """getaddrinfo with a deadline.
+
+    The system resolver has no timeout of ours: a dead DNS server would hang
+    a download for as long as the resolver likes.  Names are resolved in a
+    daemon thread joined with ``timeout`` (an abandoned lookup ends when the
+    resolver gives up); address literals need no thread.
+    """
+    try:
+        return socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM, 0, socket.AI_NUMERICHOST)
+    except socket.gaierror:
+        pass   # a name, not an address
+    import threading
+    box = {}
+
+    def run():
+        try:
+            box["infos"] = socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM)
+        except Exception as e:  # handed to the caller's thread below
+            box["error"] = e
+
+    t = threading.Thread(target=run, name="sagedl-resolve")
+    t.daemon = True
+    t.start()
+    t.join(timeout)
+    if t.is_alive():
+        raise socket.timeout("name resolution")
+    if "error" in box:
+        raise box["error"]
+    return box["infos"]
