@@ -305,6 +305,8 @@ def main(argv=None, env=None, stdout=None, stderr=None):
         return sagepackage.main(argv, env, stdout, stderr)
     ctx = None
     old_term = _install_sigterm()
+    if debug:
+        errors.set_debug(stderr.write)
     try:
         if argv[:1] and argv[0] in COMMANDS:
             command = argv[0]
@@ -360,6 +362,7 @@ def main(argv=None, env=None, stdout=None, stderr=None):
     finally:
         if ctx is not None:
             ctx.close()
+        errors.set_debug(None)
         _restore_sigterm(old_term)
 
 

@@ -32,6 +32,22 @@ EXIT_CODES = [
 ]
 
 
+# --debug details ("which CA store", ...): cli.main points this at stderr.
+_debug_sink = [None]
+
+
+def set_debug(write):
+    """write(text) receives each debug line from now on; None turns them off."""
+    _debug_sink[0] = write
+
+
+def debug(text):
+    """One 'sagedl: debug:' line on stderr when --debug is given, else nothing."""
+    write = _debug_sink[0]
+    if write is not None:
+        write("sagedl: debug: %s\n" % text)
+
+
 class SagedlError(Exception):
     """Base of every error the user sees.  ``str()`` is the one-line message."""
 

@@ -8,10 +8,14 @@ The CA certificates come from the first of:
    and pip/requests users already set);
 3. the system store (OpenSSL's default paths, which also honour
    ``$SSL_CERT_DIR``);
-4. certifi's bundle, only when the system store is empty and certifi is
-   importable (it is never required).
+4. only when the system store is empty: certifi's bundle (Mozilla's CA
+   list), embedded as ``sagedl/cacert.pem`` (in the pyz and in an installed
+   package; tools/refresh_cacert.py refreshes it).  Python.org's macOS build
+   before "Install Certificates" and minimal containers have no store, which
+   once made Sage avoid python3 on macOS (sagemath #29418, #30950).
 
-A named bundle replaces the system store (as curl's --cacert does).
+A named bundle replaces the system store (as curl's --cacert does).  Which
+store was used is said by --debug and in every certificate error.
 
 Certificate errors say which problem it is -- self-signed or unknown CA,
 wrong host name, expired or not yet valid -- and what fixes it.  Python 3.7+
@@ -25,11 +29,12 @@ Imported only when an https URL is fetched: ssl costs start-up time.
 from __future__ import absolute_import
 
 import os
+import pkgutil
 import socket
 import ssl
 import time
 
-from sagedl.errors import SourceFailure, UsageError
+from sagedl.errors import SourceFailure, UsageError, debug
 
 INSECURE_WARNING = ("warning: TLS certificate verification is disabled "
                     "(--no-check-certificate); only checksums protect these downloads")
@@ -99,6 +104,7 @@ _CertificateError = getattr(ssl, "CertificateError", ValueError)
 _TLS_ERRORS = (ssl.SSLError, _CertificateError, socket.error, ValueError)
 
 SYSTEM_STORE = "the system CA store"
+EMBEDDED_BUNDLE = "cacert.pem"          # package data: sagedl/cacert.pem
 CERTIFICATE_FILE_VARS = ("SSL_CERT_FILE", "REQUESTS_CA_BUNDLE")
 
 
@@ -119,6 +125,7 @@ class TLSConfig(object):
                     break
         self.trust = None
         self._contexts = {}
+        self._said = False
 
     def context(self, check_hostname=True):
         if check_hostname not in self._contexts:
@@ -129,7 +136,7 @@ class TLSConfig(object):
         return self._contexts[check_hostname]
 
     def _make_context(self):
-        ctx = ssl.create_default_context()
+        ctx = _default_context()
         if not self.verify:
             ctx.check_hostname = False
             ctx.verify_mode = ssl.CERT_NONE
@@ -148,15 +155,20 @@ class TLSConfig(object):
                 self.trust = "--ca-bundle %s" % self.ca_bundle
             else:
                 self.trust = "%s=%s" % (self.ca_origin, self.ca_bundle)
+            said = "TLS: trusting %s" % self.trust
         elif ctx.get_ca_certs() or _system_store_exists():
             self.trust = SYSTEM_STORE
+            said = "TLS: trusting %s (%s)" % (SYSTEM_STORE, _system_store_paths())
         else:
-            try:
-                import certifi  # optional, the last resort
-                ctx = ssl.create_default_context(cafile=certifi.where())
-                self.trust = "certifi's CA bundle"
-            except (ImportError, ssl.SSLError, IOError, OSError, ValueError):
-                self.trust = None
+            bundle = embedded_bundle()
+            if bundle is not None:
+                ctx = ssl.create_default_context(cadata=bundle.decode("ascii"))
+                self.trust = embedded_trust(bundle)
+            said = ("TLS: trusting %s; OpenSSL's default store (%s) holds no certificate"
+                    % (self.trust or "nothing: no bundle embedded", _system_store_paths()))
+        if not self._said:          # contexts are made more than once per run
+            self._said = True
+            debug(said)
         return ctx
 
     def wrap(self, sock, host, timeout, reconnect=None):
@@ -284,8 +296,9 @@ def describe_tls_error(e, host, trust=SYSTEM_STORE, detail=None):
     who = "the TLS certificate of %s" % host
     by = " (trusted CAs: %s)" % trust if trust else ""
     if problem in (SELF_SIGNED, UNKNOWN_CA, NOT_TRUSTED, VERIFY_FAILED) and trust is None:
-        return ("%s cannot be verified: no CA certificates found on this machine; install "
-                "the ca-certificates package (or certifi), or pass --ca-bundle FILE" % who)
+        return ("%s cannot be verified: no CA certificates found on this machine (the "
+                "system store is empty and this sagedl embeds none); install the "
+                "ca-certificates package, or pass --ca-bundle FILE" % who)
     if problem == SELF_SIGNED:
         return ("%s is self-signed%s; if you trust the server, pass its certificate with "
                 "--ca-bundle FILE (or set SSL_CERT_FILE)" % (who, by))
@@ -335,6 +348,48 @@ def _cert_names(cert):
         for rdn in cert.get("subject", ()):
             names.extend(value for key, value in rdn if key == "commonName")
     return [n.strip() for n in names]
+
+
+def _default_context():
+    """ssl.create_default_context(), even where the system store is missing:
+    PyPy3 then raises FileNotFoundError from load_default_certs (CPython
+    ignores a missing default file); an empty store it is."""
+    try:
+        return ssl.create_default_context()
+    except (IOError, OSError):
+        pass
+    proto = getattr(ssl, "PROTOCOL_TLS_CLIENT", None)
+    if proto is not None:
+        return ssl.SSLContext(proto)      # CERT_REQUIRED and check_hostname already
+    ctx = ssl.SSLContext(ssl.PROTOCOL_SSLv23)
+    ctx.options |= ssl.OP_NO_SSLv2 | ssl.OP_NO_SSLv3
+    ctx.verify_mode = ssl.CERT_REQUIRED
+    ctx.check_hostname = True
+    return ctx
+
+
+def embedded_bundle():
+    """The bytes of sagedl/cacert.pem, or None (a checkout or install without it)."""
+    try:
+        data = pkgutil.get_data("sagedl", EMBEDDED_BUNDLE)
+    except (IOError, OSError):
+        return None
+    return data if data and b"-----BEGIN CERTIFICATE-----" in data else None
+
+
+def embedded_trust(bundle):
+    """How errors and --debug name the embedded bundle: with its certifi version."""
+    first = bundle.split(b"\n", 1)[0].decode("ascii", "replace")
+    version = first.split()[2].rstrip(":") if first.startswith("# certifi ") else "unknown"
+    return "certifi %s's CA bundle inside sagedl (the system store is empty)" % version
+
+
+def _system_store_paths():
+    """Where OpenSSL looks: its compiled-in file and directory, or the
+    $SSL_CERT_FILE / $SSL_CERT_DIR of the process that replace them."""
+    paths = ssl.get_default_verify_paths()
+    return "%s, %s" % (os.environ.get(paths.openssl_cafile_env) or paths.openssl_cafile,
+                       os.environ.get(paths.openssl_capath_env) or paths.openssl_capath)
 
 
 def _system_store_exists():

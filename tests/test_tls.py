@@ -181,10 +181,14 @@ def test_system_store_is_used_when_no_bundle_is_named(run_cli, sites, pki, out, 
     assert r.code == EXIT_OK, r
 
 
-def _fake_certifi(path):
-    module = types.ModuleType("certifi")
-    module.where = lambda: path
-    return module
+def _embedded(monkeypatch, path):
+    """Stand the embedded bundle (sagedl/cacert.pem) in with ``path``'s
+    certificates, or with nothing when path is None."""
+    data = None
+    if path is not None:
+        with open(path, "rb") as f:
+            data = b"# certifi 0.test: a test bundle\n" + f.read()
+    monkeypatch.setattr(tls, "embedded_bundle", lambda: data)
 
 
 def _no_system_store(monkeypatch, tmp_path):
@@ -194,24 +198,49 @@ def _no_system_store(monkeypatch, tmp_path):
     monkeypatch.setenv("SSL_CERT_DIR", str(tmp_path / "no-such-dir"))
 
 
-def test_certifi_is_the_last_resort(run_cli, sites, pki, out, tmp_path, monkeypatch):
+def test_embedded_bundle_is_the_last_resort(run_cli, sites, pki, out, tmp_path, monkeypatch):
     _no_system_store(monkeypatch, tmp_path)
-    monkeypatch.setitem(sys.modules, "certifi", _fake_certifi(pki.ca))
+    _embedded(monkeypatch, pki.ca)
     r = get(run_cli, sites["good"], out)      # injected env: no SSL_CERT_FILE
     assert r.code == EXIT_OK, r
 
 
+def test_embedded_bundle_is_named_in_certificate_errors(run_cli, sites, pki, out, tmp_path,
+                                                        monkeypatch):
+    _no_system_store(monkeypatch, tmp_path)
+    _embedded(monkeypatch, pki.other_ca)
+    r = get(run_cli, sites["good"], out)
+    assert_refused(r, out, "unknown CA", "certifi 0.test's CA bundle inside sagedl",
+                   "the system store is empty")
+
+
 def test_without_any_ca_certificates_the_message_says_so(run_cli, sites, out, tmp_path, monkeypatch):
     _no_system_store(monkeypatch, tmp_path)
-    monkeypatch.setitem(sys.modules, "certifi", None)    # import certifi fails
+    _embedded(monkeypatch, None)
     r = get(run_cli, sites["good"], out)
     assert_refused(r, out, "no CA certificates found on this machine", "ca-certificates")
 
 
-def test_certifi_is_not_used_when_the_system_store_exists(run_cli, sites, pki, out, monkeypatch):
-    monkeypatch.setitem(sys.modules, "certifi", _fake_certifi(pki.ca))
+def test_embedded_bundle_is_not_used_when_the_system_store_exists(run_cli, sites, pki, out,
+                                                                  monkeypatch):
+    _embedded(monkeypatch, pki.ca)
     r = get(run_cli, sites["good"], out)
     assert_refused(r, out, "unknown CA", "the system CA store")
+
+
+def test_debug_names_the_store_in_use(run_cli, sites, pki, out, tmp_path, monkeypatch):
+    r = get(run_cli, sites["good"], out, "--debug", "--ca-bundle", pki.ca)
+    assert r.code == EXIT_OK, r
+    assert "sagedl: debug: TLS: trusting --ca-bundle %s\n" % pki.ca in r.err
+    r = get(run_cli, sites["good"], out, "--debug", "--force")
+    assert "sagedl: debug: TLS: trusting the system CA store (" in r.err, r
+    _no_system_store(monkeypatch, tmp_path)
+    _embedded(monkeypatch, pki.ca)
+    r = get(run_cli, sites["good"], out, "--debug", "--force")
+    assert r.code == EXIT_OK, r
+    assert ("sagedl: debug: TLS: trusting certifi 0.test's CA bundle inside sagedl (the system "
+            "store is empty); OpenSSL's default store (%s, %s) holds no certificate\n"
+            % (tmp_path / "no-such-file.pem", tmp_path / "no-such-dir")) in r.err, r.err
 
 
 @pytest.mark.parametrize("how", ["--ca-bundle", "SSL_CERT_FILE"])

@@ -122,7 +122,7 @@ def test_archive_holds_root_main_shims_and_every_package_source_sorted():
     for top, dirs, files in os.walk(os.path.join(REPO, "sagedl")):
         dirs[:] = [d for d in dirs if d != "__pycache__" and not d.startswith(".")]
         for f in files:
-            if f.endswith((".py", ".toml")) and not f.startswith("."):
+            if f.endswith((".py", ".toml", ".pem")) and not f.startswith("."):
                 rel = os.path.relpath(os.path.join(top, f), REPO)
                 expected.add(rel.replace(os.sep, "/"))
     assert "sagedl/mirrors.toml" in expected

@@ -4,9 +4,10 @@ Layout: a /bin/sh preamble (zipapp/preamble.sh), then a zip holding
   __main__.py                  zipapp/__main__.py
   contextlib.py, functools.py  zipapp/stdlib_shim.py (see why there)
   _sagedl_bytecode.py          zipapp/bytecode_cache.py (compiled-code cache)
-  sagedl/...                   every .py and .toml under sagedl/ (the
-                               shipped mirrors.toml is one; pip installs it
-                               as package data, so both read it the same way)
+  sagedl/...                   every .py, .toml and .pem under sagedl/ (the
+                               shipped mirrors.toml and the CA bundle
+                               cacert.pem are package data, which pip
+                               installs too, so both read them the same way)
 
 Reproducible: the same inputs give the same bytes, whichever Python (2.7,
 3.6+) builds it, as long as zlib is the same version.  Entries are sorted,
@@ -27,7 +28,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 DEFAULT_OUTPUT = os.path.join(REPO, "dist", "sagedl.pyz")
 SHIMMED_MODULES = ("contextlib", "functools")  # what runpy imports first on 3.6-3.11
-PACKAGE_SUFFIXES = (".py", ".toml")
+PACKAGE_SUFFIXES = (".py", ".toml", ".pem")  # .pem: the embedded CA bundle
 ZIP_EPOCH = 315532800  # 1980-01-01T00:00:00Z, the earliest time a zip entry can hold
 FILE_ATTR = (stat.S_IFREG | 0o644) << 16  # Unix mode lives in the high 16 bits
 
