@@ -3,11 +3,12 @@ fetching spread across the best mirrors, one summary at the end.  The
 ``download`` command (sage-package download) lives here; make-mirror and
 verify (sitemirror.py) use the same selection and fetch_tarballs.
 
-Selection follows sage_bootstrap's PackageClass: package names, or the
-selectors ``:all:``, ``:standard:``, ``:optional:``, ``:experimental:`` (from
-each package's ``type`` file), restricted to packages that have a
-``checksums.ini``; ``--has-file F`` / ``--no-file F`` filter on files in the
-package directory and ``--exclude`` drops names.
+Selection follows sage_bootstrap's PackageClass and download_cls: package
+names, PURLs, or the selectors ``:all:``, ``:standard:``, ``:optional:``,
+``:experimental:`` (from each package's ``type`` file), restricted to
+packages that have a ``checksums.ini``; ``--has-file F`` / ``--no-file F``
+filter what a selector adds, ``--exclude`` drops names, ``--tags`` picks
+wheels (see by_tags).
 
 threading is imported here only, so a single-file fetch never pays for it.
 """
@@ -17,103 +18,77 @@ from __future__ import absolute_import
 import os
 
 from sagedl.compat import compat_monotonic
-from sagedl.errors import SagedlError, UsageError
-
-SELECTORS = {":all:": None, ":standard:": "standard", ":optional:": "optional",
-             ":experimental:": "experimental"}
-
+from sagedl.errors import NetworkError, NotFoundError, SagedlError, UsageError
 
 def _select(tree, names, exclude, has_files, no_files):
-    """(package names in order, {package: Tarball} for names that were
-    tarball names and so chose one tarball of their package)."""
-    chosen = []
+    """(package names, sorted, {package: Tarball} for names that were
+    tarball names and so chose one tarball of their package).
+
+    Package names, PURLs and classes are selected by sagepackage.select,
+    the port of sage_bootstrap's PackageClass, with what download_cls adds:
+    a class takes only packages with a checksums.ini.  So: a class takes the
+    packages with a ``type`` file of that type passing the --has-file /
+    --no-file filters; a package named explicitly is taken as is; --exclude
+    drops names; the result is a sorted set.  sagedl's addition: a tarball
+    file name (or a near-spelling of a package) stands for its package.
+    """
+    from sagedl import sagepackage
+    selectors = []
     named = {}
     for name in names:
-        if name.startswith(":") and name.endswith(":"):
-            if name not in SELECTORS:
-                raise UsageError("unknown package class %s" % name,
-                                 hint="use one of %s" % ", ".join(sorted(SELECTORS)))
-            wanted = SELECTORS[name]
-            for pkg in tree.packages():
-                if not os.path.exists(os.path.join(tree.pkgs_dir, pkg, "checksums.ini")):
-                    continue
-                if wanted is None or tree.package_type(pkg) == wanted:
-                    chosen.append(pkg)
-        elif os.path.isdir(os.path.join(tree.pkgs_dir, name)):
-            chosen.append(name)
+        if (name.startswith(":") or name.startswith(sagepackage.PURL_PREFIXES)
+                or os.path.isdir(os.path.join(tree.pkgs_dir, name))):
+            selectors.append(name)
         else:
             tarball = tree.resolve(name)   # a tarball name, or a near-spelling
-            named.setdefault(tarball.package, tarball)
-            chosen.append(tarball.package)
-    seen = set(exclude)
-    result = []
-    for pkg in chosen:
-        if pkg in seen:
-            continue
-        seen.add(pkg)
-        d = os.path.join(tree.pkgs_dir, pkg)
-        if any(not os.path.exists(os.path.join(d, f)) for f in has_files):
-            continue
-        if any(os.path.exists(os.path.join(d, f)) for f in no_files):
-            continue
-        result.append(pkg)
-    return result, named
+            named.setdefault(tarball.listed_as, tarball)
+            selectors.append(tarball.listed_as)
+    packages = sagepackage.select(sagepackage.Tree(tree.root), selectors,
+                                  has_files=list(has_files) + ["checksums.ini"],
+                                  no_files=no_files, exclude=[list(exclude)])
+    return packages, named
 
 
-def _portable(tree, pkg):
-    """The one tarball of a package, or None when it only has per-platform
-    wheels (``[section]`` form without an sdist or a ``-none-any`` wheel)."""
-    tarballs = tree.tarballs(pkg)
-    if len(tarballs) == 1:
-        return tarballs[0]
-    portable = [t for t in tarballs if not t.filename.endswith(".whl")
-                or t.filename.endswith("-none-any.whl")]
-    if len(portable) == 1:
-        return portable[0]
-    if not tarballs:
-        raise UsageError("package %s has no tarball" % pkg)
-    return None
+def by_tags(tarballs, tags):
+    """The tarballs Sage's ``download --tags`` takes from one package.
+
+    sage_bootstrap (app.download): for each tag in order, the first
+    remaining tarball whose ``[section]`` name contains the tag (a substring
+    test: 'cp312-cp312-manylinux_2_17_x86_64' matches
+    '...-cp312-cp312-manylinux_2_17_x86_64.manylinux2014_x86_64.whl'); if no
+    tag matched, or there are no tags, every tarball of the package.
+    """
+    remaining = list(tarballs)
+    chosen = []
+    for tag in tags:
+        for t in remaining:
+            if t.section is not None and tag in t.section:
+                chosen.append(t)
+                remaining.remove(t)
+                break
+    return chosen or list(tarballs)
 
 
-def pick_tarball(tree, pkg):
-    """The one tarball of a package; a package of per-platform wheels must
-    be asked for by the wheel's file name."""
-    tarball = _portable(tree, pkg)
-    if tarball is None:
-        tarballs = tree.tarballs(pkg)
-        raise UsageError("package %s has %d tarballs; name one of them" % (pkg, len(tarballs)),
-                         hint=", ".join(t.filename for t in tarballs[:3]) + ", ...")
-    return tarball
+def select_tarballs(tree, names, exclude=(), has_files=(), no_files=(), tags=()):
+    """The tarballs to fetch for ``sage-package download NAMES``, in order.
 
-
-def select_tarballs(tree, names, exclude=(), has_files=(), no_files=(), every_wheel=False):
-    """(tarballs, skipped): the Tarball of each selected package, and the
-    packages a class selector (:all:, ...) reached that have only
-    per-platform wheels.
-
-    A tarball file name selects exactly that tarball; a package named
-    explicitly must have one tarball (else UsageError).  Per-platform wheel
-    packages reached through a class are skipped -- which wheel a build
-    needs depends on the Python Sage builds, not the one running sagedl --
-    unless ``every_wheel`` (a site mirror, a verify): then all their wheels.
+    Each selected package contributes ``by_tags(its tarballs, tags)``: with
+    no tags a package of per-platform wheels (rpds_py, cylp, clarabel)
+    contributes all of them, as in Sage -- and as a site mirror wants.  A
+    tarball file name selects exactly that tarball.  A package named
+    explicitly without any tarball is a NotFoundError (Sage prints nothing).
     """
     packages, named = _select(tree, names, exclude, has_files, no_files)
-    explicit = set(n for n in names if not (n.startswith(":") and n.endswith(":")))
-    tarballs, skipped = [], []
+    tarballs = []
     for pkg in packages:
         if pkg in named:
             tarballs.append(named[pkg])
-        elif pkg in explicit:
-            tarballs.append(pick_tarball(tree, pkg))
-        else:
-            one = _portable(tree, pkg)
-            if one is not None:
-                tarballs.append(one)
-            elif every_wheel:
-                tarballs.extend(tree.tarballs(pkg))
-            else:
-                skipped.append(pkg)
-    return tarballs, skipped
+            continue
+        mine = tree.tarballs(pkg)
+        if not mine:
+            tree.resolve(pkg)   # raises: "package X has no tarball (no checksums.ini)"
+        tarballs.extend(by_tags(mine, tags))
+    return tarballs
 
 
 class Job(object):
@@ -209,13 +184,11 @@ def now():
 
 # -- the download command --------------------------------------------------------------
 def cmd_download(session):
-    """sage-package download: one absolute path per package on stdout, in order."""
+    """sage-package download: one absolute path per tarball on stdout, packages sorted."""
     a = session.args
     tree = session.tree(required=True)
-    tarballs, skipped = select_tarballs(tree, a.packages, a.exclude, a.has_file, a.no_file)
-    for pkg in skipped:
-        session.warn("skipping %s: it has only per-platform wheels; name the one your build "
-                     "needs, e.g. sagedl download %s" % (pkg, tree.tarballs(pkg)[0].filename))
+    exclude = [name for names in a.exclude for name in names]   # --exclude A B --exclude C
+    tarballs = select_tarballs(tree, a.packages, exclude, a.has_file, a.no_file, a.tags)
 
     def emit(job):
         if job.error is None:
@@ -228,7 +201,12 @@ def cmd_download(session):
 def fetch_tarballs(session, tree, tarballs, emit):
     """Fetch tarballs into the distfiles, ``--jobs`` at a time; ``emit(job)``
     in the order given.  Ends with a summary (several files) and returns the
-    exit code: the worst failure's, or 0."""
+    exit code: the worst failure's, or 0.
+
+    --on-error warn (sage_bootstrap's download_cls): a tarball that no
+    source has or could deliver gets a warning and does not fail the run;
+    one that arrived corrupt everywhere, or could not be written, still does.
+    """
     from sagedl.errors import report
     from sagedl.sources import plan_tarballs
     from sagedl.verify import Expected
@@ -263,13 +241,16 @@ def fetch_tarballs(session, tree, tarballs, emit):
             raise
         if agg is not None:
             agg.file_done(job.tarball.filename, True, result.nbytes)
+        elif result.status == "present":
+            session.using_cached(result.path)
         return result
 
     def emit_or_warn(job):
         if job.error is None:
             emit(job)
         elif a.on_error == "warn":
-            session.warn("unable to download %s: %s" % (job.tarball.package, job.error))
+            session.warn("unable to download tarball of %s: %s" % (job.tarball.listed_as,
+                                                                   job.error))
 
     start = now()
     try:
@@ -279,6 +260,8 @@ def fetch_tarballs(session, tree, tarballs, emit):
     if agg is not None:
         agg.finish()
     failed = [j for j in jobs if j.error is not None]
+    if a.on_error == "warn":
+        failed = [j for j in failed if not isinstance(j.error, UNAVAILABLE)]
     if single:
         if failed:
             raise failed[0].error
@@ -290,6 +273,11 @@ def fetch_tarballs(session, tree, tarballs, emit):
             report(session.stderr, failed[0].error, session.debug)
         return max(j.error.exit_code for j in failed)
     return 0
+
+
+# What sage_bootstrap calls FileNotMirroredError: no source has the file, or
+# none could be reached.  --on-error warn forgives these, not corrupt bytes.
+UNAVAILABLE = (NotFoundError, NetworkError)
 
 
 def _aggregate(session, jobs):

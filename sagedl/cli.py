@@ -138,11 +138,34 @@ def make_parser():
 
 def make_download_parser():
     p = _parser("download", "Download the tarballs of Sage packages (sage-package download). "
-                            "Prints one absolute path per package on stdout, in order.",
-                selection=True, jobs=True)
+                            "Prints one absolute path per tarball on stdout, packages sorted "
+                            "by name as Sage does.", jobs=True)
     p.add_argument("packages", nargs="+", metavar="PKG", help=PACKAGES_HELP)
+    _add_sage_selection(p)
     _add_common(p)
     return p
+
+
+def _add_sage_selection(p):
+    """sage_bootstrap's ``download`` options (build/sage_bootstrap/cmdline.py),
+    with its argument shapes: ``--exclude A B`` and ``--tags T...`` take
+    several values each, which is why sage-spkg puts ``--`` before the
+    package name."""
+    g = p.add_argument_group("selection (as sage-package download)")
+    g.add_argument("--exclude", nargs="*", action="append", default=[], metavar="PKG",
+                   help="leave these packages out (repeatable)")
+    g.add_argument("--has-file", action="append", default=[], metavar="FILE",
+                   help="a class (:all:, ...) takes only packages having FILE; "
+                        "'a|b' means either (repeatable)")
+    g.add_argument("--no-file", action="append", default=[], metavar="FILE",
+                   help="a class takes only packages lacking FILE; 'a|b' means "
+                        "either (repeatable)")
+    g.add_argument("--tree", action="append", default=[], metavar="TREEVAR",
+                   help="accepted and, as by sage_bootstrap's download, not applied")
+    g.add_argument("--tags", nargs="*", default=[], metavar="TAG",
+                   help="platform tags in order of preference (what sage-spkg passes: "
+                        "Sage's python's sys_tags): of a package's [section] wheels, take "
+                        "the first containing each tag; none matched or no tags: take all")
 
 
 def _make_mirror_parser():

@@ -106,7 +106,10 @@ class Download(object):
                  on_result=None, notify=None, sleep=time.sleep):
         self.dest = os.path.abspath(dest)
         self.name = os.path.basename(self.dest)
-        self.sources = _distinct_labels(list(sources))
+        # A callable is planned only once a transfer is needed: ranking the
+        # mirrors costs a network probe, which a verified file must not.
+        self._plan = sources if callable(sources) else None
+        self.sources = None if self._plan else _distinct_labels(list(sources))
         self.expected = expected
         self.transport = transport
         self.progress = progress
@@ -173,6 +176,8 @@ class Download(object):
 
     # -- the failover loop --------------------------------------------------
     def _fetch(self):
+        if self.sources is None:
+            self.sources = _distinct_labels(list(self._plan()))
         if not self.sources:
             raise failure_error([], self.name)
         attempts = []
@@ -512,7 +517,9 @@ class _Finished(Exception):
 
 def fetch(dest, sources, expected, transport, progress, options=None, on_result=None,
           notify=None, sleep=time.sleep):
-    """Download ``dest`` from ``sources``; returns a Result or raises SagedlError."""
+    """Download ``dest`` from ``sources`` (Sources, or a callable returning
+    them, called only if ``dest`` is not already verified); returns a Result
+    or raises SagedlError."""
     return Download(dest, sources, expected, transport, progress, options, on_result,
                     notify, sleep).run()
 

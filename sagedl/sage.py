@@ -195,11 +195,13 @@ def parse_checksums_ini(text, path):
     templates (see expand).  Unknown keys (md5=, cksum= of old trees) are
     ignored.  Raises MetadataError(path, lineno, ...) for anything malformed.
     """
-    return [record for record, _ in _parse_records(text, path)]
+    return [record for record, _, _ in _parse_records(text, path)]
 
 
 def _parse_records(text, path):
-    """As parse_checksums_ini, pairing each record with {key: line number}."""
+    """As parse_checksums_ini, each record with {key: line number} and its
+    ``[section]`` name (None for the one-record form): Sage matches
+    ``--tags`` against that name."""
     if text[:1] == u"\ufeff":  # a BOM left by a Windows editor
         text = text[1:]
     records = []
@@ -244,6 +246,7 @@ def _parse_records(text, path):
 
 def _finish_record(current, path):
     record, linenos, section = current
+    raw_section = section
     start = linenos[""]
     if section is not None:
         if "tarball" in record and record["tarball"] != section:
@@ -266,7 +269,7 @@ def _finish_record(current, path):
                                 % (key, length, _show(record[key][:80])))
         record[key] = value
     record["upstream_url"] = record.get("upstream_url") or None
-    return record, linenos
+    return record, linenos, raw_section
 
 
 # ---------------------------------------------------------------------------
@@ -278,10 +281,15 @@ class Tarball(object):
     ``package`` owns the real checksums.ini (symlinks resolved); ``version``
     is the upstream version (package-version.txt without ``.pN``), or None;
     ``checksums_ini`` is the file it came from (for messages).
+
+    Not part of its identity: ``section``, the ``[name]`` of its record (or
+    None), which Sage's ``--tags`` matches; ``listed_as``, the package
+    directory it was read through -- ``package`` unless that directory's
+    checksums.ini is a symlink to ``package``'s (gap_packages -> gap).
     """
 
     def __init__(self, package, filename, sha256, sha1=None, upstream_url=None,
-                 version=None, checksums_ini=None):
+                 version=None, checksums_ini=None, section=None, listed_as=None):
         self.package = package
         self.filename = filename
         self.sha256 = sha256
@@ -289,6 +297,8 @@ class Tarball(object):
         self.upstream_url = upstream_url
         self.version = version
         self.checksums_ini = checksums_ini
+        self.section = section
+        self.listed_as = listed_as or package
 
     def _key(self):
         return (self.package, self.filename, self.sha256, self.sha1,
@@ -582,7 +592,7 @@ class SageTree(object):
         version = self._version(pkg)
         owner = self._owner(pkg, path)
         tarballs = []
-        for record, linenos in _parse_records(text, path):
+        for record, linenos, section in _parse_records(text, path):
             try:
                 filename = check_filename(expand(record["tarball"], version))
             except UsageError as e:
@@ -592,7 +602,7 @@ class SageTree(object):
             except UsageError as e:
                 raise MetadataError(path, linenos["upstream_url"], e.message)
             tarballs.append(Tarball(owner, filename, record["sha256"], record["sha1"],
-                                    upstream_url, version, path))
+                                    upstream_url, version, path, section, pkg))
         return tarballs
 
     def _lenient_filenames(self, pkg):

@@ -47,6 +47,13 @@ class Session(object):
             self.stderr.write("%s: %s\n" % (PROG, text))
             self.stderr.flush()
 
+    def using_cached(self, path):
+        """Sage's words for a verified file already in place (Sage's own
+        build/test checks that stderr starts with them)."""
+        if not self.quiet:
+            self.stderr.write("Using cached file %s\n" % path)
+            self.stderr.flush()
+
     def warn(self, text):
         self.stderr.write("%s: warning: %s\n" % (PROG, text))
         self.stderr.flush()
@@ -186,7 +193,9 @@ class Session(object):
             if recorder is not None:
                 recorder.flush()
         if result.status == "present":
-            self.say("%s is already present and verified" % os.path.basename(path)
-                     if expected.known() else "%s is already present (no checksum to verify; "
-                     "--force downloads it again)" % os.path.basename(path))
+            if expected.known():
+                self.using_cached(path)
+            else:
+                self.say("%s is already present (no checksum to verify; --force downloads it "
+                         "again)" % os.path.basename(path))
         return result

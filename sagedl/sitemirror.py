@@ -81,8 +81,7 @@ def cmd_make_mirror(ctx):
     tree = ctx.tree(required=True)
     directory = os.path.abspath(a.directory)
     # A site mirror serves every platform: all wheels of wheel-only packages.
-    tarballs, _ = bulk.select_tarballs(tree, a.packages, a.exclude, a.has_file, a.no_file,
-                                       every_wheel=True)
+    tarballs = bulk.select_tarballs(tree, a.packages, a.exclude, a.has_file, a.no_file)
     placed = []
 
     def emit(job):
@@ -131,8 +130,7 @@ def cmd_verify(ctx):
     if not os.path.isdir(directory):
         raise UsageError("not a directory: %s" % directory)
     found, is_mirror = scan(directory)
-    tarballs, _ = bulk.select_tarballs(tree, a.packages, a.exclude, a.has_file, a.no_file,
-                                       every_wheel=True)
+    tarballs = bulk.select_tarballs(tree, a.packages, a.exclude, a.has_file, a.no_file)
     # A build machine's distfiles hold the wheel of its own platform only:
     # there a wheel-only package is missing when none of its wheels is.
     counts = {}

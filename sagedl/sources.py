@@ -211,8 +211,8 @@ def ensure_distfiles(session, tree):
 
 
 class FetchPlan(object):
-    """What the single-file command does: fetch ``sources`` to ``path``
-    checked against ``expected``; then write it to stdout (``to_stdout``) or
+    """What the single-file command does: fetch ``sources`` (Sources, or a
+    callable planning them when needed) to ``path`` checked against ``expected``; then write it to stdout (``to_stdout``) or
     copy it to ``copy_to``.  ``sage_mirrors``: the sources are Sage mirrors,
     whose outcomes go into the health record (not a user's own URL)."""
 
@@ -265,20 +265,33 @@ def plan_fetch(session):
     tarball = tree.resolve(target)
     name = tarball.filename
     expected = Expected(a.size, a.sha256 or tarball.sha256, a.sha1 or tarball.sha1)
-    sources = [Source(u) for u in tarball_sources(session, tree, tarball)]
+
+    def sources():   # planned only if the file is not already there, verified
+        return [Source(u) for u in tarball_sources(session, tree, tarball)]
     cached = os.path.join(ensure_distfiles(session, tree), name)
     return FetchPlan(name, cached, sources, expected, sage_mirrors=True,
                      copy_to=None if dest is None else destination(dest, name))
 
 
 def plan_tarballs(session, tree, tarballs):
-    """[(tarball, path in the distfiles, [Source])] for a bulk download, each
-    file starting on its own one of the best mirrors (see rotated)."""
-    from sagedl.download import Source
+    """[(tarball, path in the distfiles, sources)] for a bulk download, each
+    file starting on its own one of the best mirrors (see rotated).
+
+    ``sources`` is a callable, called by the engine only when the file is
+    not already there and verified: the first call ranks the mirrors (a
+    network probe) and may fetch a live mirror list, which a run of cached
+    files must not.  Calls from the workers take turns, so those per-run
+    facts are computed once."""
+    import threading
     distfiles = ensure_distfiles(session, tree)
-    bases = session.mirror_bases()
-    plans = []
-    for i, t in enumerate(tarballs):
-        urls = tarball_sources(session, tree, t, rotated(bases, i))
-        plans.append((t, os.path.join(distfiles, t.filename), [Source(u) for u in urls]))
-    return plans
+    lock = threading.Lock()
+
+    def planner(i, t):
+        def sources():
+            from sagedl.download import Source
+            with lock:
+                urls = tarball_sources(session, tree, t, rotated(session.mirror_bases(), i))
+            return [Source(u) for u in urls]
+        return sources
+    return [(t, os.path.join(distfiles, t.filename), planner(i, t))
+            for i, t in enumerate(tarballs)]

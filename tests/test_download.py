@@ -46,7 +46,7 @@ def test_second_run_uses_the_verified_file_without_network(run_cli, server, payl
     r = fetch(run_cli, out / "f.bin", payload, server.url_for("f.bin"))
     assert r.code == 0, r
     assert len(server.requests_for("f.bin")) == 1
-    assert "already present and verified" in r.err
+    assert r.err.startswith("Using cached file %s" % (out / "f.bin"))
 
 
 def test_reset_midway_resumes_from_next_source_with_range(run_cli, server, payload, out):

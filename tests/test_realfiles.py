@@ -40,7 +40,9 @@ def test_real_files_through_nginx_with_the_pyz(tmp_path, files, nginx_mirror):
     p = subprocess.run([sys.executable, pyz_path(), "download", "-q"] + pkgs, env=env,
                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=120)
     assert p.returncode == 0, p.stderr
-    assert p.stdout.decode().splitlines() == [str(dist / f["tarball"]) for f in files]
+    # One path per package, packages in sorted order (as sage_bootstrap).
+    assert p.stdout.decode().splitlines() == [str(dist / f["tarball"]) for f in
+                                              sorted(files, key=lambda f: f["package"])]
     for f in files:
         with open(str(dist / f["tarball"]), "rb") as got, open(f["path"], "rb") as want:
             assert got.read() == want.read()

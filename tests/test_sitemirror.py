@@ -83,7 +83,7 @@ def test_bulk_skips_files_that_verify_and_keeps_going_on_warn(run_cli, tmp_path,
     with FaultServer(served) as s:
         env = clean_env(tmp_path, SAGE_ROOT=str(tree.root), SAGEDL_MIRRORS=s.url + "/ok/")
         r = run_cli("download", ":all:", "--on-error", "warn", "--jobs", "4", env=env)
-        assert r.code == EXIT_NOT_FOUND, r
+        assert r.code == 0, r      # Sage: a file no mirror has is a warning under warn
         assert s.requests_for(names[0]) == []
     assert "4 fetched" in r.err and "1 already present" in r.err and "1 failed" in r.err
     assert "failed: %s" % names[1] in r.err
@@ -129,14 +129,12 @@ def test_wheel_only_packages_in_class_selections(run_cli, tmp_path, tree):
     wheels = add_wheel_only_package(tree)
     with FaultServer(tree.files) as s:
         env = clean_env(tmp_path, SAGE_ROOT=str(tree.root), SAGEDL_MIRRORS=s.url + "/ok/")
-        # download: skipped with a warning naming a wheel to ask for; the rest fetched.
+        # download without --tags: every wheel, as Sage (one path each).
         r = run_cli("download", ":standard:", "-q", env=env)
         assert r.code == 0, r
-        assert "skipping wheelpkg" in r.err and wheels[0] in r.err
-        assert len(r.out.splitlines()) == 4
-        # ... asked for by name, the package is a usage error; by wheel, it downloads.
+        assert len(r.out.splitlines()) == 4 + len(wheels)
         r = run_cli("download", "wheelpkg", env=env)
-        assert r.code == 2 and "has 2 tarballs; name one of them" in r.err, r
+        assert r.code == 0 and [p.rsplit("/", 1)[1] for p in r.out.splitlines()] == wheels, r
         r = run_cli("download", wheels[1], env=env)
         assert r.code == 0 and r.out.strip().endswith(wheels[1]), r
         # make-mirror: a site mirror carries every platform's wheel.

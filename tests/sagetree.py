@@ -1,0 +1,115 @@
+"""The real Sage source tree (../shared/sage-tree), as tests need it.
+
+The shared snapshot holds Sage's build machinery unmodified except that its
+eight symlinked checksums.ini files (gap_packages -> gap, gfortran -> gcc,
+pplpy_doc -> pplpy, ...) are stored as plain files holding the link target.
+``copy_tree`` copies it into a temporary directory and turns those back into
+real symlinks, so a copy behaves like a git checkout of Sage.
+
+``configure_outputs`` writes what ./configure would: src/bin/sage-env-config
+and build/bin/sage-build-env-config from their .in templates, with @prefix@,
+@SAGE_ROOT@ and friends substituted and every other @VAR@ emptied.
+
+The tree is found at $SAGEDL_SAGE_TREE, else shared/sage-tree beside the
+repository (CI), else /work/shared/sage-tree.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+OFFLINE = os.path.join(os.path.dirname(REPO), "shared", "tools", "offline")
+
+
+def shared_tree():
+    """Path of the shared Sage tree, or None."""
+    for candidate in (os.environ.get("SAGEDL_SAGE_TREE"),
+                      os.path.join(os.path.dirname(REPO), "shared", "sage-tree"),
+                      "/work/shared/sage-tree"):
+        if candidate and os.path.isfile(os.path.join(candidate, "build", "bin", "sage-spkg")):
+            return candidate
+    return None
+
+
+def require_shared_tree():
+    import pytest
+    tree = shared_tree()
+    if tree is None:
+        if os.environ.get("CI"):
+            pytest.fail("the shared Sage tree is missing; set SAGEDL_SAGE_TREE")
+        pytest.skip("the shared Sage tree (../shared/sage-tree) is not here")
+    return tree
+
+
+def symlink_stand_ins(root):
+    """{package: link target} for checksums.ini files that hold a link target."""
+    pkgs = os.path.join(root, "build", "pkgs")
+    found = {}
+    for pkg in sorted(os.listdir(pkgs)):
+        path = os.path.join(pkgs, pkg, "checksums.ini")
+        if os.path.isfile(path) and not os.path.islink(path):
+            with open(path, "rb") as f:
+                head = f.read(200)
+            if re.match(rb"^\.\./[A-Za-z0-9_]+/checksums\.ini\s*$", head):
+                found[pkg] = head.decode().strip()
+    return found
+
+
+def copy_tree(dest, source=None):
+    """Copy the shared tree to ``dest`` (writable, symlinks restored); return dest."""
+    source = source or require_shared_tree()
+    shutil.copytree(source, dest, symlinks=True)
+    for dirpath, dirnames, filenames in os.walk(dest):
+        for name in dirnames + filenames:
+            path = os.path.join(dirpath, name)
+            if not os.path.islink(path):
+                mode = os.stat(path).st_mode
+                os.chmod(path, mode | 0o200)
+    for pkg, target in symlink_stand_ins(dest).items():
+        path = os.path.join(dest, "build", "pkgs", pkg, "checksums.ini")
+        os.unlink(path)
+        os.symlink(target, path)
+    return dest
+
+
+def configure_outputs(root, prefix=None):
+    """Write the two config files sage-spkg sources, as ./configure would."""
+    root = os.path.abspath(root)
+    prefix = prefix or os.path.join(root, "local")
+    values = {"prefix": prefix, "exec_prefix": prefix, "SAGE_ROOT": root,
+              "SAGE_LOCAL": prefix, "SAGE_VENV": prefix,
+              "SAGE_SRC": os.path.join(root, "src"),
+              "SAGE_DISTFILES": os.path.join(root, "upstream"),
+              "SAGE_PKGS": os.path.join(root, "build", "pkgs"),
+              "abs_top_srcdir": root, "abs_top_builddir": root,
+              "MAKE": "make", "SHELL": "/bin/sh"}
+    for rel in ("src/bin/sage-env-config", "build/bin/sage-build-env-config"):
+        with open(os.path.join(root, rel + ".in")) as f:
+            text = f.read()
+        text = re.sub(r"@([A-Za-z_][A-Za-z0-9_]*)@", lambda m: values.get(m.group(1), ""), text)
+        with open(os.path.join(root, rel), "w") as f:
+            f.write(text)
+        os.chmod(os.path.join(root, rel), 0o755)
+
+
+def install_dropin(root, pyz):
+    """contrib/sage/install.sh ROOT PYZ; returns its CompletedProcess."""
+    return subprocess.run(["sh", os.path.join(REPO, "contrib", "sage", "install.sh"), root, pyz],
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=60,
+                          check=True)
+
+
+def can_go_offline():
+    """Whether ../shared/tools/offline can make a network namespace here."""
+    if not os.path.exists(OFFLINE):
+        return False
+    try:
+        p = subprocess.run(["sh", OFFLINE, "true"], stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, timeout=20)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return p.returncode == 0
