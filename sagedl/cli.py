@@ -88,6 +88,19 @@ def _add_common(p):
     g.add_argument("--force", action="store_true", help="download again even if the file verifies")
     g.add_argument("--lock-timeout", type=float, default=3600.0, metavar="S",
                    help="how long to wait for another sagedl on the same file (default 3600)")
+    g.add_argument("--max-size", type=_byte_count, default=None, metavar="BYTES",
+                   help="give up on a download whose size nobody states (no Content-Length, "
+                        "no --size) once it passes BYTES (K, M, G suffixes; default 4G)")
+
+
+def _byte_count(text):
+    """A size such as 4096, 512M or 4G (powers of 1024), for argparse."""
+    import argparse
+    import re
+    m = re.match(r"^\s*(\d+)\s*([KMGT]?)i?B?\s*$", text, re.I)
+    if not m or int(m.group(1)) == 0:
+        raise argparse.ArgumentTypeError("invalid size %r (e.g. 4096, 512M, 4G)" % text)
+    return int(m.group(1)) << (10 * "KMGT".find(m.group(2).upper()) + 10 if m.group(2) else 0)
 
 
 def _parser(command, description, selection=False, jobs=False):

@@ -39,6 +39,10 @@ from sagedl.urls import redact
 from sagedl.verify import Hasher, hash_file, verify_file
 
 BLOCK_SIZE = 256 * 1024
+# A body whose size nobody states (no Content-Length, no --size, no size in
+# checksums.ini) could go on for ever and fill the disk: it is cut off here
+# (--max-size), and what was received is discarded, not kept as a partial.
+DEFAULT_MAX_SIZE = 4 << 30
 
 # Statuses retried on the same source, and why:
 RETRY_STATUSES = {
@@ -54,10 +58,12 @@ NOT_FOUND_STATUSES = (404, 410)
 class Options(object):
     """Tunables.  timeout: network timeout (s).  low_speed_*: the stall rule:
     a transfer averaging under low_speed_limit bytes/s over low_speed_time
-    seconds is abandoned (a read timeout alone never catches a trickle)."""
+    seconds is abandoned (a read timeout alone never catches a trickle).
+    max_size: the cap on a body of unknown size (see DEFAULT_MAX_SIZE)."""
 
     def __init__(self, timeout=30.0, retries=2, low_speed_limit=1024, low_speed_time=30.0,
-                 lock_timeout=3600.0, max_backoff=30.0, force=False, block_size=BLOCK_SIZE):
+                 lock_timeout=3600.0, max_backoff=30.0, force=False, block_size=BLOCK_SIZE,
+                 max_size=DEFAULT_MAX_SIZE):
         self.timeout = timeout
         self.retries = retries
         self.low_speed_limit = low_speed_limit
@@ -66,6 +72,7 @@ class Options(object):
         self.max_backoff = max_backoff
         self.force = force
         self.block_size = block_size
+        self.max_size = max_size
 
 
 class Source(object):
@@ -119,6 +126,7 @@ class Download(object):
         self.sleep = sleep
         self.part = self.dest + ".part"
         self.meta_path = self.part + ".json"
+        self._capped = False      # the current body's only bound is opts.max_size
         self._verdict = None      # (file identity, verify_file result): see _verify_existing
 
     # -- entry point ------------------------------------------------------
@@ -333,6 +341,7 @@ class Download(object):
             hasher = Hasher(expected)
         self._save_meta(src, resp, total)
         limit = total if total is not None else expected.size
+        self._capped = limit is None and bool(self.opts.max_size)
         try:
             fd = os.open(self.part, os.O_WRONLY | os.O_CREAT, 0o644)
         except OSError as e:
@@ -345,7 +354,8 @@ class Download(object):
                 raise _disk_error("cannot write %s" % self.part, e)
             self.progress.start(self.name, limit, offset, source=src.label)
             try:
-                done = self._copy(resp, fd, hasher, offset, limit)
+                done = self._copy(resp, fd, hasher, offset,
+                                  self.opts.max_size if self._capped else limit)
                 self._finish_partial(fd, hasher, offset, src, resp)
             except BaseException:
                 self.progress.finish(False)   # ends a bar line before any message
@@ -381,8 +391,7 @@ class Download(object):
             if not n:
                 break
             if limit is not None and done + n > limit:
-                raise SourceFailure(SourceFailure.KIND_PROTOCOL,
-                                    "server sent more than the expected %d bytes" % limit)
+                raise self._too_long(limit)
             chunk = slice_(buf, view, n)
             update(chunk)
             try:
@@ -404,6 +413,17 @@ class Download(object):
                                         % (window_bytes, t - window_start, low_limit))
                 window_start, window_bytes = t, 0
         return done
+
+    def _too_long(self, limit):
+        if not self._capped:
+            return SourceFailure(SourceFailure.KIND_PROTOCOL,
+                                 "server sent more than the expected %d bytes" % limit)
+        # No size was known, so these bytes are not a resumable prefix of
+        # anything: keeping them would only keep the garbage.
+        self._discard_partial()
+        return SourceFailure(SourceFailure.KIND_PROTOCOL,
+                             "body of unknown size went past --max-size %d bytes; discarded"
+                             % limit)
 
     def _finish_partial(self, fd, hasher, offset, src, resp):
         reason = hasher.mismatch()

@@ -76,9 +76,12 @@ class Session(object):
     def options(self):
         from sagedl.download import Options
         a = self.args
-        return Options(timeout=a.timeout or 30.0, retries=a.retries,
+        opts = Options(timeout=a.timeout or 30.0, retries=a.retries,
                        low_speed_limit=a.low_speed_limit, low_speed_time=a.low_speed_time,
                        lock_timeout=a.lock_timeout, force=a.force)
+        if a.max_size:
+            opts.max_size = a.max_size
+        return opts
 
     def progress(self):
         from sagedl.progress import make_progress
