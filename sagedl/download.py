@@ -21,18 +21,30 @@ The rules, each the answer to a way downloads go wrong:
   are bounded, and the final error lists what each source did.
 * One process per file: an flock beside the target.  A process that waited
   for the lock verifies the finished file instead of downloading it again.
+* Only regular files of our own (issue 12, see fsutil): a symlink, device,
+  FIFO, socket or directory at NAME, NAME.part, NAME.part.json, NAME.lock or
+  NAME.bad is refused (UnsafePath, exit 6), never followed, hashed, renamed
+  or replaced.  NAME.part.json holds no credentials, is written 0600, and is
+  ignored unless every field has the expected type.
+* Without a checksum, a file at NAME is downloaded again (as curl, wget -O and
+  sage-download-file do); it is kept only when a given checksum verifies it.
+  A 206 must carry the validator sent in If-Range, or the resume restarts:
+  an old half and a new half are never joined.
 """
 
 from __future__ import absolute_import
 
 import errno
+import io
 import json
 import os
 import re
+import stat
 import time
 
 from sagedl.compat import (compat_buffer_slice, compat_monotonic, compat_replace,
-                           compat_urlsplit)
+                           compat_text_types, compat_urlsplit)
+from sagedl import fsutil
 from sagedl.errors import DiskError, SourceFailure, failure_error
 from sagedl.lock import FileLock
 from sagedl.urls import redact
@@ -43,6 +55,10 @@ BLOCK_SIZE = 256 * 1024
 # checksums.ini) could go on for ever and fill the disk: it is cut off here
 # (--max-size), and what was received is discarded, not kept as a partial.
 DEFAULT_MAX_SIZE = 4 << 30
+try:
+    int_types = (int, long)  # noqa: F821 (Python 2)
+except NameError:
+    int_types = (int,)
 
 # Statuses retried on the same source, and why:
 RETRY_STATUSES = {
@@ -134,6 +150,7 @@ class Download(object):
         d = os.path.dirname(self.dest)
         if not os.path.isdir(d):
             raise DiskError("destination directory does not exist: %s" % d)
+        self._refuse_unsafe_target()
         if self.expected.known() and not self.opts.force and os.path.exists(self.dest):
             # The final name only ever receives verified bytes by rename, so a
             # file there can be checked without the lock -- which a read-only
@@ -148,15 +165,31 @@ class Download(object):
                 return present
             return self._fetch()
 
+    def _refuse_unsafe_target(self):
+        """NAME must be absent or a regular file.  A symlink is accepted only
+        as a cached file that a checksum verifies (reading is harmless); it is
+        never replaced.  A device, FIFO, socket or directory is refused before
+        anything opens or hashes it."""
+        k = fsutil.kind(self.dest)
+        if k in (None, "file"):
+            return
+        if k == "symlink" and self.expected.known() and not self.opts.force \
+                and fsutil.kind(self.dest, follow=True) == "file":
+            return
+        raise fsutil.UnsafePath(self.dest, k)
+
     def _check_existing(self):
+        self._refuse_unsafe_target()
         if not os.path.exists(self.dest):
             return None
         if self.opts.force:
             self._set_aside("re-downloading (--force)")
             return None
-        if not self.expected.known() and self.expected.size is None:
-            # Nothing to verify against: keep it (like wget -nc); --force replaces it.
-            return Result(self.dest, "present", nbytes=os.path.getsize(self.dest))
+        if not self.expected.known():
+            # Nothing pins the content: download again, as curl, wget -O and
+            # sage-download-file do.  The old file stays until the new one
+            # replaces it by rename.
+            return None
         ok, reason = self._verify_existing()
         if ok:
             return Result(self.dest, "present", nbytes=os.path.getsize(self.dest))
@@ -168,6 +201,8 @@ class Download(object):
         before the lock and the one under it see the same file unless a
         rename replaced it (a new inode), so the first verdict is reused."""
         st = os.stat(self.dest)
+        if not stat.S_ISREG(st.st_mode):      # never hash a FIFO or /dev/zero
+            raise fsutil.UnsafePath(self.dest, fsutil.kind_of_mode(st.st_mode), "read")
         identity = (st.st_dev, st.st_ino, st.st_size, st.st_mtime)
         if self._verdict is None or self._verdict[0] != identity:
             self._verdict = (identity, verify_file(self.dest, self.expected))
@@ -176,6 +211,8 @@ class Download(object):
     def _set_aside(self, why):
         """A bad final file is moved aside, never silently deleted."""
         aside = self.dest + ".bad"
+        fsutil.refuse_unless_regular(self.dest, "move aside")
+        fsutil.refuse_unless_regular(aside)
         self.notify("%s: %s; moved to %s" % (self.name, why, os.path.basename(aside)))
         try:
             compat_replace(self.dest, aside)
@@ -239,14 +276,15 @@ class Download(object):
         headers = {}
         if offset:
             headers["Range"] = "bytes=%d-" % offset
-            validator = _validator(meta) if meta.get("url") == src.url else None
+            validator = _validator(meta) if meta.get("url") == _url_key(src.url) else None
             if validator:
                 headers["If-Range"] = validator
         resp = self.transport.open(src.url, headers=headers,
                                    allow_downgrade=self.expected.known())
         try:
             try:
-                offset, total = self._check_response(resp, offset, meta)
+                offset, total = self._check_response(resp, offset, meta,
+                                                     headers.get("If-Range"))
             except _Finished as done:
                 # 416 for a partial that verified: it was complete after all.
                 self._commit()
@@ -257,8 +295,13 @@ class Download(object):
             resp.close()
 
     def _resumable_offset(self, meta, src):
+        k = fsutil.kind(self.part)
+        if k is None:
+            return 0
+        if k != "file":
+            raise fsutil.UnsafePath(self.part, k)
         try:
-            size = os.path.getsize(self.part)
+            size = os.lstat(self.part).st_size
         except OSError:
             return 0
         if not meta or size == 0:
@@ -267,14 +310,14 @@ class Download(object):
             # The partial belongs to this content only if the digests match.
             if (meta.get("sha256"), meta.get("sha1")) != (self.expected.sha256, self.expected.sha1):
                 return 0
-        elif meta.get("url") != src.url or not _validator(meta):
+        elif meta.get("url") != _url_key(src.url) or not _validator(meta):
             return 0   # without a checksum, only the same URL with a validator is safe
         total = meta.get("total") or self.expected.size
         if total is not None and size > total:
             return 0
         return size
 
-    def _check_response(self, resp, offset, meta):
+    def _check_response(self, resp, offset, meta, if_range=None):
         status = resp.status
         if status in NOT_FOUND_STATUSES:
             raise SourceFailure(SourceFailure.KIND_NOT_FOUND, "HTTP %d %s" % (status, resp.reason))
@@ -297,6 +340,13 @@ class Download(object):
             if not offset:
                 raise SourceFailure(SourceFailure.KIND_PROTOCOL, "206 Partial Content to a request without Range")
             total = self._check_content_range(resp, offset, meta)
+            if if_range and if_range not in (resp.header("etag"), resp.header("last-modified")):
+                # RFC 7233 3.2: a 206 answers "the representation is unchanged".
+                # One that does not name the validator we sent may be a new
+                # version's tail: joining it to the old head would make a
+                # file that never existed.
+                self.notify("%s: the server's validator changed; starting from zero" % self.name)
+                raise _Restart()
         if total is not None and self.expected.size is not None and total != self.expected.size:
             raise SourceFailure(SourceFailure.KIND_CHECKSUM,
                                 "size %d, expected %d" % (total, self.expected.size))
@@ -332,21 +382,19 @@ class Download(object):
     def _stream(self, src, resp, offset, total):
         start = compat_monotonic()
         expected = self.expected
-        if offset:
-            self.notify("resuming %s at byte %d from %s" % (self.name, offset, src.label))
-            hasher = hash_file(self.part, expected, limit=offset)
-            if hasher.size != offset:
-                raise _Restart()
-        else:
-            hasher = Hasher(expected)
-        self._save_meta(src, resp, total)
-        limit = total if total is not None else expected.size
-        self._capped = limit is None and bool(self.opts.max_size)
+        fd = self._open_partial(offset)
         try:
-            fd = os.open(self.part, os.O_WRONLY | os.O_CREAT, 0o644)
-        except OSError as e:
-            raise _disk_error("cannot write %s" % self.part, e)
-        try:
+            if offset:
+                self.notify("resuming %s at byte %d from %s" % (self.name, offset, src.label))
+                with io.FileIO(fd, "r", closefd=False) as f:
+                    hasher = hash_file(self.part, expected, limit=offset, fileobj=f)
+                if hasher.size != offset:
+                    raise _Restart()
+            else:
+                hasher = Hasher(expected)
+            self._save_meta(src, resp, total)
+            limit = total if total is not None else expected.size
+            self._capped = limit is None and bool(self.opts.max_size)
             try:
                 os.ftruncate(fd, offset)
                 os.lseek(fd, offset, os.SEEK_SET)
@@ -366,6 +414,20 @@ class Download(object):
         self.progress.finish(True)
         return Result(self.dest, "downloaded", src.url, done - offset,
                       compat_monotonic() - start, hasher.sha256.hexdigest())
+
+    def _open_partial(self, offset):
+        """NAME.part for writing: the existing regular file when resuming
+        (never through a symlink), else a new one (O_EXCL: nothing planted
+        there is written through)."""
+        try:
+            if offset:
+                return fsutil.open_regular(self.part, os.O_RDWR)
+            _unlink(self.part)     # a 200 to a Range request starts over
+            return fsutil.create_exclusive(self.part, 0o644)
+        except DiskError:
+            raise
+        except OSError as e:
+            raise _disk_error("cannot write %s" % self.part, e)
 
     def _copy(self, resp, fd, hasher, done, limit):
         """The hot loop: at most one recv, one hash update and one write per block."""
@@ -440,6 +502,7 @@ class Download(object):
         self._commit()
 
     def _commit(self):
+        fsutil.refuse_unless_regular(self.dest)
         try:
             compat_replace(self.part, self.dest)
         except OSError as e:
@@ -449,24 +512,24 @@ class Download(object):
 
     # -- partial-file bookkeeping ---------------------------------------------
     def _load_meta(self):
+        """NAME.part.json, or {} when it is absent, not a regular file, too
+        large, or not exactly what _save_meta writes (any unusable metadata is
+        no metadata: a hostile file must not wedge every later run)."""
         try:
-            with open(self.meta_path) as f:
-                meta = json.load(f)
-            return meta if isinstance(meta, dict) else {}
-        except (IOError, OSError, ValueError):
+            data = fsutil.read_bounded(self.meta_path, MAX_META_BYTES)
+            meta = json.loads(data.decode("utf-8"))
+        except (IOError, OSError, ValueError, UnicodeError, DiskError):
             return {}
+        return meta if _valid_meta(meta) else {}
 
     def _save_meta(self, src, resp, total):
-        meta = {"url": src.url, "etag": resp.header("etag"),
-                "last_modified": resp.header("last-modified"), "total": total,
+        meta = {"url": _url_key(src.url), "etag": _header_value(resp.header("etag")),
+                "last_modified": _header_value(resp.header("last-modified")), "total": total,
                 "sha256": self.expected.sha256, "sha1": self.expected.sha1}
-        tmp = self.meta_path + ".tmp"
-        try:
-            with open(tmp, "w") as f:
-                json.dump(meta, f)
-            compat_replace(tmp, self.meta_path)
-        except (IOError, OSError) as e:
-            raise _disk_error("cannot write %s" % self.meta_path, e)
+        data = json.dumps(meta, sort_keys=True).encode("utf-8")
+        # 0600: the URL is stored without credentials, but a private mirror's
+        # path is nobody else's business either.
+        fsutil.write_atomic(self.meta_path, data, mode=0o600)
 
     def _discard_partial(self):
         _unlink(self.part)
@@ -563,6 +626,41 @@ def _validator(meta):
     return meta.get("last_modified")
 
 
+MAX_META_BYTES = 64 * 1024
+_META_TEXT = ("url", "etag", "last_modified", "sha256", "sha1")
+
+
+def _valid_meta(meta):
+    """True when meta has exactly the types _save_meta writes."""
+    if not isinstance(meta, dict):
+        return False
+    for key in _META_TEXT:
+        value = meta.get(key)
+        if value is not None and (not isinstance(value, compat_text_types)
+                                  or _header_value(value) != value):
+            return False
+    total = meta.get("total")
+    if total is not None and (isinstance(total, bool) or not isinstance(total, int_types)
+                              or total < 0):
+        return False
+    return True
+
+
+def _header_value(value):
+    """A validator as it may be sent back in If-Range: short, printable
+    ASCII, no CR/LF (an etag with CRLF once wedged every later run)."""
+    if value is None or len(value) > 1024:
+        return None
+    if not re.match(r"^[\x20-\x7e]*$", value):
+        return None
+    return value
+
+
+def _url_key(url):
+    """The URL as NAME.part.json records it: without user:password."""
+    return redact(url) if "@" in url else url
+
+
 def _retry_after(value):
     if value is None:
         return None
@@ -583,6 +681,9 @@ def _disk_error(what, e, partial=False):
 
 
 def _unlink(path):
+    """Remove one of our own files; a symlink, device or FIFO planted under
+    that name is refused, not removed (it is not ours)."""
+    fsutil.refuse_unless_regular(path, "remove")
     try:
         os.unlink(path)
     except OSError as e:

@@ -16,6 +16,7 @@ import errno
 import os
 import time
 
+from sagedl import fsutil
 from sagedl.compat import compat_monotonic
 from sagedl.errors import DiskError, LockTimeout
 
@@ -71,8 +72,11 @@ class FileLock(object):
             delay = min(delay * 2, 0.25)
 
     def _open(self):
+        # Never through a symlink, never a device or FIFO planted at NAME.lock
+        # (issue 12): checked before opening, and the fd checked after.
+        fsutil.refuse_unless_regular(self.path, "lock")
         try:
-            return os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            return fsutil.open_regular(self.path, os.O_RDWR | os.O_CREAT, 0o644, doing="lock")
         except (IOError, OSError) as e:
             raise DiskError("cannot create lock file %s: %s" % (self.path, e.strerror or e))
 
@@ -88,7 +92,7 @@ class FileLock(object):
 
     def _still_ours(self, fd):
         try:
-            st = os.stat(self.path)
+            st = os.lstat(self.path)
         except OSError:
             return False
         fst = os.fstat(fd)

@@ -195,10 +195,6 @@ class Session(object):
         finally:
             if recorder is not None:
                 recorder.flush()
-        if result.status == "present":
-            if expected.known():
-                self.using_cached(path)
-            else:
-                self.say("%s is already present (no checksum to verify; --force downloads it "
-                         "again)" % os.path.basename(path))
+        if result.status == "present":   # only ever a file a checksum verified
+            self.using_cached(path)
         return result

@@ -130,7 +130,8 @@ class Response(object):
                 return 0
             expected = self.length if self.length is not None else "chunked"
             self.will_close = True
-            raise SourceFailure(SourceFailure.KIND_PROTOCOL,
+            # A network failure, like a reset: one failure, one exit code (issue 12).
+            raise SourceFailure(SourceFailure.KIND_NETWORK,
                                 "connection closed early (short body; expected %s bytes)" % expected)
         if self.chunked:
             self._chunk_left -= n

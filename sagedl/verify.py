@@ -81,20 +81,28 @@ class Hasher(object):
         return None
 
 
-def hash_file(path, expected, limit=None, block=1 << 20):
-    """Hash the first ``limit`` bytes of path (all if None) into a new Hasher."""
+def hash_file(path, expected, limit=None, block=1 << 20, fileobj=None):
+    """Hash the first ``limit`` bytes of path (all if None) into a new Hasher.
+    ``fileobj``: read from this already opened file instead of opening path
+    (the engine opens NAME.part without following symlinks)."""
+    if fileobj is not None:
+        return _hash_from(fileobj, expected, limit, block)
+    with open(path, "rb", 0) as f:
+        return _hash_from(f, expected, limit, block)
+
+
+def _hash_from(f, expected, limit, block):
     h = Hasher(expected)
     buf = bytearray(block)
     view = memoryview(buf)
-    with open(path, "rb", 0) as f:
-        left = limit
-        while left is None or left > 0:
-            n = f.readinto(view if left is None or left >= block else view[:left])
-            if not n:
-                break
-            h.update(view[:n])
-            if left is not None:
-                left -= n
+    left = limit
+    while left is None or left > 0:
+        n = f.readinto(view if left is None or left >= block else view[:left])
+        if not n:
+            break
+        h.update(view[:n])
+        if left is not None:
+            left -= n
     return h
 
 

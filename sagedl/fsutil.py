@@ -1,0 +1,443 @@
+"""The files and streams sagedl writes: only regular files it created itself.
+
+Why this module exists (issue 12): a downloader runs as root in build
+sandboxes and writes into shared distfiles and mirror directories, where
+anyone may have planted a name first.  A red-team pass had ``sagedl URL
+/dev/null --sha256 H`` rename the machine's /dev/null aside, a planted
+``NAME.part`` symlink make it overwrite a victim file with server bytes, and a
+FIFO at the final name make it hash forever.  The rules, all here:
+
+* A name sagedl writes (``NAME``, ``NAME.part``, ``NAME.part.json``,
+  ``NAME.lock``, ``NAME.bad``, make-mirror's files) is never followed when it
+  is a symlink and never opened, renamed or replaced when it is a device,
+  FIFO, socket or directory: ``UnsafePath`` (exit 6) says which and why.
+* New files are created with ``O_CREAT|O_EXCL|O_NOFOLLOW`` under a fresh
+  random name, so nothing planted can be written through; existing ones are
+  opened with ``O_NOFOLLOW|O_NONBLOCK`` and checked with ``fstat`` before use.
+* ``write_atomic`` is the one temp-file-and-rename helper for every small file
+  sagedl writes (metadata, caches, indexes), and ``place`` the one for putting
+  a verified file under another name (a hard link or a copy).
+* What sagedl reads from disk is bounded (``read_bounded``): a 200 MB
+  package-version.txt once took 1.2 GB of memory.
+* Text reaching stdout/stderr survives any locale (``safe_stream``), and names
+  read from Sage's metadata become paths the OS can take on 2.7 and 3.6 with a
+  C locale (``native_name``/``text_name``).
+
+A check-then-rename on a final name leaves a race a local attacker with
+write access to the directory can still win against a determined schedule;
+POSIX has no rename that refuses a symlink or device.  The checks make the
+planted-in-advance case (the one reported) safe, and O_EXCL/O_NOFOLLOW make
+every open safe.
+"""
+
+from __future__ import absolute_import
+
+import errno
+import os
+import stat
+
+from sagedl.compat import PY2, compat_replace
+from sagedl.errors import DiskError
+
+O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
+O_NONBLOCK = getattr(os, "O_NONBLOCK", 0)
+O_NOCTTY = getattr(os, "O_NOCTTY", 0)
+# Opening an existing name: no symlink, no waiting on a FIFO, no controlling tty.
+_SAFE_OPEN = O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC
+
+HINT = "sagedl only writes regular files it created; remove or rename it and run again"
+
+
+class UnsafePath(DiskError):
+    """A name sagedl would write is a symlink, device, FIFO, socket or directory."""
+
+    def __init__(self, path, kind, doing="write"):
+        DiskError.__init__(self, "refusing to %s %s: it is %s, not a regular file"
+                           % (doing, path, describe(kind)), hint=HINT)
+        self.path = path
+        self.kind = kind
+
+
+_KINDS = ((stat.S_ISREG, "file"), (stat.S_ISDIR, "directory"), (stat.S_ISLNK, "symlink"),
+          (stat.S_ISFIFO, "fifo"), (stat.S_ISSOCK, "socket"), (stat.S_ISCHR, "char-device"),
+          (stat.S_ISBLK, "block-device"))
+_WORDS = {"directory": "a directory", "symlink": "a symbolic link", "fifo": "a FIFO",
+          "socket": "a socket", "char-device": "a character device",
+          "block-device": "a block device", "other": "a special file"}
+
+
+def kind_of_mode(mode):
+    for test, name in _KINDS:
+        if test(mode):
+            return name
+    return "other"
+
+
+def kind(path, follow=False):
+    """"file", "directory", "symlink", "fifo", "socket", "char-device",
+    "block-device", "other", or None when nothing is there."""
+    try:
+        st = os.stat(path) if follow else os.lstat(path)
+    except OSError as e:
+        if e.errno in (errno.ENOENT, errno.ENOTDIR):
+            return None
+        raise
+    return kind_of_mode(st.st_mode)
+
+
+def describe(k):
+    return _WORDS.get(k, "a " + str(k))
+
+
+def refuse_unless_regular(path, doing="write"):
+    """Raise UnsafePath unless ``path`` is absent or a regular file (not a
+    symlink).  Called before any rename onto a name sagedl writes."""
+    try:
+        k = kind(path)
+    except OSError as e:
+        raise DiskError("cannot %s %s: %s" % (doing, path, e.strerror or e))
+    if k not in (None, "file"):
+        raise UnsafePath(path, k, doing)
+
+
+def create_exclusive(path, mode=0o644):
+    """A new file at ``path`` for writing: fails if anything (a symlink
+    included) is already there.  Returns the fd."""
+    try:
+        return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode)
+    except OSError as e:
+        if e.errno == errno.EEXIST:
+            k = _quiet_kind(path)
+            if k not in (None, "file"):
+                raise UnsafePath(path, k)
+        raise
+
+
+def open_regular(path, flags, mode=0o644, doing="write"):
+    """os.open without following a symlink or blocking on a FIFO; the fd is
+    checked to be a regular file (else closed and UnsafePath).  ENOENT and
+    other OSErrors pass through for the caller to word."""
+    try:
+        fd = os.open(path, flags | _SAFE_OPEN, mode)
+    except OSError as e:
+        if e.errno in (errno.ELOOP, errno.EMLINK, errno.ENXIO, errno.EISDIR):
+            k = _quiet_kind(path)
+            if k not in (None, "file"):
+                raise UnsafePath(path, k, doing)
+        raise
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise UnsafePath(path, kind_of_mode(st.st_mode), doing)
+        if O_NONBLOCK and not flags & O_NONBLOCK:
+            import fcntl
+            fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) & ~O_NONBLOCK)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _quiet_kind(path):
+    try:
+        return kind(path)
+    except OSError:
+        return None
+
+
+class TooLarge(ValueError):
+    """A file to read is larger than the bound its reader set."""
+
+
+def read_bounded(path, limit):
+    """The bytes of the regular file ``path``, at most ``limit`` of them:
+    TooLarge when there are more, UnsafePath when it is not a regular file
+    (a FIFO would block, /dev/zero would never end), OSError otherwise."""
+    fd = open_regular(path, os.O_RDONLY, doing="read")
+    try:
+        chunks, total = [], 0
+        while total <= limit:
+            b = os.read(fd, min(1 << 20, limit + 1 - total))
+            if not b:
+                break
+            chunks.append(b)
+            total += len(b)
+    finally:
+        os.close(fd)
+    if total > limit:
+        raise TooLarge("%s is larger than %d bytes" % (path, limit))
+    return b"".join(chunks)
+
+
+def temp_name(path):
+    """A fresh name beside ``path`` for a file about to be renamed onto it."""
+    import binascii
+    d, base = os.path.split(path)
+    token = binascii.hexlify(os.urandom(6))
+    if not PY2:
+        token = token.decode("ascii")
+    elif isinstance(base, type(u"")):
+        token = token.decode("ascii")
+    return os.path.join(d, ".%s.%s.tmp" % (base, token))
+
+
+def write_atomic(path, data, mode=0o644, durable=False):
+    """Replace ``path`` with ``data`` (bytes): a new file under a random name
+    (O_EXCL, O_NOFOLLOW, ``mode``), then a rename.  Refuses when ``path`` is a
+    symlink or not a regular file.  Raises DiskError/UnsafePath."""
+    refuse_unless_regular(path)
+    tmp = temp_name(path)
+    try:
+        fd = create_exclusive(tmp, mode)
+        try:
+            view = memoryview(data)
+            while view:
+                n = os.write(fd, view)
+                view = view[n:]
+            if durable:
+                os.fsync(fd)
+        finally:
+            os.close(fd)
+        refuse_unless_regular(path)
+        compat_replace(tmp, path)
+    except DiskError:
+        _unlink_quietly(tmp)
+        raise
+    except (IOError, OSError) as e:
+        _unlink_quietly(tmp)
+        raise DiskError("cannot write %s: %s" % (path, getattr(e, "strerror", None) or e))
+
+
+def place(src, dest, link=True):
+    """Put the verified regular file ``src`` at ``dest`` atomically: a hard
+    link when ``link`` and possible, else a copy, under a fresh name beside
+    ``dest``, then a rename.  ``dest`` must be absent or a regular file."""
+    if os.path.abspath(src) == os.path.abspath(dest):
+        return
+    refuse_unless_regular(dest)
+    tmp = temp_name(dest)
+    try:
+        linked = False
+        if link:
+            try:
+                os.link(src, tmp)      # never follows or replaces tmp: EEXIST
+                linked = kind(tmp) == "file"
+            except OSError:
+                pass   # another filesystem, or no hard links: copy
+        if not linked:
+            _copy(src, tmp)
+        refuse_unless_regular(dest)
+        compat_replace(tmp, dest)
+    except DiskError:
+        _unlink_quietly(tmp)
+        raise
+    except (IOError, OSError) as e:
+        _unlink_quietly(tmp)
+        raise DiskError("cannot write %s: %s" % (dest, getattr(e, "strerror", None) or e))
+
+
+def _copy(src, tmp, mode=0o644):
+    rfd = open_regular(src, os.O_RDONLY, doing="read")
+    try:
+        wfd = create_exclusive(tmp, mode)
+        try:
+            copy_fd(rfd, wfd)
+        finally:
+            os.close(wfd)
+    finally:
+        os.close(rfd)
+
+
+def copy_fd(rfd, wfd, block=1 << 20):
+    while True:
+        b = os.read(rfd, block)
+        if not b:
+            return
+        view = memoryview(b)
+        while view:
+            n = os.write(wfd, view)
+            view = view[n:]
+
+
+def _unlink_quietly(path):
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
+
+
+# -- a DESTINATION that is not a regular file ----------------------------------
+STREAM_KINDS = ("char-device", "fifo")
+
+
+def stream_destination(path):
+    """For a DESTINATION given by the user: "stream" when it names (through
+    symlinks) a character device or FIFO (/dev/null, /dev/stdout, a pipe):
+    sagedl then writes verified bytes into it as curl would, never renaming,
+    replacing or hashing it.  None for an absent or regular, non-symlink file
+    (the normal case).  UnsafePath for the rest: a symlink to a regular file
+    (sagedl does not write through symlinks), a socket, a block device."""
+    k = _quiet_kind(path)
+    if k in (None, "file"):
+        return None
+    target = _quiet_kind_follow(path)
+    if target in STREAM_KINDS:
+        return "stream"
+    raise UnsafePath(path, k)
+
+
+def _quiet_kind_follow(path):
+    try:
+        return kind(path, follow=True)
+    except OSError:
+        return None
+
+
+def open_stream_destination(path):
+    """Open a device or FIFO DESTINATION for writing: no O_CREAT, no O_TRUNC
+    (nothing is created or replaced); checked again after opening."""
+    try:
+        fd = os.open(path, os.O_WRONLY | O_NOCTTY | O_CLOEXEC)
+    except OSError as e:
+        raise DiskError("cannot write %s: %s" % (path, e.strerror or e))
+    st = os.fstat(fd)
+    k = kind_of_mode(st.st_mode)
+    if k not in STREAM_KINDS:
+        os.close(fd)
+        raise UnsafePath(path, k)
+    return fd
+
+
+# -- names and streams in any locale ---------------------------------------------
+def native_name(text):
+    """A file name read from Sage's metadata (text, UTF-8 on disk) as the str
+    the OS calls take: UTF-8 bytes on 2.7 (joining unicode with a non-ASCII
+    byte path raised UnicodeDecodeError); on 3.x the name whose encoding in
+    the filesystem encoding is those UTF-8 bytes (3.6 in a C locale encodes
+    paths as ASCII with surrogateescape)."""
+    if PY2:
+        return text.encode("utf-8") if isinstance(text, unicode) else text  # noqa: F821
+    if isinstance(text, bytes):
+        return os.fsdecode(text)
+    return os.fsdecode(text.encode("utf-8", "surrogateescape"))
+
+
+def text_name(native):
+    """The inverse: an argv or path component (native str) as text, to compare
+    with names read from Sage's metadata."""
+    if PY2:
+        if isinstance(native, bytes):
+            return native.decode("utf-8", "replace")
+        return native
+    if isinstance(native, bytes):
+        return native.decode("utf-8", "surrogateescape")
+    return os.fsencode(native).decode("utf-8", "surrogateescape")
+
+
+class SafeStream(object):
+    """A text stream wrapper whose write never raises UnicodeError: text is
+    encoded in the stream's encoding when it can be, paths keep their bytes
+    (surrogateescape), and anything else is written as UTF-8.  On 2.7 bytes
+    go through unchanged and unicode is encoded.  Used for sys.stdout and
+    sys.stderr so that 3.6 under LANG=C (ASCII) prints mirror names, and 2.7
+    with a non-ASCII path prints messages."""
+
+    def __init__(self, stream):
+        self._stream = stream
+        self._buffer = getattr(stream, "buffer", None)
+        enc = getattr(stream, "encoding", None) or "utf-8"
+        try:
+            import codecs
+            self._encoding = codecs.lookup(enc).name
+        except LookupError:
+            self._encoding = "utf-8"
+
+    def __getattr__(self, name):
+        return getattr(self._stream, name)
+
+    def encode(self, text):
+        if PY2:
+            try:
+                return text.encode(self._encoding)
+            except UnicodeError:
+                return text.encode("utf-8", "replace")
+        try:
+            return text.encode(self._encoding, "surrogateescape")
+        except UnicodeError:
+            return _utf8_lenient(text)
+
+    def write(self, text):
+        if PY2:
+            if isinstance(text, unicode):  # noqa: F821
+                text = self.encode(text)
+            return self._stream.write(text)
+        if isinstance(text, bytes):
+            data = text
+        else:
+            data = self.encode(text)
+        if self._buffer is None:
+            return self._stream.write(data.decode(self._encoding, "replace"))
+        self._stream.flush()
+        return self._buffer.write(data)
+
+    def flush(self):
+        self._stream.flush()
+        if self._buffer is not None:
+            self._buffer.flush()
+
+    def isatty(self):
+        try:
+            return self._stream.isatty()
+        except (AttributeError, ValueError):
+            return False
+
+    def fileno(self):
+        return self._stream.fileno()
+
+
+def _utf8_lenient(text):
+    try:
+        return text.encode("utf-8", "surrogateescape")
+    except UnicodeError:
+        return text.encode("utf-8", "replace")
+
+
+def safe_stream(stream):
+    """Wrap a real process stream (one with a file descriptor); pass test
+    streams (StringIO) through unchanged."""
+    if stream is None or isinstance(stream, SafeStream):
+        return stream
+    try:
+        stream.fileno()
+    except (AttributeError, ValueError, IOError, OSError):
+        return stream
+    return SafeStream(stream)
+
+
+def _stdio_closed(fd):
+    try:
+        os.fstat(fd)
+        return False
+    except OSError:
+        return True
+
+
+def guard_std_fds():
+    """If the process started with stdin/stdout/stderr closed (``>&-``), put
+    /dev/null on those descriptors so that no file sagedl opens later gets
+    fd 1 and receives what is printed.  Returns the set of fds that were
+    closed, so writes meant for a closed stdout can be reported."""
+    closed = set()
+    for fd in (0, 1, 2):
+        if _stdio_closed(fd):
+            closed.add(fd)
+    for fd in sorted(closed):
+        try:
+            null = os.open(os.devnull, os.O_RDWR)
+        except OSError:
+            break
+        if null != fd:
+            os.dup2(null, fd)
+            os.close(null)
+    return closed
