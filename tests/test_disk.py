@@ -12,7 +12,7 @@ import sys
 
 import pytest
 
-from conftest import REPO, assert_one_line_error, clean_env, size_of, wait_until
+from helpers import REPO, assert_one_line_error, clean_env, size_of, wait_until
 from sagedl.errors import EXIT_DISK, EXIT_OK
 
 

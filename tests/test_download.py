@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from conftest import assert_one_line_error, make_data
+from helpers import assert_one_line_error, make_data
 from sagedl.errors import (EXIT_CHECKSUM, EXIT_NETWORK, EXIT_NOT_FOUND, EXIT_OK, EXIT_USAGE)
 
 
@@ -292,7 +292,7 @@ def test_without_checksum_a_url_downloads_and_resumes_only_from_same_url(run_cli
 
 
 def test_url_without_destination_writes_content_to_stdout(tmp_path, server, payload):
-    from conftest import clean_env, run_module
+    from helpers import clean_env
     import subprocess
     env = clean_env(tmp_path)
     env["PYTHONPATH"] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -17,9 +17,9 @@ import threading
 
 import pytest
 
-from conftest import REPO, assert_one_line_error, clean_env
+from helpers import REPO, assert_one_line_error, clean_env
 from faultserver import TLS_CA, FaultServer, tls_server_context
-from sagedl import transport, urls
+from sagedl import urls
 from sagedl.errors import (EXIT_NETWORK, EXIT_OK, EXIT_USAGE, SourceFailure, UsageError)
 from sagedl.transport import MAX_REDIRECTS, Transport
 

@@ -8,7 +8,7 @@ import subprocess
 
 import pytest
 
-from conftest import make_data, Payload
+from helpers import Payload, Tree, make_data
 from faultserver import FaultServer, TLS_CA, tls_server_context
 from pyz import interpreter_params, pyz_path, require_interpreter
 import pyz as pyzmod
@@ -118,7 +118,6 @@ def test_direct_execution_with_a_broken_python_first_on_path_downloads(served, t
 def test_sage_tree_forms_under_every_interpreter(label, tmp_path):
     """Tarball resolution, bulk download in threads, mirror ranking, health
     records and verify: the Sage paths, not only URLs, on every interpreter."""
-    from test_sage_cli import Tree
     python = require_interpreter(label)
     tree = Tree(tmp_path / "sage")
     names = [tree.add("p%d" % i, "2.%d.p1" % i, "p%d-VERSION.tar.gz" % i, make_data(40000, 50 + i))

@@ -13,8 +13,8 @@ import sys
 
 import pytest
 
-from conftest import REPO, FaultServer, clean_env, make_data
-from test_sage_cli import Tree
+from faultserver import FaultServer
+from helpers import REPO, Tree, clean_env, make_data
 
 TIMEOUT = 300
 

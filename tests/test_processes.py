@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from conftest import REPO, clean_env, make_data, run_module, size_of, wait_until
+from helpers import REPO, clean_env, make_data, run_module, size_of, wait_until
 from faultserver import FaultServer
 from sagedl.errors import EXIT_INTERRUPTED, EXIT_LOCK
 

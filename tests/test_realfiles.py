@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from conftest import clean_env
+from helpers import clean_env
 from nginx import Nginx, require_tool
 from realfiles import real_files, sage_pkgs_dir
 

@@ -2,44 +2,15 @@
 download, in-process and through the built pyz, against a fixture tree laid
 out like Sage's and a loopback mirror in Sage's layout."""
 
-import hashlib
 import os
 import shutil
 import subprocess
 
 import pytest
 
-from conftest import REPO, assert_one_line_error, clean_env, make_data
+from helpers import REPO, Tree, assert_one_line_error, clean_env, make_data
 from faultserver import FaultServer
 from sagedl.errors import EXIT_CHECKSUM, EXIT_NOT_FOUND, EXIT_USAGE
-
-
-class Tree(object):
-    """A Sage tree with packages whose tarballs a loopback mirror serves."""
-
-    def __init__(self, root):
-        self.root = root
-        self.files = {}
-        self.pkgs = root / "build" / "pkgs"
-        self.pkgs.mkdir(parents=True)
-        (root / "build" / "bin").mkdir()
-
-    def add(self, pkg, version, tarball_template, data, ptype="standard", sha1=True,
-            upstream_url=None):
-        d = self.pkgs / pkg
-        d.mkdir()
-        lines = ["tarball=%s" % tarball_template,
-                 "sha256=%s" % hashlib.sha256(data).hexdigest()]
-        if sha1:
-            lines.append("sha1=%s" % hashlib.sha1(data).hexdigest())
-        if upstream_url:
-            lines.append("upstream_url=%s" % upstream_url)
-        (d / "checksums.ini").write_text("\n".join(lines) + "\n")
-        (d / "package-version.txt").write_text(version + "\n")
-        (d / "type").write_text(ptype + "\n")
-        name = tarball_template.replace("VERSION", version.split(".p")[0])
-        self.files[name] = data
-        return name
 
 
 @pytest.fixture

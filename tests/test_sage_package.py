@@ -13,7 +13,7 @@ import subprocess
 
 import pytest
 
-from conftest import REPO, assert_one_line_error, clean_env
+from helpers import REPO, assert_one_line_error, clean_env
 from pyz import pyz_path
 
 SAGE_TREE = os.path.join(os.path.dirname(REPO), "shared", "sage-tree")

@@ -5,11 +5,10 @@ import os
 
 import pytest
 
-from conftest import clean_env, make_data
+from helpers import Tree, clean_env, make_data
 from faultserver import FaultServer
 from nginx import Nginx, require_tool
 from sagedl.errors import EXIT_CHECKSUM, EXIT_NOT_FOUND
-from test_sage_cli import Tree
 
 
 @pytest.fixture

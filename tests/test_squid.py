@@ -2,7 +2,7 @@
 
 import pytest
 
-from conftest import clean_env
+from helpers import clean_env
 from squid import Squid
 
 

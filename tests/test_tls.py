@@ -18,7 +18,7 @@ import types
 
 import pytest
 
-from conftest import Payload, assert_one_line_error, clean_env, make_data
+from helpers import Payload, assert_one_line_error, clean_env, make_data
 from faultserver import FaultServer
 from nginx import Nginx, require_tool
 from pyz import interpreter_params, pyz_path, require_interpreter
