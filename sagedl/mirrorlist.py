@@ -23,7 +23,7 @@ from sagedl.compat import compat_makedirs, compat_replace, compat_text_types, co
 from sagedl.errors import LockTimeout, MetadataError, SagedlError, SourceFailure
 from sagedl.paths import cache_dir, config_dir
 from sagedl.tomlreader import loads as toml_loads
-from sagedl.urls import hostname, url_problem
+from sagedl.urls import base_url_problem, hostname
 
 DEFAULT_PRIORITY = 50          # what tools/make_mirrors_toml.py writes when mirrors.yaml has none
 MIRRORS_TOML = "mirrors.toml"
@@ -83,7 +83,7 @@ def mirrors_from_data(data, path):
         if not isinstance(entry, dict):
             raise MetadataError(path, None, "%s is not a table" % where)
         url = entry.get("url")
-        problem = "is missing" if url is None else url_problem(url)
+        problem = "is missing" if url is None else base_url_problem(url)
         if problem:
             raise MetadataError(path, None, "%s: url %s" % (where, problem),
                                 hint="a mirror url looks like \"https://host/path/\"")
@@ -240,7 +240,7 @@ class _ListScanner(object):
         value = text[self.pos + 1:end]
         if "\n" in value or "\\" in value:
             self.error("unsupported string (newline or escape)")
-        problem = url_problem(value)
+        problem = base_url_problem(value)
         if problem:
             self.error("%r %s" % (value[:80], problem))
         self.pos = end + 1
@@ -261,7 +261,7 @@ def _serialise_list(urls, url, fetched_at):
 
 
 def _py_quote(url):
-    return "'%s'" % url  # url_problem() guarantees no quote or backslash inside
+    return "'%s'" % url  # base_url_problem() guarantees no quote or backslash inside
 
 
 _FETCHED_AT_RE = re.compile(r"^# fetched-at: ([0-9.eE+-]+)$", re.M)

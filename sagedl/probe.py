@@ -20,7 +20,7 @@ import time
 from sagedl import __version__
 from sagedl.compat import compat_monotonic, compat_urlsplit
 from sagedl.mirrorlist import Mirror
-from sagedl.urls import parse_proxy, port_of, proxy_for, url_problem
+from sagedl.urls import base_url_problem, parse_proxy, port_of, proxy_for
 
 RANK_DEADLINE = 1.2
 RANK_WANT = 3
@@ -145,7 +145,7 @@ class _Target(object):
 
     def __init__(self, mirror, path, env):
         url = mirror.url + path.lstrip("/")
-        problem = url_problem(url)
+        problem = base_url_problem(url)
         if problem:
             raise ValueError("URL %s" % problem)
         parts = compat_urlsplit(url)

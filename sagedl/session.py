@@ -40,6 +40,7 @@ class Session(object):
         self._bases = None
         self._upstream_d = None
         self._resolved_lists = {}
+        self._warned = set()
 
     # -- messages -------------------------------------------------------------
     def say(self, text):
@@ -57,6 +58,13 @@ class Session(object):
     def warn(self, text):
         self.stderr.write("%s: warning: %s\n" % (PROG, text))
         self.stderr.flush()
+
+    def warn_once(self, key, text):
+        """warn(text), once per run for each ``key`` (a bulk download plans
+        hundreds of files from the same few sources)."""
+        if key not in self._warned:
+            self._warned.add(key)
+            self.warn(text)
 
     # -- what the options build -----------------------------------------------
     def transport(self):

@@ -71,8 +71,9 @@ def _mirror_url(base, tarball):
                                        _segment(tarball.filename))
 
 
-def source_urls(tarball, env, upstream_d_entries, mirrors, allow_upstream, mirror_lists=None):
-    """Every URL to try for ``tarball``, in Sage's order, without duplicates.
+def source_urls(tarball, env, upstream_d_entries, mirrors, allow_upstream, mirror_lists=None,
+                skipped=None):
+    """Every usable URL to try for ``tarball``, in Sage's order, without duplicates.
 
     1. $SAGE_SERVER as a mirror base: SAGE_SERVER/spkg/upstream/PKG/FILE
     2. upstream_d_entries in order: a "url" template gets ${SAGE_SERVER}
@@ -84,19 +85,40 @@ def source_urls(tarball, env, upstream_d_entries, mirrors, allow_upstream, mirro
     3. ``mirrors`` (ranked base URLs): MIRROR/spkg/upstream/PKG/FILE
     4. the tarball's upstream_url, only when ``allow_upstream``.
 
-    A template with an unknown ${...} placeholder left is skipped.
+    A template with an unknown ${...} placeholder left is skipped.  A source
+    that cannot be used (an ftp: or file: URL, a line that expands to an
+    invalid URL, such as ${SAGE_SERVER}spkg/... with a SAGE_SERVER without
+    its slash) is left out, never fatal while other sources remain; when
+    ``skipped`` is a list, (what, url, problem) is appended to it for each,
+    ``what`` naming where the source came from.
     ``env`` None means os.environ.  Pure apart from calling ``mirror_lists``.
     """
+    from sagedl.urls import url_problem
     env = os.environ if env is None else env
     server = _server(env)
     urls = []
+
+    def add(url, what):
+        problem = url_problem(url)
+        if problem is None:
+            urls.append(url)
+        elif skipped is not None:
+            skipped.append((what, url, problem))
+
     if server:
-        urls.append(_mirror_url(server, tarball))
+        add(_mirror_url(server, tarball), "SAGE_SERVER")
     for kind, value in upstream_d_entries:
         if kind == "mirror_list":
             url = _with_server(value, server)
-            if mirror_lists is not None and url is not None:
-                urls.extend(_mirror_url(m, tarball) for m in mirror_lists(url) or ())
+            if mirror_lists is None or url is None:
+                continue
+            problem = url_problem(url)
+            if problem is not None:
+                if skipped is not None:
+                    skipped.append((".upstream.d line %s" % value, url, problem))
+                continue
+            for m in mirror_lists(url) or ():
+                add(_mirror_url(m, tarball), "mirror list %s" % url)
             continue
         prefix = _with_server(value, server)
         if prefix is None:
@@ -106,10 +128,11 @@ def source_urls(tarball, env, upstream_d_entries, mirrors, allow_upstream, mirro
             continue
         if not prefix.endswith("/"):
             prefix += "/"
-        urls.append(prefix + _segment(tarball.filename))
-    urls.extend(_mirror_url(m, tarball) for m in mirrors or ())
+        add(prefix + _segment(tarball.filename), ".upstream.d line %s" % value)
+    for m in mirrors or ():
+        add(_mirror_url(m, tarball), "mirror %s" % m)
     if allow_upstream and tarball.upstream_url:
-        urls.append(tarball.upstream_url)
+        add(tarball.upstream_url, "the upstream_url of %s" % tarball.package)
     return _dedupe(urls)
 
 
@@ -189,13 +212,25 @@ def tarball_sources(session, tree, tarball, bases=None):
             raise UsageError("%s has no upstream_url in %s" % (tarball.filename, tarball.checksums_ini
                                                                or "its checksums.ini"),
                              hint="drop --upstream-only to use the Sage mirrors")
-        return [tarball.upstream_url]
-    explicit = session.explicit_mirrors()
-    entries = [] if explicit else session.upstream_d(tree)
-    if bases is None:
-        bases = session.mirror_bases()
-    return source_urls(tarball, session.env, entries, bases, args.allow_upstream,
-                       mirror_lists=None if explicit else session.mirror_list_resolver())
+        entries, bases, mirror_lists, allow_upstream = [], [], None, True
+        env = {}    # SAGE_SERVER too is not a source here
+    else:
+        explicit = session.explicit_mirrors()
+        entries = [] if explicit else session.upstream_d(tree)
+        if bases is None:
+            bases = session.mirror_bases()
+        mirror_lists = None if explicit else session.mirror_list_resolver()
+        allow_upstream, env = args.allow_upstream, session.env
+    skipped = []
+    urls = source_urls(tarball, env, entries, bases, allow_upstream, mirror_lists, skipped)
+    for what, url, problem in skipped:
+        session.warn_once(what, "skipping %s: URL %s %s" % (what, _shown(url), problem))
+    return urls
+
+
+def _shown(url):
+    from sagedl.urls import redact
+    return repr(redact(url)[:200]).lstrip("u")
 
 
 def ensure_distfiles(session, tree):

@@ -70,46 +70,73 @@ def _redact_raw(url):
     return url
 
 
-def check_url(url, allow_schemes=("http", "https")):
-    """Refuse foreign schemes (file:, ftp:, gopher:, ...) before any I/O."""
-    if has_control(url):
-        raise UsageError("invalid URL %r: it contains a control character" % (redact(url)[:200],))
-    try:
-        parts = compat_urlsplit(url)
-        parts.port  # raises ValueError on a bad port
-    except ValueError as e:
-        raise UsageError("invalid URL %s: %s" % (redact(url), e))
-    if parts.scheme.lower() not in allow_schemes:
-        raise UsageError("refusing URL scheme %r in %s" % (str(parts.scheme + ":"), redact(url)),
-                         hint="only %s URLs are allowed" % " and ".join(allow_schemes))
-    if not parts.hostname:
-        raise UsageError("URL has no host: %s" % redact(url))
-    ascii_host(parts.hostname)
-    return parts
+NOT_HTTP = "is not an http or https URL"
 
 
 def url_problem(url):
-    """Why ``url`` cannot be a mirror base URL, or None when it can."""
+    """Why sagedl cannot request ``url``, or None when it can.
+
+    The one set of rules for every URL the transport or the probe is given:
+    text without control characters, a valid authority and port, http or
+    https, and a host that encodes to ASCII (IDNA for a Unicode name).  A
+    problem reads after "URL": "has no host", "is not an http or https URL".
+    """
     if not isinstance(url, compat_text_types):
         return "is not a string"
-    if len(url) > MAX_URL_LENGTH:
-        return "is too long"
-    if _URL_FORBIDDEN_RE.search(url):
-        return "contains spaces, quotes or non-ASCII characters"
+    if has_control(url):
+        return "contains a control character"
     try:
         parts = compat_urlsplit(url)
         parts.port  # raises ValueError for a bad port
-    except ValueError:
-        return "is not a valid URL"
-    if parts.scheme.lower() not in ("http", "https"):
-        return "is not an http or https URL"
+    except ValueError as e:
+        return "does not parse (%s)" % e
+    if parts.scheme.lower() not in DEFAULT_PORTS:
+        return NOT_HTTP
     if not parts.hostname:
         return "has no host"
+    try:
+        ascii_host(parts.hostname)
+    except UsageError:
+        return "has an invalid host name"
+    return None
+
+
+def base_url_problem(url):
+    """Why ``url`` cannot be a mirror base URL, or None when it can.
+
+    url_problem's rules, and stricter ones for base URLs read from mirror
+    lists and files (they are written back into caches and joined with
+    paths): bounded length, printable ASCII without quotes or brackets, no
+    user name, no query or fragment.
+    """
+    if isinstance(url, compat_text_types):
+        if len(url) > MAX_URL_LENGTH:
+            return "is too long"
+        if _URL_FORBIDDEN_RE.search(url):
+            return "contains spaces, quotes or non-ASCII characters"
+    problem = url_problem(url)
+    if problem is not None:
+        return problem
+    parts = compat_urlsplit(url)
     if parts.username is not None:
         return "contains a user name"
     if parts.query or parts.fragment:
         return "has a query or fragment"
     return None
+
+
+def check_url(url):
+    """The split URL, or UsageError when url_problem finds one: foreign
+    schemes (file:, ftp:, data:, ...) are refused before any I/O."""
+    problem = url_problem(url)
+    if problem is None:
+        return compat_urlsplit(url)
+    shown = redact(url) if isinstance(url, compat_text_types) else url
+    if problem == NOT_HTTP:
+        scheme = compat_urlsplit(url).scheme
+        raise UsageError("refusing URL scheme %r in %s" % (str(scheme + ":"), shown),
+                         hint="only http and https URLs are allowed")
+    raise UsageError("invalid URL %r: it %s" % (shown[:200], problem))
 
 
 def has_control(text):

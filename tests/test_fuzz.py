@@ -125,7 +125,7 @@ def test_mirrors_toml_readers_return_mirrors_or_raise_metadata_error(text):
                 found = mirrorlist.mirrors_from_data(data, "fuzz/mirrors.toml")
             except MetadataError:
                 continue
-            assert found and all(urls.url_problem(m.url) is None and m.url.endswith("/")
+            assert found and all(urls.base_url_problem(m.url) is None and m.url.endswith("/")
                                  for m in found)
 
 
@@ -157,11 +157,11 @@ list_documents = st.one_of(st.text(max_size=200),
                  st.binary(max_size=200)))
 def test_mirror_list_parser_returns_urls_or_raises_metadata_error(text):
     try:
-        urls = mirrorlist.parse_mirror_list(text, "https://www.sagemath.org/mirror_list")
+        found = mirrorlist.parse_mirror_list(text, "https://www.sagemath.org/mirror_list")
     except MetadataError:
         return
-    assert urls and len(set(urls)) == len(urls)
-    assert all(urls.url_problem(u) is None and u.endswith("/") for u in urls)
+    assert found and len(set(found)) == len(found)
+    assert all(urls.base_url_problem(u) is None and u.endswith("/") for u in found)
 
 
 # -- HTTP response heads and bodies ---------------------------------------------------------

@@ -24,7 +24,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from sagedl import cli, errors, health, mirrorlist, probe, urls
-from sagedl.urls import url_problem
+from sagedl.urls import base_url_problem
 from sagedl.errors import MetadataError, SourceFailure
 from sagedl.lock import FileLock
 from sagedl.paths import cache_dir, config_dir
@@ -530,7 +530,7 @@ def test_live_list_parser_only_returns_urls_or_raises_metadata_error(text):
         found = mirrorlist.parse_mirror_list(text, "fuzz")
     except MetadataError:
         return
-    assert found and all(url_problem(u) is None and u.endswith("/") for u in found)
+    assert found and all(base_url_problem(u) is None and u.endswith("/") for u in found)
 
 
 # -- the live list: cache and fallbacks ------------------------------------------------

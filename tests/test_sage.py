@@ -552,13 +552,17 @@ def test_sources_in_sage_order(tmp_path):
 
     env = {"SAGE_SERVER": "http://127.0.0.1:8080/"}
     mirrors = ["https://m1.example", "https://m3.example/"]
-    urls = source_urls(t, env, entries, mirrors, True, mirror_lists)
+    skipped = []
+    urls = source_urls(t, env, entries, mirrors, True, mirror_lists, skipped)
+    # a file: line is no source sagedl can use: left out, and reported
+    assert skipped == [(".upstream.d line file://%s/cache/${SPKG}/" % tmp_path,
+                        "file://%s/cache/gap/gap-4.16.0.tar.gz" % tmp_path,
+                        "is not an http or https URL")]
     assert urls == [
         # $SAGE_SERVER, and the 10-SAGE_SERVER line giving the same URL
         "http://127.0.0.1:8080/spkg/upstream/gap/gap-4.16.0.tar.gz",
         "https://gh.example/rel/10.7/gap-4.16.0.tar.gz",
         "https://gh.example/rel/10.6/gap-4.16.0.tar.gz",
-        "file://%s/cache/gap/gap-4.16.0.tar.gz" % tmp_path,
         "https://m2.example/sage/spkg/upstream/gap/gap-4.16.0.tar.gz",  # from the mirror list
         "https://m1.example/spkg/upstream/gap/gap-4.16.0.tar.gz",
         "https://m3.example/spkg/upstream/gap/gap-4.16.0.tar.gz",  # passed-in mirrors
@@ -572,7 +576,6 @@ def test_sources_in_sage_order(tmp_path):
     assert source_urls(t, {}, entries, ["https://m1.example/"], False) == [
         "https://gh.example/rel/10.7/gap-4.16.0.tar.gz",
         "https://gh.example/rel/10.6/gap-4.16.0.tar.gz",
-        "file://%s/cache/gap/gap-4.16.0.tar.gz" % tmp_path,
         "https://m1.example/spkg/upstream/gap/gap-4.16.0.tar.gz",
     ]
 
