@@ -17,7 +17,11 @@ Decisions worth knowing:
 * Symlinks (Sage links checksums.ini and package-version.txt of one package to
   another's) are read through.  A tarball is attributed to the package that
   owns the *real* checksums.ini (as Sage's ``tarball_package`` does), so the
-  same file listed under two packages is one Tarball, with one mirror path.
+  same file listed under two packages is one Tarball.  Mirrors may hold it
+  under either name (Sage uploads it under the owner; a stock
+  ``sage-package download gap_packages`` asks for .../gap_packages/...), so
+  both paths are asked for, owner first (``Tarball.mirror_names``), and a
+  site mirror holds both (``SageTree.linked_to``).
 * When the same file name is listed by distinct (non-linked) checksums.ini
   files, the package whose name is the longest prefix of the file name wins
   (case and ``-``/``_``/``.`` ignored), then the first by name.  Resolving a
@@ -285,7 +289,8 @@ class Tarball(object):
     Not part of its identity: ``section``, the ``[name]`` of its record (or
     None), which Sage's ``--tags`` matches; ``listed_as``, the package
     directory it was read through -- ``package`` unless that directory's
-    checksums.ini is a symlink to ``package``'s (gap_packages -> gap).
+    checksums.ini is a symlink to ``package``'s (gap_packages -> gap), in
+    which case a stock Sage client asks mirrors for it under this name.
     """
 
     def __init__(self, package, filename, sha256, sha1=None, upstream_url=None,
@@ -299,6 +304,14 @@ class Tarball(object):
         self.checksums_ini = checksums_ini
         self.section = section
         self.listed_as = listed_as or package
+
+    def mirror_names(self):
+        """The package directories a mirror may hold this file under, in the
+        order to ask: the owner (where Sage uploads it), then the symlinked
+        name a stock ``sage-package download`` asks for."""
+        if self.listed_as != self.package:
+            return [self.package, self.listed_as]
+        return [self.package]
 
     def _key(self):
         return (self.package, self.filename, self.sha256, self.sha1,
@@ -353,6 +366,7 @@ class SageTree(object):
         self._loaded = {}  # package -> list of Tarball, or its MetadataError
         self._index = None  # file name -> list of Tarball
         self._real_pkgs_dir = os.path.realpath(self.pkgs_dir)
+        self._links = None  # owner -> packages whose checksums.ini links to it
 
     def __repr__(self):
         return "SageTree(%s)" % _show(self.root)
@@ -440,6 +454,20 @@ class SageTree(object):
         Raises the package's MetadataError if its metadata is malformed.
         """
         return list(self._load(self._check_package(name)))
+
+    def linked_to(self, owner):
+        """The packages whose checksums.ini is a symlink to ``owner``'s
+        (gap -> gap_packages, gap_pkg_*; gcc -> gfortran), sorted."""
+        if self._links is None:
+            links = {}
+            for pkg in self.packages():
+                path = os.path.join(self.pkgs_dir, pkg, "checksums.ini")
+                if os.path.islink(path):
+                    real_owner = self._owner(pkg, path)
+                    if real_owner != pkg:
+                        links.setdefault(real_owner, []).append(pkg)
+            self._links = links
+        return list(self._links.get(owner, ()))
 
     def all_tarballs(self):
         """Every Tarball of the tree once, skipping (into .broken) malformed packages."""

@@ -1,7 +1,12 @@
 """A site mirror: one directory, in Sage's mirror layout, that any static web
 server can serve to a site's build machines; and a checker for it.
 
-    DIR/spkg/upstream/PKG/TARBALL    what Sage mirrors serve
+    DIR/spkg/upstream/PKG/TARBALL    what Sage mirrors serve; a file whose
+                                     package's checksums.ini other packages
+                                     link to (gap <- gap_packages, ...) is
+                                     there under each of those names too,
+                                     since a stock Sage client asks for it
+                                     under the name it was given
     DIR/SHA256SUMS                   "HEX  spkg/upstream/PKG/TARBALL" lines
     DIR/mirror_list                  Sage's mirror_list format (comments, then
                                      a list literal) naming --base-url
@@ -22,8 +27,24 @@ from sagedl.errors import (EXIT_CHECKSUM, EXIT_NOT_FOUND, DiskError, UsageError)
 LAYOUT = ("spkg", "upstream")
 
 
-def mirror_path(directory, tarball):
-    return os.path.join(directory, LAYOUT[0], LAYOUT[1], tarball.package, tarball.filename)
+def mirror_keys(tree, tarball):
+    """spkg/upstream/PKG/FILE for each name the file is served under."""
+    names = [tarball.package]
+    for name in tarball.mirror_names() + tree.linked_to(tarball.package):
+        if name not in names:
+            names.append(name)
+    return ["%s/%s/%s/%s" % (LAYOUT[0], LAYOUT[1], name, tarball.filename) for name in names]
+
+
+def unique(tarballs):
+    """Each file once (a symlinked package lists its owner's files again)."""
+    seen = set()
+    result = []
+    for t in tarballs:
+        if (t.package, t.filename) not in seen:
+            seen.add((t.package, t.filename))
+            result.append(t)
+    return result
 
 
 def place(src, dest, link=True):
@@ -51,9 +72,9 @@ def place(src, dest, link=True):
         raise DiskError("cannot write %s: %s" % (dest, getattr(e, "strerror", None) or e))
 
 
-def write_index(directory, tarballs, base_url=None):
-    lines = ["%s  %s/%s/%s/%s\n" % (t.sha256, LAYOUT[0], LAYOUT[1], t.package, t.filename)
-             for t in sorted(tarballs, key=lambda t: (t.package, t.filename))]
+def write_index(directory, placed, base_url=None):
+    """placed: [(tarball, [key])]."""
+    lines = sorted("%s  %s\n" % (t.sha256, key) for t, keys in placed for key in keys)
     _write_atomic(os.path.join(directory, "SHA256SUMS"), "".join(lines))
     base = base_url or "http://localhost/"
     if not base.endswith("/"):
@@ -81,12 +102,14 @@ def cmd_make_mirror(ctx):
     tree = ctx.tree(required=True)
     directory = os.path.abspath(a.directory)
     # A site mirror serves every platform: all wheels of wheel-only packages.
-    tarballs = bulk.select_tarballs(tree, a.packages, a.exclude, a.has_file, a.no_file)
+    tarballs = unique(bulk.select_tarballs(tree, a.packages, a.exclude, a.has_file, a.no_file))
     placed = []
 
     def emit(job):
-        place(job.path, mirror_path(directory, job.tarball))
-        placed.append(job.tarball)
+        keys = mirror_keys(tree, job.tarball)
+        for key in keys:
+            place(job.path, os.path.join(directory, *key.split("/")))
+        placed.append((job.tarball, keys))
 
     code = bulk.fetch_tarballs(ctx, tree, tarballs, emit)
     try:
@@ -130,7 +153,7 @@ def cmd_verify(ctx):
     if not os.path.isdir(directory):
         raise UsageError("not a directory: %s" % directory)
     found, is_mirror = scan(directory)
-    tarballs = bulk.select_tarballs(tree, a.packages, a.exclude, a.has_file, a.no_file)
+    tarballs = unique(bulk.select_tarballs(tree, a.packages, a.exclude, a.has_file, a.no_file))
     # A build machine's distfiles hold the wheel of its own platform only:
     # there a wheel-only package is missing when none of its wheels is.
     counts = {}
@@ -141,21 +164,22 @@ def cmd_verify(ctx):
     missing, bad, good = [], [], 0
     expected_keys = set()
     for t in tarballs:
-        key = ("%s/%s/%s/%s" % (LAYOUT[0], LAYOUT[1], t.package, t.filename)) if is_mirror else t.filename
-        expected_keys.add(key)
-        path = found.get(key)
-        if path is None:
-            if is_mirror or counts[t.package] == 1:
-                missing.append(key)
-            elif t.package not in present_pkgs and t.package not in reported:
-                reported.add(t.package)
-                missing.append("%s (none of its %d per-platform wheels)" % (t.package, counts[t.package]))
-            continue
-        ok, reason = verify_file(path, Expected(None, t.sha256, t.sha1))
-        if ok:
-            good += 1
-        else:
-            bad.append((key, reason))
+        for key in mirror_keys(tree, t) if is_mirror else [t.filename]:
+            expected_keys.add(key)
+            path = found.get(key)
+            if path is None:
+                if is_mirror or counts[t.package] == 1:
+                    missing.append(key)
+                elif t.package not in present_pkgs and t.package not in reported:
+                    reported.add(t.package)
+                    missing.append("%s (none of its %d per-platform wheels)"
+                                   % (t.package, counts[t.package]))
+                continue
+            ok, reason = verify_file(path, Expected(None, t.sha256, t.sha1))
+            if ok:
+                good += 1
+            else:
+                bad.append((key, reason))
     index_files = ("SHA256SUMS", "mirror_list")
     extra = [k for k in found if k not in expected_keys and k not in index_files
              and not k.endswith(OWN_SUFFIXES)]

@@ -66,9 +66,10 @@ def _with_server(template, server):
     return template
 
 
-def _mirror_url(base, tarball):
-    return "%s/spkg/upstream/%s/%s" % (base.rstrip("/"), _segment(tarball.package),
-                                       _segment(tarball.filename))
+def _mirror_urls(base, tarball):
+    """BASE/spkg/upstream/PKG/FILE for each name a mirror may file it under."""
+    return ["%s/spkg/upstream/%s/%s" % (base.rstrip("/"), _segment(pkg), _segment(tarball.filename))
+            for pkg in tarball.mirror_names()]
 
 
 def source_urls(tarball, env, upstream_d_entries, mirrors, allow_upstream, mirror_lists=None,
@@ -85,6 +86,9 @@ def source_urls(tarball, env, upstream_d_entries, mirrors, allow_upstream, mirro
     3. ``mirrors`` (ranked base URLs): MIRROR/spkg/upstream/PKG/FILE
     4. the tarball's upstream_url, only when ``allow_upstream``.
 
+    PKG (and ${SPKG}) is each of ``tarball.mirror_names()`` in turn: a
+    package whose checksums.ini is a symlink is asked for under the owner's
+    name, then under its own (which is all a stock Sage client asks for).
     A template with an unknown ${...} placeholder left is skipped.  A source
     that cannot be used (an ftp: or file: URL, a line that expands to an
     invalid URL, such as ${SAGE_SERVER}spkg/... with a SAGE_SERVER without
@@ -106,7 +110,8 @@ def source_urls(tarball, env, upstream_d_entries, mirrors, allow_upstream, mirro
             skipped.append((what, url, problem))
 
     if server:
-        add(_mirror_url(server, tarball), "SAGE_SERVER")
+        for url in _mirror_urls(server, tarball):
+            add(url, "SAGE_SERVER")
     for kind, value in upstream_d_entries:
         if kind == "mirror_list":
             url = _with_server(value, server)
@@ -118,19 +123,23 @@ def source_urls(tarball, env, upstream_d_entries, mirrors, allow_upstream, mirro
                     skipped.append((".upstream.d line %s" % value, url, problem))
                 continue
             for m in mirror_lists(url) or ():
-                add(_mirror_url(m, tarball), "mirror list %s" % url)
+                for u in _mirror_urls(m, tarball):
+                    add(u, "mirror list %s" % url)
             continue
-        prefix = _with_server(value, server)
-        if prefix is None:
+        template = _with_server(value, server)
+        if template is None:
             continue
-        prefix = prefix.replace("${SPKG}", tarball.package)
-        if "${" in prefix:
-            continue
-        if not prefix.endswith("/"):
-            prefix += "/"
-        add(prefix + _segment(tarball.filename), ".upstream.d line %s" % value)
+        # _dedupe drops the second copy when the line has no ${SPKG}.
+        for pkg in tarball.mirror_names():
+            prefix = template.replace("${SPKG}", pkg)
+            if "${" in prefix:
+                break
+            if not prefix.endswith("/"):
+                prefix += "/"
+            add(prefix + _segment(tarball.filename), ".upstream.d line %s" % value)
     for m in mirrors or ():
-        add(_mirror_url(m, tarball), "mirror %s" % m)
+        for url in _mirror_urls(m, tarball):
+            add(url, "mirror %s" % m)
     if allow_upstream and tarball.upstream_url:
         add(tarball.upstream_url, "the upstream_url of %s" % tarball.package)
     return _dedupe(urls)

@@ -1,10 +1,11 @@
 """The real Sage source tree (../shared/sage-tree), as tests need it.
 
-The shared snapshot holds Sage's build machinery unmodified except that its
-eight symlinked checksums.ini files (gap_packages -> gap, gfortran -> gcc,
-pplpy_doc -> pplpy, ...) are stored as plain files holding the link target.
-``copy_tree`` copies it into a temporary directory and turns those back into
-real symlinks, so a copy behaves like a git checkout of Sage.
+The shared snapshot holds Sage's build machinery, but its symlinks are
+stored as plain files holding the link target (eight checksums.ini among
+them: gap_packages and the gap_pkg_* -> gap, gfortran -> gcc, pplpy_doc ->
+pplpy).  ``copy_tree`` copies it into a temporary directory and turns those
+whose target exists back into real symlinks, so a copy behaves like a git
+checkout of Sage.
 
 ``configure_outputs`` writes what ./configure would: src/bin/sage-env-config
 and build/bin/sage-build-env-config from their .in templates, with @prefix@,
@@ -45,17 +46,25 @@ def require_shared_tree():
     return tree
 
 
+_LINK_TEXT = re.compile(rb"^[A-Za-z0-9_./-]+$")
+
+
 def symlink_stand_ins(root):
-    """{package: link target} for checksums.ini files that hold a link target."""
-    pkgs = os.path.join(root, "build", "pkgs")
+    """{path: link target} for the files under build/pkgs that hold a symlink's
+    target instead of being one (git's form without core.symlinks: the
+    target, no newline), whose target exists in the tree."""
     found = {}
-    for pkg in sorted(os.listdir(pkgs)):
-        path = os.path.join(pkgs, pkg, "checksums.ini")
-        if os.path.isfile(path) and not os.path.islink(path):
+    for dirpath, dirnames, filenames in os.walk(os.path.join(root, "build", "pkgs")):
+        for name in filenames + dirnames:
+            path = os.path.join(dirpath, name)
+            if os.path.islink(path) or not os.path.isfile(path) or os.path.getsize(path) > 255:
+                continue
             with open(path, "rb") as f:
-                head = f.read(200)
-            if re.match(rb"^\.\./[A-Za-z0-9_]+/checksums\.ini\s*$", head):
-                found[pkg] = head.decode().strip()
+                text = f.read()
+            if b"/" in text and _LINK_TEXT.match(text):
+                target = text.decode()
+                if os.path.exists(os.path.join(dirpath, target)):
+                    found[path] = target
     return found
 
 
@@ -69,8 +78,7 @@ def copy_tree(dest, source=None):
             if not os.path.islink(path):
                 mode = os.stat(path).st_mode
                 os.chmod(path, mode | 0o200)
-    for pkg, target in symlink_stand_ins(dest).items():
-        path = os.path.join(dest, "build", "pkgs", pkg, "checksums.ini")
+    for path, target in symlink_stand_ins(dest).items():
         os.unlink(path)
         os.symlink(target, path)
     return dest
