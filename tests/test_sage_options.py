@@ -16,7 +16,7 @@ import subprocess
 
 import pytest
 
-from conftest import REPO, clean_env, make_data
+from helpers import REPO, clean_env, make_data
 from faultserver import FaultServer
 from sagedl import bulk
 from sagedl.errors import EXIT_CHECKSUM

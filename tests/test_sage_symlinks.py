@@ -19,7 +19,7 @@ import sys
 
 import pytest
 
-from conftest import clean_env, make_data
+from helpers import clean_env, make_data
 from faultserver import FaultServer
 from nginx import Nginx, require_tool
 from sagetree import copy_tree, require_shared_tree
