@@ -252,7 +252,26 @@ def _fetch_to_stdout(session, plan):
 
 
 def cmd_print_fastest_mirror(session):
-    session.stdout.write(session.mirror_bases()[0] + "\n")
+    """sage-download-file --print-fastest-mirror: one base URL on stdout.
+
+    In a Sage tree, as Sage: $SAGE_SERVER when set, else the best of the
+    live mirror list (the tree's .upstream.d mirror_list line, else Sage's
+    own list), refreshed daily; offline that download fails, which is said,
+    and the cached or shipped list answers (exit 0).  With --mirror,
+    $SAGEDL_MIRRORS or --mirrors-file, or outside a tree: the best of those.
+    """
+    bases = None
+    tree = session.tree()
+    if tree is not None and not session.explicit_mirrors() and not session.args.mirrors_file:
+        from sagedl.sources import mirror_list_urls
+        server = (session.env.get("SAGE_SERVER") or "").rstrip("/")
+        if server:
+            bases = [server + "/"]
+        else:
+            from sagedl.mirrorlist import MIRROR_LIST_URL
+            lists = mirror_list_urls(session.upstream_d(tree), session.env) or [MIRROR_LIST_URL]
+            bases = session.mirror_list_resolver()(lists[0])
+    session.stdout.write((bases or session.mirror_bases())[0] + "\n")
     return 0
 
 

@@ -180,7 +180,9 @@ class Session(object):
                 listed, origin, problem = mirrorlist.live_mirror_list(url, self.fetch_small,
                                                                       env=self.env)
                 if problem:
-                    self.say("mirror list %s: %s; using the %s list" % (url, problem, origin))
+                    # Sage's words, which its build/test looks for offline.
+                    self.say("Downloading the mirror list failed (%s); using the %s list"
+                             % (problem, origin))
                 self._resolved_lists[url] = usable_bases(self.ranked(listed))
             return self._resolved_lists[url]
         return resolve
