@@ -7,8 +7,9 @@ pplpy).  ``copy_tree`` copies it into a temporary directory and turns those
 whose target exists back into real symlinks, so a copy behaves like a git
 checkout of Sage.
 
-``configure_outputs`` writes what ./configure would: src/bin/sage-env-config
-and build/bin/sage-build-env-config from their .in templates, with @prefix@,
+``configure_outputs`` writes what ./configure would: src/bin/sage-env-config,
+src/bin/sage-src-env-config and build/bin/sage-build-env-config from their
+.in templates, with @prefix@,
 @SAGE_ROOT@ and friends substituted and every other @VAR@ emptied.
 
 The tree is found at $SAGEDL_SAGE_TREE, else shared/sage-tree beside the
@@ -85,7 +86,7 @@ def copy_tree(dest, source=None):
 
 
 def configure_outputs(root, prefix=None):
-    """Write the two config files sage-spkg sources, as ./configure would."""
+    """Write the config files sage-spkg (and spkg-install) source, as ./configure would."""
     root = os.path.abspath(root)
     prefix = prefix or os.path.join(root, "local")
     values = {"prefix": prefix, "exec_prefix": prefix, "SAGE_ROOT": root,
@@ -95,7 +96,8 @@ def configure_outputs(root, prefix=None):
               "SAGE_PKGS": os.path.join(root, "build", "pkgs"),
               "abs_top_srcdir": root, "abs_top_builddir": root,
               "MAKE": "make", "SHELL": "/bin/sh"}
-    for rel in ("src/bin/sage-env-config", "build/bin/sage-build-env-config"):
+    for rel in ("src/bin/sage-env-config", "src/bin/sage-src-env-config",
+                "build/bin/sage-build-env-config"):
         with open(os.path.join(root, rel + ".in")) as f:
             text = f.read()
         text = re.sub(r"@([A-Za-z_][A-Za-z0-9_]*)@", lambda m: values.get(m.group(1), ""), text)
@@ -121,3 +123,44 @@ def can_go_offline():
     except (OSError, subprocess.TimeoutExpired):
         return False
     return p.returncode == 0
+
+
+# A real per-platform wheel of a wheel-only package, as sage-spkg fetches it
+# for a CPython 3.12 on x86_64 Linux: (package, version, file name, pip's
+# platform, python version, abi).
+RPDS_WHEEL = ("rpds_py", "2026.6.3",
+              "rpds_py-2026.6.3-cp312-cp312-manylinux_2_17_x86_64.manylinux2014_x86_64.whl",
+              "manylinux_2_17_x86_64", "3.12", "cp312")
+
+
+def real_wheel(spec=RPDS_WHEEL):
+    """Path of the real wheel (fetched once with pip into the realfiles cache,
+    checked against the shared tree's sha256)."""
+    import hashlib
+    import sys
+    from realfiles import RealFileError, cache_dir
+    package, version, filename, platform, pyver, abi = spec
+    root = require_shared_tree()
+    want = None
+    with open(os.path.join(root, "build", "pkgs", package, "checksums.ini")) as f:
+        lines = f.read().splitlines()
+    for i, line in enumerate(lines):
+        if line == "[%s]" % filename:
+            want = [l.split("=", 1)[1] for l in lines[i:i + 4] if l.startswith("sha256=")][0]
+    directory = cache_dir()
+    os.makedirs(directory, exist_ok=True)
+    path = os.path.join(directory, filename)
+
+    def sha256():
+        with open(path, "rb") as f:
+            return hashlib.sha256(f.read()).hexdigest()
+    if not (os.path.exists(path) and sha256() == want):
+        p = subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--quiet",
+                            "--disable-pip-version-check", "--no-input", "--only-binary=:all:",
+                            "--platform", platform, "--python-version", pyver,
+                            "--implementation", "cp", "--abi", abi, "-d", directory,
+                            "%s==%s" % (package, version)],
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=300)
+        if p.returncode != 0 or not os.path.exists(path) or sha256() != want:
+            raise RealFileError("could not get %s with pip:\n%s" % (filename, p.stdout.decode()))
+    return path
