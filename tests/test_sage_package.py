@@ -8,63 +8,24 @@ The 632-package comparison with sage_bootstrap is tests/test_sage_package_diff.p
 """
 
 import os
-import shutil
 import subprocess
 
 import pytest
 
-from helpers import REPO, assert_one_line_error, clean_env
+from helpers import assert_one_line_error, clean_env
 from pyz import pyz_path
+from quirktree import make_quirk_tree, write
+from sagetree import copy_tree, install_dropin
 
-SAGE_TREE = os.path.join(os.path.dirname(REPO), "shared", "sage-tree")
 TIMEOUT = 120
 BROKEN_PYTHON = '#!/bin/sh\necho "ImportError: No module named _functools" >&2\nexit 1\n'
 BROKEN_MODULE = 'raise ImportError("No module named _functools")\n'
 POISONED_MODULES = ("functools.py", "contextlib.py", "argparse.py", "hashlib.py")
 
 
-def write(path, text):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text, encoding="utf-8")
-
-
 @pytest.fixture
 def tree(tmp_path):
-    """A small tree whose packages provoke sage_bootstrap's rules one by one."""
-    root = tmp_path / "sage"
-    pkgs = root / "build" / "pkgs"
-
-    def pkg(name, ptype="standard", version=None, checksums=None, **files):
-        d = pkgs / name
-        write(d / "type", ptype + "\n")
-        if version is not None:
-            write(d / "package-version.txt", version + "\n")
-        if checksums is not None:
-            write(d / "checksums.ini", checksums)
-        for fname, text in files.items():
-            write(d / fname.replace("__", "/").replace("_DOT_", "."), text)
-        return d
-
-    pkg("plain", version="1.2.3.p4", checksums="tarball=plain-VERSION.tar.gz\nsha256=00\n",
-        **{"SPKG_DOT_rst": "plain: a plain package\n=====\n"})
-    # The patch level is the last ".pN", even in the middle; the rest is dropped.
-    pkg("midpatch", "optional", version="2.3.p1.post2",
-        checksums="tarball=midpatch-${VERSION_MAJOR}-VERSION_MINOR-VERSION.zip\n")
-    pkg("wheels", "optional", version="1.0",
-        checksums="[wheels-1.0-b.whl]\ntarball=wheels-VERSION-b.whl\n"
-                  "[wheels-1.0-a.whl]\ntarball=wheels-VERSION-a.whl\n")
-    pkg("pipped", "experimental", version="5", checksums=None,
-        **{"requirements_DOT_txt": "# comment\nPipped_Dist >=1\n",
-           "SPKG_DOT_rst": "=====\npipped: \u00e9l\u00e8ve \"quoted\" it's\n"})
-    pkg("scripted", **{"spkg-install_DOT_in": "true\n", "trees_DOT_txt": "SAGE_VENV # x\n",
-                       "purl_DOT_txt": "pkg:generic/other-name\n",
-                       "spkg-configure_DOT_m4": "SAGE_PYTHON_PACKAGE_CHECK([x])\n"})
-    pkg("bare", "base")
-    # A copy of plain's checksums.ini through a symlink: plain owns the tarball.
-    d = pkg("linked", "optional", version="1.2.3.p4")
-    os.symlink("../plain/checksums.ini", str(d / "checksums.ini"))
-    (pkgs / "notype").mkdir()
-    return root
+    return make_quirk_tree(tmp_path / "sage")
 
 
 def run(run_cli, tree, *argv):
@@ -225,18 +186,10 @@ def sh(argv, env, cwd=None):
 
 @pytest.fixture(scope="module")
 def installed(tmp_path_factory):
-    """A copy of the shared Sage tree with the drop-in installed; returns
-    (root, the expected outputs from Sage's original sage-package)."""
-    if not os.path.isdir(os.path.join(SAGE_TREE, "build", "pkgs")):
-        pytest.skip("no shared Sage tree at %s" % SAGE_TREE)
-    base = tmp_path_factory.mktemp("seed")
-    root = base / "sage root"
-    shutil.copytree(SAGE_TREE, str(root), symlinks=True)
-    for d, dirs, files in os.walk(str(root)):   # the shared tree is read-only
-        os.chmod(d, 0o755)
-    p = sh(["sh", os.path.join(REPO, "contrib", "sage", "install.sh"), str(root), pyz_path()],
-           sage_env(base))
-    assert p.returncode == 0, p
+    """A copy of the shared Sage tree (symlinks restored) with the drop-in installed."""
+    root = tmp_path_factory.mktemp("seed") / "sage root"
+    copy_tree(str(root))
+    install_dropin(str(root), pyz_path())
     return root
 
 
