@@ -305,6 +305,10 @@ class _FileProgress(object):
     def update(self, done):
         self.agg.file_progress(self.name, done)
 
+    @property
+    def mode(self):
+        return self.agg.mode
+
     def note(self, text):
         self.agg.note(text)
 

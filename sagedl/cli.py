@@ -78,12 +78,14 @@ def _add_common(p):
     g.add_argument("--ca-bundle", metavar="FILE", help="CA certificates to trust (PEM)")
     g = p.add_argument_group("output")
     g.add_argument("--quiet", "-q", action="store_true", help="print nothing but errors")
+    g.add_argument("--verbose", "-v", action="store_true",
+                   help="say more: the sources to try, the CA store, where the file went")
     g.add_argument("--progress", choices=("auto", "bar", "lines", "dots", "none"), default="auto",
                    help="progress display on stderr: a bar on a terminal, sparse lines "
                         "otherwise (default auto); dots = Sage's 70-column log format")
     g.add_argument("--log", metavar="LEVEL",
                    help="Sage compatibility: DEBUG, INFO, WARNING, ERROR or CRITICAL")
-    g.add_argument("--debug", action="store_true", help="show tracebacks and details")
+    g.add_argument("--debug", action="store_true", help="--verbose, and tracebacks")
     g = p.add_argument_group("files")
     g.add_argument("--force", action="store_true", help="download again even if the file verifies")
     g.add_argument("--lock-timeout", type=float, default=3600.0, metavar="S",
@@ -139,7 +141,10 @@ def make_parser():
     p.add_argument("destination", nargs="?",
                    help="where to write the file (a file or a directory); default: the "
                         "tarball under $SAGE_DISTFILES, or a URL's content on stdout")
-    p.add_argument("-o", "--output", metavar="PATH", help="same as DESTINATION")
+    p.add_argument("-o", "--output", metavar="PATH",
+                   help="same as DESTINATION; '-' writes the file to stdout")
+    p.add_argument("-O", "--remote-name", action="store_true",
+                   help="save under the URL's file name in the current directory (as curl -O)")
     p.add_argument("--sha256", metavar="HEX", help="expected sha256 of the file")
     p.add_argument("--sha1", metavar="HEX", help="expected sha1 of the file")
     p.add_argument("--size", type=int, metavar="BYTES", help="expected size of the file")
@@ -220,19 +225,42 @@ def _list_parser():
 # -- the commands ---------------------------------------------------------------
 # Each takes the run's Session; planning (which sources, in which order) is
 # sources.py's, many files bulk.py's, site mirrors sitemirror.py's.
-def cmd_fetch(session):
-    """The sage-download-file form: one URL or tarball."""
+def cmd_fetch(session, to_stdout=False):
+    """The sage-download-file form: one URL or tarball.  to_stdout: -o -."""
     from sagedl.sources import plan_fetch
+    from sagedl.urls import redact
     plan = plan_fetch(session)
+
+    def said(sources):          # -v: the sources, once they are planned
+        errors.debug("sources for %s: %s" % (plan.name, ", ".join(redact(s.url) for s in sources)
+                                             or "none"))
+        return sources
+    if callable(plan.sources):
+        planner = plan.sources
+        plan.sources = lambda: said(planner())
+    else:
+        said(plan.sources)
     if plan.to_stdout:
         return _fetch_to_stdout(session, plan)
     result = session.fetch(plan.path, plan.sources, plan.expected, sage_mirrors=plan.sage_mirrors)
+    if to_stdout:
+        _copy_to_stdout(session, result.path)
+        return 0
     if plan.copy_to is not None:
         # Sage downloads into its distfiles, then copies to DESTINATION:
         # a copy, as Sage's save_as makes, not a link into the distfiles.
         from sagedl.sitemirror import place
         place(result.path, plan.copy_to, link=False)
+    errors.debug("saved %s" % (plan.copy_to or result.path))
     return 0
+
+
+def _copy_to_stdout(session, path):
+    import shutil
+    out = getattr(session.stdout, "buffer", session.stdout)
+    with open(path, "rb") as f:
+        shutil.copyfileobj(f, out, 1 << 20)
+    out.flush()
 
 
 def _fetch_to_stdout(session, plan):
@@ -242,10 +270,7 @@ def _fetch_to_stdout(session, plan):
     tmp = tempfile.mkdtemp(prefix="sagedl-")
     try:
         result = session.fetch(os.path.join(tmp, plan.name), plan.sources, plan.expected)
-        out = getattr(session.stdout, "buffer", session.stdout)
-        with open(result.path, "rb") as f:
-            shutil.copyfileobj(f, out, 1 << 20)
-        out.flush()
+        _copy_to_stdout(session, result.path)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return 0
@@ -345,6 +370,168 @@ def _clip(text, width):
 
 
 # -- entry point ---------------------------------------------------------------
+USAGE = """\
+usage: sagedl [options] URL_OR_TARBALL [DESTINATION]
+       sagedl [options] download PKG...
+       sagedl [options] {list-mirrors,make-mirror,verify} ...
+       sagedl --print-fastest-mirror
+Try 'sagedl --help' for more.
+"""
+
+
+def version_line():
+    """sagedl's version and the interpreter's: PyPy says so, with its own version."""
+    python = sys.version.split()[0]
+    pypy = getattr(sys, "pypy_version_info", None)
+    if pypy is not None:
+        return "sagedl %s (PyPy %d.%d.%d, Python %s)\n" % ((__version__,) + tuple(pypy[:3]) + (python,))
+    return "sagedl %s (Python %s)\n" % (__version__, python)
+
+
+def _parsers():
+    return {None: make_parser, "download": make_download_parser, "list-mirrors": _list_parser,
+            "make-mirror": _make_mirror_parser, "verify": _verify_parser}
+
+
+def _arities(parser):
+    """{option string: nargs} for every option of ``parser`` that takes a value."""
+    found = {}
+    for option, action in parser._option_string_actions.items():
+        if action.nargs != 0:
+            found[option] = 1 if action.nargs is None else action.nargs
+    return found
+
+
+def _takes(arities, token):
+    """(option consumes the next token(s), its nargs) for one option token."""
+    if token.startswith("--"):
+        if "=" in token:
+            return False, None
+        nargs = arities.get(token)
+        return nargs is not None, nargs
+    # "-j4", "-qo FILE": a cluster of short options; the first that takes a
+    # value takes the rest of the token, or the next token.
+    for i, c in enumerate(token[1:], 1):
+        nargs = arities.get("-" + c)
+        if nargs is not None:
+            return i == len(token) - 1, nargs
+    return False, None
+
+
+def _scan(argv, arities):
+    """Split argv into (options with their values, positionals, index in argv
+    of the first positional) -- so options may come before, between and
+    after positionals, as pip and git allow (argparse's own
+    parse_intermixed_args is 3.7+).  After "--" everything is positional."""
+    options, positionals, first = [], [], None
+    i = 0
+    while i < len(argv):
+        a = argv[i]
+        i += 1
+        if a == "--":
+            first = i if first is None else first
+            positionals.extend(argv[i - 1:])
+            break
+        if not a.startswith("-") or a == "-":
+            first = i - 1 if first is None else first
+            positionals.append(a)
+            continue
+        options.append(a)
+        consumes, nargs = _takes(arities, a)
+        if not consumes:
+            continue
+        if isinstance(nargs, int):
+            options.extend(argv[i:i + nargs])
+            i += nargs
+        else:   # "?", "*", "+": the values up to the next option
+            while i < len(argv) and (not argv[i].startswith("-") or argv[i] == "-"):
+                options.append(argv[i])
+                i += 1
+                if nargs == "?":
+                    break
+    return options, positionals, first
+
+
+def split_command(argv):
+    """(subcommand or None, its parser, argv for that parser, options first).
+
+    The subcommand is the first positional argument, wherever the options
+    are: ``sagedl -q download six`` and ``sagedl --mirror URL download a b``
+    mean ``sagedl download -q six`` and ``sagedl download --mirror URL a b``."""
+    parsers = _parsers()
+    command, rest = None, argv
+    if argv[:1] and argv[0] in COMMANDS:            # the common case: no scan
+        command, rest = argv[0], argv[1:]
+    elif argv[:1] and argv[0].startswith("-") and any(a in COMMANDS for a in argv):
+        # Options first: which of them take a value only the parsers know,
+        # so ask them all (a few ms, on this path only).
+        arities = {}
+        for make in parsers.values():
+            arities.update(_arities(make()))
+        positionals, first = _scan(argv, arities)[1:]
+        if positionals and positionals[0] in COMMANDS:
+            command, rest = positionals[0], argv[:first] + argv[first + 1:]
+    parser = parsers[command]()
+    options, positionals = _scan(rest, _arities(parser))[:2]
+    # Positionals first: an option taking several values (--exclude A B)
+    # would swallow positionals that followed it.
+    tail = positionals.index("--") if "--" in positionals else len(positionals)
+    return command, parser, positionals[:tail] + options + positionals[tail:]
+
+
+def _mistyped_command(session, name):
+    """A UsageError when ``name`` is no URL, tarball or package but looks
+    like a subcommand (``sagedl dowload six``); else None."""
+    if "." in name or ":" in name or "/" in name:
+        return None
+    import difflib
+    close = difflib.get_close_matches(name, COMMANDS + SAGE_PACKAGE_COMMANDS, 1, 0.75)
+    if not close:
+        return None
+    try:
+        tree = session.tree()
+    except SagedlError:
+        tree = None
+    if tree is not None and name in tree.packages():
+        return None
+    return UsageError("%s is not a sagedl command, nor a package or tarball name" % name,
+                      hint="did you mean 'sagedl %s'?" % close[0])
+
+
+def _stdout_is_a_terminal(stdout):
+    try:
+        return stdout.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+def _destination_options(session):
+    """-o - and a DESTINATION of - mean stdout; -O means the URL's file
+    name here; a URL without either, on a terminal, is refused (as curl
+    does: binary bytes would garble the terminal) -- in a pipe its content
+    goes to stdout, as sage-download-file's does."""
+    from sagedl.sources import is_url
+    a = session.args
+    dest = a.output or a.destination
+    if a.output and a.destination:
+        raise UsageError("both -o %s and DESTINATION %s given" % (a.output, a.destination),
+                         hint="give one of them")
+    if a.remote_name:
+        if dest is not None:
+            raise UsageError("-O saves under the URL's file name; it takes no -o or DESTINATION",
+                             hint="drop -O, or the destination")
+        a.output, a.destination = os.curdir, None
+        return False
+    if dest == "-":
+        a.output = a.destination = None
+        return True
+    if dest is None and is_url(a.url_or_tarball) and _stdout_is_a_terminal(session.stdout):
+        raise UsageError("not writing a download to the terminal",
+                         hint="give a DESTINATION, -O to save it as its file name here, "
+                              "or -o - to write it to the terminal anyway")
+    return False
+
+
 def main(argv=None, env=None, stdout=None, stderr=None):
     argv = list(sys.argv[1:] if argv is None else argv)
     env = os.environ if env is None else env
@@ -352,32 +539,25 @@ def main(argv=None, env=None, stdout=None, stderr=None):
     stderr = stderr or sys.stderr
     debug = "--debug" in argv
     if argv == ["--version"]:
-        stdout.write("sagedl %s (Python %s)\n" % (__version__, sys.version.split()[0]))
+        stdout.write(version_line())
         return 0
+    if not argv:
+        stderr.write(USAGE)
+        return errors.EXIT_USAGE
     if argv[:1] and argv[0] in SAGE_PACKAGE_COMMANDS:
         # sage-package's read-only subcommands: their own parsers and output rules.
         from sagedl import sagepackage
         return sagepackage.main(argv, env, stdout, stderr)
     ctx = None
     old_term = _install_sigterm()
-    if debug:
+    if debug or "--verbose" in argv or "-v" in argv:
         errors.set_debug(stderr.write)
     try:
-        if argv[:1] and argv[0] in COMMANDS:
-            command = argv[0]
-            parser = {"download": make_download_parser, "list-mirrors": _list_parser,
-                      "make-mirror": _make_mirror_parser, "verify": _verify_parser}[command]()
-            args = parser.parse_args(argv[1:])
-        else:
-            command = None
-            parser = make_parser()
-            if not argv:
-                parser.print_help(stderr)
-                return errors.EXIT_USAGE
-            args = parser.parse_args(argv)
-            if args.version:
-                stdout.write("sagedl %s (Python %s)\n" % (__version__, sys.version.split()[0]))
-                return 0
+        command, parser, argv = split_command(argv)
+        args = parser.parse_args(argv)
+        if command is None and args.version:
+            stdout.write(version_line())
+            return 0
         from sagedl.session import Session
         ctx = Session(args, env, stdout, stderr)
         if command == "download":
@@ -396,7 +576,10 @@ def main(argv=None, env=None, stdout=None, stderr=None):
         if not args.url_or_tarball:
             raise UsageError("nothing to download",
                              hint="give a URL or tarball name, or --print-fastest-mirror")
-        return cmd_fetch(ctx)
+        mistyped = _mistyped_command(ctx, args.url_or_tarball)
+        if mistyped is not None:
+            raise mistyped
+        return cmd_fetch(ctx, _destination_options(ctx))
     except SagedlError as e:
         _report(stderr, e, debug)
         return e.exit_code

@@ -228,6 +228,7 @@ class Download(object):
         attempts = []
         queue = [(s, False) for s in self.sources]
         retried_from_scratch = set()
+        announced = 0
         i = 0
         while i < len(queue):
             src, scratch = queue[i]
@@ -257,8 +258,12 @@ class Download(object):
                         queue.append((src, True))
                     if i < len(queue):
                         self.notify("%s failed: %s; trying %s" % (src.label, f, queue[i][0].label))
+                        announced = len(attempts)
                     break
-        raise failure_error(attempts, self.name)
+        # Failures already shown as notes are not listed again (with -q, or
+        # without a display, they were not shown: the error lists them all).
+        shown = getattr(self.progress, "mode", "none") != "none"
+        raise failure_error(attempts, self.name, announced if shown else 0)
 
     def _backoff(self, tries, retry_after):
         if retry_after is not None:

@@ -12,7 +12,7 @@ non-zero, which is all Sage's build scripts test.
 EXIT_OK = 0
 EXIT_FAILURE = 1        # generic failure (Sage's code for "download failed")
 EXIT_USAGE = 2          # bad arguments or input (argparse uses 2 as well)
-EXIT_NOT_FOUND = 3      # no source had the file (404s), or unknown tarball
+EXIT_NOT_FOUND = 3      # unknown package or tarball name, or no source had the file (404s)
 EXIT_CHECKSUM = 4       # every source served bytes that failed verification
 EXIT_NETWORK = 5        # every source failed at the network level
 EXIT_DISK = 6           # could not write the destination (full, read-only)
@@ -22,8 +22,8 @@ EXIT_INTERRUPTED = 130  # SIGINT/SIGTERM; the partial file is kept for resume
 EXIT_CODES = [
     (EXIT_OK, "success"),
     (EXIT_FAILURE, "failure (other than those below)"),
-    (EXIT_USAGE, "usage error: bad arguments, unknown or unsafe tarball name"),
-    (EXIT_NOT_FOUND, "not found on any source"),
+    (EXIT_USAGE, "usage error: bad arguments, an unsafe file name"),
+    (EXIT_NOT_FOUND, "not found: no such package or tarball, or no source has the file"),
     (EXIT_CHECKSUM, "checksum failed on every source"),
     (EXIT_NETWORK, "network failure on every source"),
     (EXIT_DISK, "cannot write the destination (disk full, read-only, ...)"),
@@ -125,36 +125,83 @@ class SourceFailure(Exception):
         return self.message
 
 
-def failure_error(attempts, target_name):
+def failure_error(attempts, target_name, announced=0):
     """Build the final SagedlError from a list of (source_label, SourceFailure).
 
     The exit code follows what the sources did: all 404 -> not found; any
     checksum failure and no success -> checksum; all network -> network.
+    ``announced``: how many of the attempts were already shown, reason and
+    all, as "X failed: ...; trying Y" notes; the message lists the others
+    and refers to those, so each failure is said once.
     """
     kinds = set(f.kind for _, f in attempts)
-    lines = ["; ".join("%s: %s" % (label, f) for label, f in attempts)]
     if not attempts:
         return NotFoundError("%s: no source to download from" % target_name,
                              hint="give a URL, --mirror URL, or run inside a Sage tree")
-    summary = "could not download %s: %s" % (target_name, lines[0])
+    listed = "; ".join("%s: %s" % (label, f) for label, f in attempts[announced:])
+    summary = "could not download %s: %s" % (target_name, listed)
+    if announced:
+        summary += " (and %s above)" % ("the failure" if announced == 1
+                                        else "the %d failures" % announced)
     if kinds == set([SourceFailure.KIND_NOT_FOUND]):
         return NotFoundError(summary)
     if SourceFailure.KIND_CHECKSUM in kinds:
         detail = [getattr(f, "detail", None) for _, f in attempts
                   if f.kind == SourceFailure.KIND_CHECKSUM]
         detail = next((d for d in detail if d), None)
-        return ChecksumError(summary, hint=(detail + "; " if detail else "") +
-                             "the mirrors serve a different file than the checksums expect; "
-                             "is your Sage tree up to date?")
+        e = ChecksumError(summary, hint=(detail + "; " if detail else "") + SAGE_CHECKSUM_ADVICE)
+        e.detail = detail
+        return e
     if kinds <= set([SourceFailure.KIND_NETWORK, SourceFailure.KIND_TRANSIENT]):
         # A failure may know its own fix (a TLS problem says which CA option
         # to use); when every source agrees on one, that is the hint.
         hints = set(getattr(f, "hint", None) for _, f in attempts)
         if len(hints) == 1 and None not in hints:
             return NetworkError(summary, hint=hints.pop())
-        return NetworkError(summary, hint="check your network or proxy; --timeout S "
-                                          "raises the network timeout")
+        return NetworkError(summary, hint=network_hint([f for _, f in attempts]))
     return SagedlError(summary)
+
+
+# The advice for a checksum failure: Sage mirrors (most downloads), or a
+# user's own URL with --sha256/--sha1/--size, where the Sage tree is no cause.
+SAGE_CHECKSUM_ADVICE = ("the mirrors serve a different file than the checksums expect; "
+                        "is your Sage tree up to date?")
+URL_CHECKSUM_ADVICE = ("the server sent a different file than --sha256/--sha1/--size "
+                       "expect; check those values and the URL")
+
+# Network failures by cause, each with the advice that fits it: a DNS
+# failure is not cured by a longer --timeout, nor a 503 by a proxy setting.
+_CAUSES = (
+    ("dns", ("cannot resolve", "resolving", "name or service not known",
+             "temporary failure in name resolution", "nodename nor servname",
+             "no address associated"),
+     "a host name did not resolve: check the URL or mirror, and this machine's "
+     "DNS and network (is it offline?)"),
+    ("busy", ("http 503", "http 429", "http 408"),
+     "the server is busy or in maintenance (it answered 503/429): try again later, "
+     "or another mirror with --mirror URL"),
+    ("refused", ("refused",),
+     "nothing accepts connections there: check the host and port of the URL or mirror"),
+    ("timeout", ("timed out", "stalled", "too slow"),
+     "the server did not answer in time; --timeout S waits longer, "
+     "--low-speed-limit/--low-speed-time tolerate a slow one"),
+)
+GENERIC_NETWORK_HINT = "check your network and proxy settings (http_proxy, https_proxy)"
+
+
+def network_hint(failures):
+    """The hint for a NetworkError: the advice for the cause every failure
+    shares, else the generic one."""
+    causes = set()
+    for f in failures:
+        text = str(f).lower()
+        cause = next((name for name, needles, _ in _CAUSES
+                      if any(n in text for n in needles)), None)
+        causes.add(cause)
+    if len(causes) == 1 and None not in causes:
+        cause = causes.pop()
+        return next(advice for name, _, advice in _CAUSES if name == cause)
+    return GENERIC_NETWORK_HINT
 
 
 def report(stderr, e, debug, prog="sagedl"):

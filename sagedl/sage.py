@@ -561,8 +561,17 @@ class SageTree(object):
     def _not_found(self, name):
         pool = sorted(self._full_index()) + self.packages()
         same = [c for c in pool if _norm(c) == _norm(name)]
+        # ntl-6.2.1.tar.bz2 (an old version) means ntl's current tarball,
+        # not the tarballs spelled most alike (brial-1.2.15.tar.bz2, ...).
+        current = []
+        for pkg in self._candidates(name)[:1]:
+            try:
+                current = [t.filename for t in self._load(pkg) if t.filename not in same]
+            except MetadataError:
+                pass
         import difflib   # error paths only
-        close = same + [c for c in difflib.get_close_matches(name, pool, 3, 0.6) if c not in same]
+        close = same + current
+        close += [c for c in difflib.get_close_matches(name, pool, 3, 0.6) if c not in close]
         hints = ["did you mean %s?" % ", ".join(close[:3])] if close else []
         if self.broken:
             hints.append("%d package(s) with malformed metadata were skipped: %s"

@@ -17,7 +17,7 @@ from __future__ import absolute_import
 
 import os
 
-from sagedl.errors import UsageError
+from sagedl.errors import ChecksumError, UsageError
 
 PROG = "sagedl"
 SMALL_DOCUMENT_BYTES = 256 * 1024
@@ -202,6 +202,12 @@ class Session(object):
         try:
             result = fetch(path, sources, expected, self.transport(), progress, self.options(),
                            on_result=recorder, notify=progress.note)
+        except ChecksumError as e:
+            if not sage_mirrors:      # a user's URL: the Sage tree is not the cause
+                from sagedl.errors import URL_CHECKSUM_ADVICE
+                detail = getattr(e, "detail", None)
+                e.hint = (detail + "; " if detail else "") + URL_CHECKSUM_ADVICE
+            raise
         finally:
             if recorder is not None:
                 recorder.flush()

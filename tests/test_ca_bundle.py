@@ -17,13 +17,35 @@ import sys
 
 import pytest
 
-from conftest import REPO
+from helpers import REPO, Payload, make_data
 from nginx import Nginx, require_tool
 from pyz import build_pyz, interpreter_params, pyz_path, require_interpreter
-from test_tls import NAME, PAYLOAD, PKI
 
 trustme = pytest.importorskip("trustme")
 TIMEOUT = 120
+NAME = "t.tar.gz"
+PAYLOAD = Payload(NAME, make_data(150000, 22))
+
+
+class PKI(object):
+    """A test CA (ca.pem) and a leaf it signed for localhost (good.crt/.key)."""
+
+    def __init__(self, directory):
+        ca = trustme.CA()
+        self.ca = str(directory / "ca.pem")
+        ca.cert_pem.write_to_path(self.ca)
+        leaf = ca.issue_cert("localhost", "127.0.0.1")
+        leaf.private_key_pem.write_to_path(self.key("good", directory))
+        with open(self.cert("good", directory), "wb") as f:
+            for blob in leaf.cert_chain_pems:
+                f.write(blob.bytes())
+        self.dir = directory
+
+    def cert(self, kind, directory=None):
+        return str((directory or self.dir) / (kind + ".crt"))
+
+    def key(self, kind, directory=None):
+        return str((directory or self.dir) / (kind + ".key"))
 SYSTEM_CERTS = "/etc/ssl/certs"
 REFRESH = os.path.join(REPO, "tools", "refresh_cacert.py")
 

@@ -213,9 +213,16 @@ def test_404_everywhere_is_not_found(run_cli, server, payload, out):
     r = fetch(run_cli, out / "f.bin", payload, server.url_for("f.bin", "404"),
               server.url_for("f.bin", "410"))
     assert r.code == EXIT_NOT_FOUND, r
-    assert_one_line_error(r.err, "HTTP 404")
-    assert "HTTP 410" in r.err  # the message lists what each source did
+    assert_one_line_error(r.err, "HTTP 410")
+    # What each source did, each said once: the first in the failover note,
+    # the last in the error, which refers to the note.
+    assert r.err.count("HTTP 404") == 1 and r.err.count("HTTP 410") == 1, r.err
+    assert "(and the failure above)" in r.err
     assert os.listdir(out) == []
+    r = fetch(run_cli, out / "f.bin", payload, server.url_for("f.bin", "404"),
+              server.url_for("f.bin", "410"), extra=["-q"])
+    assert_one_line_error(r.err, "HTTP 404")     # -q shows no notes: the error lists all
+    assert "HTTP 410" in r.err and "above" not in r.err
 
 
 def test_503_is_retried_on_the_same_source(run_cli, server, payload, out):
