@@ -251,7 +251,7 @@ class Download(object):
                         continue
                     attempts.append((src.label, f))
                     self.on_result(src.url, False, str(f))
-                    resumed = getattr(f, "resumed", False)
+                    resumed = f.resumed
                     if (f.kind == SourceFailure.KIND_CHECKSUM and resumed
                             and src.url not in retried_from_scratch):
                         retried_from_scratch.add(src.url)
@@ -496,10 +496,10 @@ class Download(object):
         reason = hasher.mismatch()
         if reason is not None:
             self._discard_partial()
-            f = SourceFailure(SourceFailure.KIND_CHECKSUM, "checksum mismatch: " + hasher.short_mismatch())
-            f.detail = reason        # both full digests, for the final error's hint
-            f.resumed = offset > 0
-            raise f
+            # detail: both full digests, for the final error's hint
+            raise SourceFailure(SourceFailure.KIND_CHECKSUM,
+                                "checksum mismatch: " + hasher.short_mismatch(),
+                                detail=reason, resumed=offset > 0)
         try:
             os.fsync(fd)
         except OSError as e:

@@ -115,11 +115,19 @@ class SourceFailure(Exception):
     KIND_PROTOCOL = "protocol"    # short body, bad Content-Range, HTML page, too long
     KIND_CHECKSUM = "checksum"    # size or digest mismatch after a full transfer
 
-    def __init__(self, kind, message, retry_after=None):
+    def __init__(self, kind, message, retry_after=None, detail=None, resumed=False, hint=None):
+        """retry_after: seconds a 429/503 asked us to wait.  detail: more than
+        the one-line message, for the final error's hint (a checksum
+        failure's full digests).  resumed: the failed transfer had continued
+        a partial (a checksum failure then earns a try from scratch).  hint:
+        the fix this failure knows of (a TLS problem names the CA option)."""
         Exception.__init__(self, message)
         self.kind = kind
         self.message = message
         self.retry_after = retry_after
+        self.detail = detail
+        self.resumed = resumed
+        self.hint = hint
 
     def __str__(self):
         return self.message
@@ -146,8 +154,7 @@ def failure_error(attempts, target_name, announced=0):
     if kinds == set([SourceFailure.KIND_NOT_FOUND]):
         return NotFoundError(summary)
     if SourceFailure.KIND_CHECKSUM in kinds:
-        detail = [getattr(f, "detail", None) for _, f in attempts
-                  if f.kind == SourceFailure.KIND_CHECKSUM]
+        detail = [f.detail for _, f in attempts if f.kind == SourceFailure.KIND_CHECKSUM]
         detail = next((d for d in detail if d), None)
         e = ChecksumError(summary, hint=(detail + "; " if detail else "") + SAGE_CHECKSUM_ADVICE)
         e.detail = detail
@@ -155,7 +162,7 @@ def failure_error(attempts, target_name, announced=0):
     if kinds <= set([SourceFailure.KIND_NETWORK, SourceFailure.KIND_TRANSIENT]):
         # A failure may know its own fix (a TLS problem says which CA option
         # to use); when every source agrees on one, that is the hint.
-        hints = set(getattr(f, "hint", None) for _, f in attempts)
+        hints = set(f.hint for _, f in attempts)
         if len(hints) == 1 and None not in hints:
             return NetworkError(summary, hint=hints.pop())
         return NetworkError(summary, hint=network_hint([f for _, f in attempts]))

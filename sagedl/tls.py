@@ -200,10 +200,9 @@ class TLSConfig(object):
     def failure(self, e, host, reconnect=None, timeout=10.0):
         """The SourceFailure for a failed handshake.  Its ``hint`` replaces the
         network hint of the final error when every source failed this way."""
-        f = SourceFailure(SourceFailure.KIND_NETWORK, self.explain(e, host, reconnect, timeout))
-        if classify_tls_error(e) not in (NOT_TLS, OTHER):
-            f.hint = TLS_HINT
-        return f
+        known = classify_tls_error(e) not in (NOT_TLS, OTHER)
+        return SourceFailure(SourceFailure.KIND_NETWORK, self.explain(e, host, reconnect, timeout),
+                             hint=TLS_HINT if known else None)
 
     def explain(self, e, host, reconnect=None, timeout=10.0):
         """describe_tls_error, after a diagnostic handshake where it helps."""
