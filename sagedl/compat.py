@@ -16,13 +16,11 @@ PY2 = sys.version_info[0] == 2
 # transport speaks HTTP itself (see transport.py).
 try:  # Python 3
     from urllib.parse import (urlsplit as compat_urlsplit,
-                              urlunsplit as compat_urlunsplit,
                               urljoin as compat_urljoin,
                               quote as compat_quote,
                               unquote as compat_unquote)
 except ImportError:  # Python 2.7
     from urlparse import (urlsplit as compat_urlsplit,
-                          urlunsplit as compat_urlunsplit,
                           urljoin as compat_urljoin)
     from urllib import quote as compat_quote, unquote as compat_unquote
 
@@ -63,20 +61,6 @@ def compat_replace(src, dst):
     """Atomic rename over an existing file: os.replace is 3.3+; on POSIX
     os.rename already replaces atomically."""
     getattr(os, "replace", os.rename)(src, dst)
-
-
-def compat_fsencode(s):
-    """A text path to the bytes the OS sees."""
-    if isinstance(s, bytes):
-        return s
-    return s.encode(sys.getfilesystemencoding() or "utf-8", "surrogateescape" if not PY2 else "strict")
-
-
-def compat_to_text(b, encoding="latin-1"):
-    """HTTP header values and status lines arrive as bytes on 2.7."""
-    if isinstance(b, bytes) and not PY2:
-        return b.decode(encoding)
-    return b
 
 
 COMPAT_NAMES = sorted(n for n in dir() if n.startswith("compat_")) + ["PY2"]

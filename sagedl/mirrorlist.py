@@ -333,11 +333,6 @@ def live_mirror_list(url, fetcher, env=None, ttl=MIRROR_LIST_TTL, clock=time.tim
     return (load_shipped() if fallback is None else list(fallback)), "shipped", problem
 
 
-def live_mirrors(url, fetcher, env=None, ttl=MIRROR_LIST_TTL, clock=time.time):
-    """The Mirrors of Sage's live list (see live_mirror_list for the fallbacks)."""
-    return live_mirror_list(url, fetcher, env=env, ttl=ttl, clock=clock)[0]
-
-
 def _fetch_list(url, fetcher, timeout):
     try:
         return parse_mirror_list(fetcher(url, timeout), url), None

@@ -438,16 +438,6 @@ class SageTree(object):
                                 "did you mean %s?" % ", ".join(close) if close else None)
         return name
 
-    def package_type(self, name):
-        """Contents of the package's type file (standard, optional, ...), or None."""
-        name = self._check_package(name)
-        try:
-            return _read_text(os.path.join(self.pkgs_dir, name, "type")).strip() or None
-        except (IOError, OSError):
-            return None
-        except UnicodeDecodeError:
-            raise MetadataError(os.path.join(self.pkgs_dir, name, "type"), None, "not UTF-8")
-
     def tarballs(self, name):
         """The package's Tarballs (empty if it has no checksums.ini).
 

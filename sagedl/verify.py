@@ -26,9 +26,6 @@ class Expected(object):
         """True when the content is pinned by a digest (a size alone is not enough)."""
         return bool(self.sha256 or self.sha1)
 
-    def as_dict(self):
-        return {"size": self.size, "sha256": self.sha256, "sha1": self.sha1}
-
     def __repr__(self):
         return "Expected(size=%r, sha256=%r, sha1=%r)" % (self.size, self.sha256, self.sha1)
 

@@ -6,10 +6,9 @@ import pytest
 
 from pyz import interpreter_params, require_interpreter, REPO
 
-EXPECTED = ["PY2", "compat_buffer_slice", "compat_fsencode", "compat_makedirs", "compat_monotonic",
+EXPECTED = ["PY2", "compat_buffer_slice", "compat_makedirs", "compat_monotonic",
             "compat_quote", "compat_replace", "compat_shlex_quote", "compat_str",
-            "compat_text_types", "compat_to_text", "compat_unquote", "compat_urljoin",
-            "compat_urlsplit", "compat_urlunsplit"]
+            "compat_text_types", "compat_unquote", "compat_urljoin", "compat_urlsplit"]
 
 
 def test_the_list_of_shims_is_pinned():

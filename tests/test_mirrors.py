@@ -565,7 +565,6 @@ def test_live_list_is_fetched_cached_and_named_from_the_shipped_list(env):
     again, origin, _ = mirrorlist.live_mirror_list(LIST_URL, never_called, env=env,
                                           clock=lambda: 1000.0 + 86399)
     assert (again, origin) == (mirrors, "cache")
-    assert mirrorlist.live_mirrors(LIST_URL, never_called, env=env, clock=lambda: 1000.0 + 5) == mirrors
 
 
 def test_expired_cache_is_refreshed(env):

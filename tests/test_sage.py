@@ -15,7 +15,7 @@ from hypothesis import given, settings, strategies as st
 from sagedl.errors import MetadataError, NotFoundError, UsageError
 from sagedl.sage import (HINT_BROKEN, SageTree, Tarball, check_filename, expand,
                          parse_checksums_ini, read_upstream_d, strip_patchlevel)
-from sagedl.sources import mirror_list_urls, source_urls
+from sagedl.sources import source_urls
 
 from realfiles import sage_pkgs_dir  # $SAGEDL_SAGE_PKGS, ../shared beside the clone, /work/shared
 
@@ -150,12 +150,10 @@ def test_unguessable_names_build_the_full_index_once():
 
 
 @needs_real
-def test_package_types_and_listing():
+def test_package_listing():
     tree = SageTree(REAL_ROOT)
     packages = tree.packages()
     assert packages == sorted(packages) and len(packages) == 625
-    assert tree.package_type("gap") == "standard"
-    assert tree.package_type("clarabel") == "optional"
 
 
 # -- parse_checksums_ini -----------------------------------------------------
@@ -569,7 +567,6 @@ def test_sources_in_sage_order(tmp_path):
         "https://up.example/gap.tgz",
     ]
     assert asked == ["https://www.example.org/mirror_list"]
-    assert mirror_list_urls(entries, env) == asked
 
     # no SAGE_SERVER: its line is skipped; no resolver: the mirror list is the caller's;
     # no allow_upstream: no upstream URL
