@@ -30,6 +30,47 @@ The rules, each the answer to a way downloads go wrong:
   sage-download-file do); it is kept only when a given checksum verifies it.
   A 206 must carry the validator sent in If-Range, or the resume restarts:
   an old half and a new half are never joined.
+
+The resume rules, each with the test that fails when it is removed (checked
+by removing each one; tests/test_resume_rules.py unless another file is
+named):
+
+==========================================  =====================================================
+rule (where)                                test
+==========================================  =====================================================
+partial continued only for the same         test_a_partial_of_other_content_is_not_continued
+digests (_resumable_offset)
+no checksum: only the same URL, with a      test_without_a_checksum_only_the_same_url_is_resumed
+validator (_resumable_offset)
+a partial longer than the total starts      test_a_partial_longer_than_the_total_starts_again
+again (_resumable_offset)
+If-Range only to the partial's URL          test_if_range_goes_only_to_the_url_the_partial_came_from
+(_attempt)
+a weak ETag is never an If-Range;           test_a_weak_etag_is_never_sent_in_if_range
+Last-Modified instead (_validator)
+a 200 to a Range request restarts at 0      test_a_200_to_a_range_request_starts_from_zero
+a 206 to a request without Range fails      test_206_to_a_request_without_range_is_refused
+a malformed Content-Range fails             test_malformed_content_range_is_refused
+Content-Range start == offset               test_content_range_start_must_be_the_offset_asked_for
+Content-Range end == total - 1              test_content_range_end_must_be_the_last_byte
+Content-Range total == the known total      test_content_range_total_must_be_the_known_total
+Content-Length == the Content-Range span    test_content_length_must_agree_with_content_range
+a 206 must carry the If-Range validator     test_a_206_without_the_validator_sent_restarts_from_zero
+a total other than the expected size        test_a_total_other_than_the_expected_size_fails_before_any_byte
+fails at the head (_check_response)
+416: done only if a checksum verifies the   test_416_without_a_checksum_is_never_done,
+partial (_handle_416)                       test_416_is_done_only_when_the_partial_verifies,
+                                            test_416_for_a_partial_that_does_not_verify_restarts
+a partial shorter on disk than the offset   test_a_partial_that_shrank_restarts_from_zero
+restarts from zero (_stream)
+a checksum failure after a resume earns     test_a_checksum_failure_after_a_resume_earns_a_try_from_scratch
+one try from scratch (_fetch)
+the stall rule (_copy_loop)                 tests/test_download.py::
+                                            test_trickling_source_is_abandoned_by_the_stall_rule
+==========================================  =====================================================
+
+(``total == offset`` in _handle_416 only spares hashing a partial that
+cannot be complete; without it the checksum still decides.)
 """
 
 from __future__ import absolute_import
