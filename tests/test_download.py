@@ -99,6 +99,7 @@ def test_stalled_source_is_abandoned_for_the_next(run_cli, server, payload, out)
     assert (out / "f.bin").read_bytes() == payload.data
 
 
+@pytest.mark.timeout(60)   # without the stall rule this transfer trickles for minutes
 def test_trickling_source_is_abandoned_by_the_stall_rule(run_cli, server, payload, out):
     r = fetch(run_cli, out / "f.bin", payload, server.url_for("f.bin", "trickle-200"),
               server.url_for("f.bin"),
