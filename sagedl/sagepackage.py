@@ -106,6 +106,22 @@ def _read_optional(path, what):
         return _read(path, what)
     except (IOError, OSError):
         return None
+    except UnicodeEncodeError:   # a name this locale cannot spell: no such file here
+        return None
+
+
+def _is_file(path):
+    try:
+        return os.path.isfile(path)
+    except (UnicodeEncodeError, ValueError):   # 3.6's isfile lets them through
+        return False
+
+
+def _exists(path):
+    try:
+        return os.path.exists(path)
+    except (UnicodeEncodeError, ValueError):
+        return False
 
 
 def _whole(f):
@@ -121,9 +137,34 @@ def _lines(f):
 
 
 def _native(s):
-    """A path or name for an error message (text on every interpreter)."""
-    if PY2 and isinstance(s, bytes):
+    """A path or name for an error message (text on every interpreter; on
+    3.x, bytes the locale could not decode are shown as UTF-8 if they are)."""
+    if isinstance(s, bytes):
         return s.decode("utf-8", "replace")
+    if not PY2:
+        try:
+            return s.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+        except UnicodeError:
+            return s
+    return s
+
+
+def _text(s):
+    """On 2.7, a name read from the file system (bytes) as text, to compare
+    with names given on the command line and read from files (text)."""
+    if PY2 and isinstance(s, bytes):
+        try:
+            return s.decode("utf-8")
+        except UnicodeDecodeError:
+            return s
+    return s
+
+
+def _fs(s):
+    """On 2.7, a text name as the bytes of a path: paths stay byte strings
+    there, so a non-ASCII SAGE_ROOT never meets an implicit ASCII decode."""
+    if PY2 and not isinstance(s, bytes):
+        return s.encode("utf-8")
     return s
 
 
@@ -255,12 +296,12 @@ class Tree(object):
         directory's own order, as Sage's Package.all()."""
         if self._all is None:
             try:
-                entries = os.listdir(self.pkgs_dir)
+                entries = [_text(n) for n in os.listdir(self.pkgs_dir)]
             except OSError as e:
                 raise SagePackageError("cannot list %s: %s" % (_native(self.pkgs_dir),
                                                                e.strerror or e))
             self._all = [self.package(n) for n in entries
-                         if os.path.isfile(os.path.join(self.pkgs_dir, n, "type"))]
+                         if _is_file(os.path.join(self.pkgs_dir, _fs(n), "type"))]
         return self._all
 
 
@@ -278,14 +319,14 @@ class Package(object):
                                                   _native(name)))
         self.tree = tree
         self.name = name
-        self.path = os.path.join(tree.root, "build", "pkgs", name)
+        self.path = os.path.join(tree.root, "build", "pkgs", _fs(name))
         self._tarballs = None
         # The same files, in the same order, as Package.__init__ reads them,
         # so that a broken one fails here as it fails there.
         ini = self._file("checksums.ini")
         self._checksums = parse_checksums(_read_optional(ini, _lines) or [])
         # The directory holding the real checksums.ini (Sage's tarball_package).
-        self._tarball_package_name = os.path.realpath(ini).split(os.sep)[-2]
+        self._tarball_package_name = _text(os.path.realpath(ini).split(os.sep)[-2])
         self.version, self.patchlevel = self._init_version()
         self.type = self._init_type()
         self._version_requirements = self._strip(_read_optional(
@@ -305,7 +346,7 @@ class Package(object):
         return "Package(%s)" % _native(self.name)
 
     def _file(self, *parts):
-        return os.path.join(self.path, *parts)
+        return os.path.join(self.path, *[_fs(p) for p in parts])
 
     @staticmethod
     def _strip(text):
@@ -330,6 +371,9 @@ class Package(object):
         path = self._file("type")
         try:
             text = _read(path, _whole).strip()
+        except UnicodeEncodeError:   # a name this locale cannot spell cannot be here
+            raise NoSuchPackage(MSG_NO_PACKAGE % (_native(self.name), _native(self.tree.root),
+                                                  _native(self.name)))
         except (IOError, OSError) as e:
             if e.errno in (errno.ENOENT, errno.ENOTDIR):
                 raise NoSuchPackage(MSG_NO_PACKAGE % (_native(self.name), _native(self.tree.root),
@@ -397,7 +441,7 @@ class Package(object):
         return self if n == self.name else self.tree.package(n)
 
     def has_file(self, filename):
-        return os.path.exists(self._file(filename))
+        return _exists(self._file(filename))
 
     # -- properties ----------------------------------------------------------
 
@@ -461,7 +505,7 @@ class Package(object):
     @property
     def uses_python_package_check(self):
         path = self._file("spkg-configure.m4")
-        if not os.path.isfile(path):
+        if not _is_file(path):
             return False
         found = _read_optional(path, lambda f: "SAGE_PYTHON_PACKAGE_CHECK" in f.read())
         return bool(found)
@@ -644,7 +688,7 @@ def make_parser(command):
     --sage-root, --log and --debug."""
     p = _parser(command)
     if command == "list":
-        p.add_argument("package_class", metavar=_PACKAGE_CLASS, type=str,
+        p.add_argument("package_class", metavar=_PACKAGE_CLASS,
                        default=[":all-or-nothing:"], nargs="*",
                        help="package name, pkg:pypi/ followed by a distribution name, or one "
                             "of :all:, :standard:, :optional:, :experimental: (default :all:, "
@@ -662,16 +706,16 @@ def make_parser(command):
         p.add_argument("--exclude-dependencies", action="store_true",
                        help="exclude the (ordinary) dependencies recursively")
     elif command == "properties":
-        p.add_argument("package_class", metavar=_PACKAGE_CLASS, type=str, nargs="+",
+        p.add_argument("package_class", metavar=_PACKAGE_CLASS, nargs="+",
                        help="package name, pkg:pypi/ followed by a distribution name, or one "
                             "of :all:, :standard:, :optional:, :experimental:")
-        p.add_argument("--format", type=str, default="plain",
+        p.add_argument("--format", default="plain",
                        help="output format: plain (default) or shell (any other value "
                             "means shell too, as in Sage)")
     elif command == "name":
-        p.add_argument("tarball_filename", type=str, help="tarball filename")
+        p.add_argument("tarball_filename", help="tarball filename")
     elif command == "tarball":
-        p.add_argument("package_name", type=str, help="package name")
+        p.add_argument("package_name", help="package name")
     return p
 
 
@@ -743,8 +787,17 @@ def _write(stream, data):
 
 
 def _argv_text(argv):
-    """On 2.7 argv holds bytes; keep them (paths and names stay native str)."""
-    return list(argv)
+    """On 2.7 argv holds bytes: as text (UTF-8), like 3.x's (names are
+    compared with text read from files).  Not UTF-8 there: one error line."""
+    if not PY2:
+        return list(argv)
+    text = []
+    for arg in argv:
+        try:
+            text.append(arg.decode("utf-8") if isinstance(arg, bytes) else arg)
+        except UnicodeDecodeError:
+            raise SagePackageError("argument %r is not UTF-8" % (arg,))
+    return text
 
 
 def main(argv, env=None, stdout=None, stderr=None):
@@ -752,9 +805,10 @@ def main(argv, env=None, stdout=None, stderr=None):
     env = os.environ if env is None else env
     stdout = stdout or sys.stdout
     stderr = stderr or sys.stderr
-    command, rest = argv[0], _argv_text(argv[1:])
-    debug = "--debug" in rest
+    command = argv[0]
+    debug = "--debug" in argv
     try:
+        rest = _argv_text(argv[1:])
         args = make_parser(command).parse_args(rest)
         data = render(run(command, args, env))
     except SagedlError as e:
@@ -764,6 +818,9 @@ def main(argv, env=None, stdout=None, stderr=None):
         return e.code if isinstance(e.code, int) else 0
     except RuntimeError as e:   # RecursionError (3.5+) is one
         _report(stderr, SagePackageError("%s: %s" % (e.__class__.__name__, e)), debug)
+        return EXIT_FAILURE
+    except UnicodeError as e:   # a name or path this locale cannot encode or decode
+        _report(stderr, SagePackageError("%s (try LC_ALL=C.UTF-8)" % e), debug)
         return EXIT_FAILURE
     try:
         _write(stdout, data)
@@ -780,7 +837,15 @@ def _report(stderr, e, debug):
     if debug:
         import traceback
         traceback.print_exc(file=stderr)
-    stderr.write("%s: error: %s\n" % (PROG, e))
+    _say(stderr, u"%s: error: %s\n" % (PROG, _native(e.message)))
     if e.hint:
-        stderr.write("%s: hint: %s\n" % (PROG, e.hint))
+        _say(stderr, u"%s: hint: %s\n" % (PROG, _native(e.hint)))
     stderr.flush()
+
+
+def _say(stderr, text):
+    """A message on stderr: 2.7's takes bytes (any text as UTF-8); 3.x's
+    replaces what its encoding cannot show (backslashreplace)."""
+    if PY2 and not isinstance(text, bytes) and not isinstance(stderr, io.TextIOBase):
+        text = text.encode("utf-8", "replace")
+    stderr.write(text)

@@ -291,8 +291,9 @@ def name_forms(case, packages, most=8):
     for p in packages:
         code, out = case.reference.forked(["tarball", p])
         names = out.decode("utf-8").split()
-        if code == 0 and names:
-            forms.extend(["name", n] for n in (names if FULL else names[-1:]))
+        for n in (names if FULL else names[-1:]) if code == 0 else ():
+            if ["name", n] not in forms:   # a symlinked checksums.ini repeats its owner's
+                forms.append(["name", n])
     return forms if FULL else forms[:most]
 
 
