@@ -544,10 +544,13 @@ def main(argv=None, env=None, stdout=None, stderr=None):
     if not argv:
         stderr.write(USAGE)
         return errors.EXIT_USAGE
-    if argv[:1] and argv[0] in SAGE_PACKAGE_COMMANDS:
+    if argv[0] in SAGE_PACKAGE_COMMANDS or (argv[0].startswith("--") and
+                                            any(a in SAGE_PACKAGE_COMMANDS for a in argv)):
         # sage-package's read-only subcommands: their own parsers and output rules.
         from sagedl import sagepackage
-        return sagepackage.main(argv, env, stdout, stderr)
+        moved = sagepackage.command_first(argv)
+        if moved is not None:
+            return sagepackage.main(moved, env, stdout, stderr)
     ctx = None
     old_term = _install_sigterm()
     if debug or "--verbose" in argv or "-v" in argv:

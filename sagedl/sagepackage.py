@@ -800,6 +800,29 @@ def _argv_text(argv):
     return text
 
 
+# Options that may come before the subcommand: sage-package's own --log
+# ("sage --package --log=DEBUG list"), and sagedl's --sage-root and --debug.
+LEADING_WITH_VALUE = ("--log", "--sage-root")
+
+
+def command_first(argv):
+    """argv with the subcommand moved first, if argv is [leading options]
+    COMMAND ARGS... (the subcommand's parser takes the options anywhere);
+    else None."""
+    i = 0
+    while i < len(argv):
+        a = argv[i]
+        if a in COMMANDS:
+            return [a] + argv[:i] + argv[i + 1:]
+        if a in LEADING_WITH_VALUE:
+            i += 2
+        elif a == "--debug" or any(a.startswith(o + "=") for o in LEADING_WITH_VALUE):
+            i += 1
+        else:
+            return None
+    return None
+
+
 def main(argv, env=None, stdout=None, stderr=None):
     """``sagedl COMMAND ARGS...`` for COMMAND in COMMANDS; returns the exit code."""
     env = os.environ if env is None else env

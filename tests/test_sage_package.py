@@ -169,6 +169,17 @@ def test_sage_root_is_used_verbatim_else_found_by_walking_up(run_cli, tree, tmp_
     assert r.out == "plain-1.2.3.tar.gz\n", r
 
 
+def test_leading_log_sage_root_and_debug_options(run_cli, tree, tmp_path):
+    want = run(run_cli, tree, "list", ":standard:")
+    assert want.out == "plain\nscripted\n", want
+    assert run(run_cli, tree, "--log", "DEBUG", "list", ":standard:").out == want.out
+    assert run(run_cli, tree, "--log=INFO", "--debug", "list", ":standard:").out == want.out
+    r = run_cli("--sage-root", str(tree), "tarball", "plain", env=clean_env(tmp_path))
+    assert (r.code, r.out) == (0, "plain-1.2.3.tar.gz\n"), r
+    r = run_cli("--sage-root=%s" % tree, "list", ":standard:", env=clean_env(tmp_path))
+    assert r.out == want.out, r
+
+
 # ---------------------------------------------------------------------------
 # The seed case, on the real scripts of the shared Sage tree
 
@@ -200,6 +211,8 @@ SEED_QUERIES = [
     ("list", "--has-file", "spkg-configure.m4", "--exclude", "gap"),
     ("tarball", "pari"),
     ("name", "pari-2.17.4.tar.gz"),
+    ("--log=WARNING", "list", ":optional:"),     # sage-package's global option first
+    ("--log", "INFO", "tarball", "gap"),
 ]
 
 

@@ -49,6 +49,8 @@ from sagetree import copy_tree, require_shared_tree, symlink_stand_ins
 TIMEOUT = 120          # per process: a safety net, never a measure of speed
 FULL = os.environ.get("SAGEDL_FULL_DIFF") == "1"
 WORKERS = 2
+# pytest-timeout's deadline for the tests whose size SAGEDL_FULL_DIFF changes.
+SIZED = pytest.mark.timeout(4 * 3600 if FULL else 300)
 SAMPLE_EVERY = 40
 # Packages whose metadata is unusual in the 2026 tree: flattened or real
 # symlinks (checksums.ini, package-version.txt), wheels, a pip package, no
@@ -338,6 +340,7 @@ def test_full_forms_match_sage_bootstrap(trees, label):
            compare(case, sys.executable, FULL_FORMS, case.reference.real))
 
 
+@SIZED
 @pytest.mark.parametrize("label", ["shared", "symlinked", "quirks"])
 def test_each_package_matches_sage_bootstrap(trees, label):
     """properties --format=shell PKG and tarball PKG, one process each, and
@@ -350,6 +353,7 @@ def test_each_package_matches_sage_bootstrap(trees, label):
            compare(case, sys.executable, forms, case.reference.forked))
 
 
+@SIZED
 @pytest.mark.parametrize("label", interpreter_params(("2.7", "3.6", "3.13", "pypy3")))
 def test_other_interpreters_match_sage_bootstrap(trees, label):
     """The full forms and a smaller one-package sample under each interpreter."""
