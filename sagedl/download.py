@@ -83,11 +83,12 @@ import re
 import stat
 import time
 
-from sagedl.compat import (compat_buffer_slice, compat_monotonic, compat_replace,
-                           compat_text_types, compat_urlsplit)
+from sagedl.compat import (compat_monotonic, compat_replace, compat_text_types,
+                           compat_urlsplit)
 from sagedl import fsutil
 from sagedl.errors import DiskError, SourceFailure, failure_error
 from sagedl.lock import FileLock
+from sagedl.pipeline import open_sink
 from sagedl.urls import redact
 from sagedl.verify import Hasher, hash_file, verify_file
 
@@ -476,42 +477,46 @@ class Download(object):
             raise _disk_error("cannot write %s" % self.part, e)
 
     def _copy(self, resp, fd, hasher, done, limit):
-        """The hot loop: at most one recv, one hash update and one write per block."""
-        syncer = None
-        if limit is None or limit - done >= SYNC_AHEAD_MIN:
-            syncer = _Syncer(fd)
+        """The hot loop: receive a block, check it, hand it to the sink
+        (pipeline.py), which hashes and writes it -- in a second thread for
+        large transfers.  Returns once every block is hashed and written."""
+        sink = open_sink(fd, hasher, self.opts.block_size,
+                         None if limit is None else limit - done)
         try:
-            return self._copy_loop(resp, fd, hasher, done, limit, syncer)
+            done = self._copy_loop(resp, sink, done, limit)
+            try:
+                sink.finish()
+            except OSError as e:
+                raise self._write_error(e)
         finally:
-            if syncer is not None:
-                syncer.stop()
+            sink.close()    # writes what was received, even after an error
+        return done
 
-    def _copy_loop(self, resp, fd, hasher, done, limit, syncer):
-        buf = bytearray(self.opts.block_size)
-        view = memoryview(buf)
-        readinto, update, write, slice_ = resp.readinto, hasher.update, os.write, compat_buffer_slice
+    def _write_error(self, e):
+        return _disk_error("cannot write %s" % self.part, e, partial=True)
+
+    def _copy_loop(self, resp, sink, done, limit):
+        readinto, buffer, put = resp.readinto, sink.buffer, sink.put
         report = self.progress.update
         now = compat_monotonic
         window_start, window_bytes = now(), 0
         low_limit, low_time = self.opts.low_speed_limit, self.opts.low_speed_time
         while True:
+            try:
+                view = buffer()     # a write error in the sink's thread surfaces here
+            except OSError as e:
+                raise self._write_error(e)
             n = readinto(view)
             if not n:
                 break
             if limit is not None and done + n > limit:
                 raise self._too_long(limit)
-            chunk = slice_(buf, view, n)
-            update(chunk)
             try:
-                while chunk:
-                    k = write(fd, chunk)
-                    chunk = chunk[k:]
+                put(n)
             except OSError as e:
-                raise _disk_error("cannot write %s" % self.part, e, partial=True)
+                raise self._write_error(e)
             done += n
             report(done)
-            if syncer is not None and done >= syncer.next_at:
-                syncer.wrote(done)
             window_bytes += n
             t = now()
             if t - window_start >= low_time:
@@ -580,62 +585,6 @@ class Download(object):
     def _discard_partial(self):
         _unlink(self.part)
         _unlink(self.meta_path)
-
-
-# Transfers at least this large flush to disk while they run (see _Syncer).
-SYNC_AHEAD_MIN = 32 << 20
-SYNC_STEP = 16 << 20
-
-
-class _Syncer(object):
-    """Flush written data to disk in the background while the download goes on.
-
-    The page cache holds a whole tarball as dirty pages (Linux starts
-    writeback at 10% of RAM), so a final fsync of a 1 GiB file waited over
-    a second for the disk.  A thread calling fdatasync every SYNC_STEP bytes
-    overlaps that with the network, and the final fsync only flushes the
-    tail.  The main loop never waits for it; fdatasync releases the GIL.
-    Only large transfers start the thread (threading costs start-up time).
-    """
-
-    def __init__(self, fd):
-        import threading
-        self.fd = fd
-        self.next_at = SYNC_STEP
-        self._written = 0
-        self._stopped = False
-        self._cond = threading.Condition()
-        self._sync = getattr(os, "fdatasync", os.fsync)   # macOS has no fdatasync
-        self._thread = threading.Thread(target=self._run, name="sagedl-sync")
-        self._thread.daemon = True
-        self._thread.start()
-
-    def wrote(self, total):
-        self.next_at = total + SYNC_STEP
-        with self._cond:
-            self._written = total
-            self._cond.notify()
-
-    def _run(self):
-        synced = 0
-        while True:
-            with self._cond:
-                while not self._stopped and self._written - synced < SYNC_STEP:
-                    self._cond.wait()
-                if self._stopped:
-                    return
-                target = self._written
-            try:
-                self._sync(self.fd)
-            except OSError:
-                return   # the final fsync reports any real problem
-            synced = target
-
-    def stop(self):
-        with self._cond:
-            self._stopped = True
-            self._cond.notify()
-        self._thread.join()
 
 
 class _Finished(Exception):

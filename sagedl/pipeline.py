@@ -1,0 +1,267 @@
+"""Where received blocks go: hashed, written to the ``.part`` file, flushed.
+
+Why a module of its own: the download loop (download.py) decides *what* to
+accept -- the resume offset, the size limit, the stall rule -- and this
+module only does the work per accepted block, in one of two ways:
+
+* ``Sink``: the simple path.  Hash, then write, in the caller's thread.
+  Used for small transfers (a thread costs more than it saves) and on
+  Python 2, whose built-in sha256 holds the GIL, so a second thread could
+  not run in parallel anyway.
+* ``ThreadedSink``: a pipeline for large transfers.  A 1 GiB download is
+  three kinds of work of similar size -- recv (copying out of the socket),
+  sha256, write (copying into the page cache) -- and one thread doing them
+  in turn left the machine's second core idle (issue 13).  The caller
+  receives into one of a small ring of preallocated buffers while a worker
+  thread hashes and writes the previous ones; recv_into, hashlib's update
+  and os.write all release the GIL, so they really overlap.  Blocks travel
+  by index, never copied (on CPython; PyPy: below).
+
+Both give the same guarantees: bytes are hashed and written in the order
+received, the file only ever holds a prefix of what was received (a write
+error stops the worker before the next block, so there is never a gap), and
+``finish()`` returns only when every block is hashed and written -- the
+caller checks the digest after that and only then renames.  An error in the
+worker (ENOSPC, EIO, ...) is raised in the caller's thread at its next
+``buffer()``, ``put()`` or ``finish()``, as the same OSError.  When the
+caller gives up early (network error, stall, Ctrl-C), ``close()`` still
+writes the blocks already received, so the partial resumes from there.
+
+Buffers are bytearrays, passed to hashlib and os.write as memoryview
+slices (buffer() slices on 2.7).  CPython uses them in place.  PyPy copies the bytes into a temporary raw buffer for each of
+those calls (the GC may move a bytearray) and frees it at once; the other
+ways measured on PyPy were worse: an anonymous mmap as the buffer
+(recv_into in place, but hashlib and os.write then copy through a slow
+path whose copies the GC does not count: peak RSS up to 266 MB on 1 GiB),
+or one bytes copy per block (less CPU, but up to 153 MB: GC garbage).
+
+``Syncer`` flushes the data to disk behind the writes, for both sinks.
+"""
+
+from __future__ import absolute_import
+
+import os
+import sys
+
+from sagedl.compat import PY2, compat_buffer_slice
+
+# Transfers at least this large (or of unknown size) use ThreadedSink and
+# the Syncer; smaller ones finish before a thread would pay for itself.
+LARGE_TRANSFER = 32 << 20
+SYNC_STEP = 16 << 20
+RING = 4                    # buffers in flight: enough to absorb jitter
+
+
+def open_sink(fd, hasher, block_size, remaining, env=os.environ):
+    """The sink for a transfer of ``remaining`` bytes (None: unknown).
+
+    SAGEDL_PIPELINE=thread or =simple overrides the choice, to measure one
+    against the other (bench/) and to test both on small files (tests/).
+    """
+    choice = env.get("SAGEDL_PIPELINE", "auto")
+    large = remaining is None or remaining >= LARGE_TRANSFER
+    if choice == "thread" or (choice != "simple" and large and threads_pay()):
+        return ThreadedSink(fd, hasher, block_size)
+    return Sink(fd, hasher, block_size, sync=large)
+
+
+def threads_pay():
+    """A second thread helps only if hashing releases the GIL: on
+    Python 3 (CPython's OpenSSL-backed hashlib, and PyPy's); not on 2.7,
+    whose hashlib here is the built-in one that holds the GIL throughout."""
+    return not PY2
+
+
+def write_all(fd, data):
+    """os.write until all of data is written (a short write is legal)."""
+    while data:
+        k = os.write(fd, data)
+        data = data[k:]
+
+
+class Sink(object):
+    """Hash and write in the caller's thread (see the module docstring)."""
+
+    threaded = False
+
+    def __init__(self, fd, hasher, block_size, sync=False):
+        self._fd = fd
+        self._update = hasher.update
+        self._buf = bytearray(block_size)
+        self._view = memoryview(self._buf)
+        self._syncer = Syncer(fd) if sync else None
+        self.written = 0
+
+    def buffer(self):
+        """The buffer to receive the next block into."""
+        return self._view
+
+    def put(self, n):
+        """The first n bytes of buffer() are the next block: hash and write them."""
+        chunk = compat_buffer_slice(self._buf, self._view, n)    # 2.7: see compat.py
+        self._update(chunk)
+        write_all(self._fd, chunk)
+        self.written += n
+        syncer = self._syncer
+        if syncer is not None and self.written >= syncer.next_at:
+            syncer.wrote(self.written)
+
+    def finish(self):
+        """Every block put so far is hashed and written."""
+
+    def close(self):
+        if self._syncer is not None:
+            self._syncer.stop()
+
+
+class ThreadedSink(object):
+    """Receive in the caller's thread, hash and write in a worker thread.
+
+    The ring: ``_free`` holds the indices of buffers the caller may fill,
+    ``_ready`` the (index, length) of filled ones in order; one Condition
+    guards both.  The worker hashes and writes a block while the caller
+    receives into another.
+    """
+
+    threaded = True
+
+    def __init__(self, fd, hasher, block_size, ring=RING):
+        import threading
+        from collections import deque
+        self._fd = fd
+        self._update = hasher.update
+        self._bufs = [bytearray(block_size) for _ in range(ring)]
+        self._views = [memoryview(b) for b in self._bufs]
+        self._free = deque(range(ring))
+        self._ready = deque()
+        self._current = None
+        self._busy = False          # the worker holds a block it took from _ready
+        self._stopping = False
+        self._error = None          # sys.exc_info() of the worker's failure
+        self._cond = threading.Condition()
+        self._syncer = Syncer(fd)
+        self.written = 0
+        self._thread = threading.Thread(target=self._run, name="sagedl-write")
+        self._thread.daemon = True
+        self._thread.start()
+
+    # -- the caller's side
+    def buffer(self):
+        cond = self._cond
+        with cond:
+            if self._current is None:
+                while not self._free and self._error is None:
+                    cond.wait()
+                self._raise()
+                self._current = self._free.popleft()
+        return self._views[self._current]
+
+    def put(self, n):
+        cond = self._cond
+        with cond:
+            self._raise()
+            self._ready.append((self._current, n))
+            self._current = None
+            cond.notify()
+
+    def finish(self):
+        cond = self._cond
+        with cond:
+            while (self._ready or self._busy) and self._error is None:
+                cond.wait()
+            self._raise()
+
+    def close(self):
+        """Stop the worker once it has written what it was given (unless it failed)."""
+        cond = self._cond
+        with cond:
+            self._stopping = True
+            cond.notify_all()
+        self._thread.join()
+        self._syncer.stop()
+
+    def _raise(self):
+        if self._error is not None:
+            exc = self._error[1]
+            raise exc
+
+    # -- the worker
+    def _run(self):
+        cond = self._cond
+        ready, free, bufs, views = self._ready, self._free, self._bufs, self._views
+        update, fd, syncer = self._update, self._fd, self._syncer
+        try:
+            while True:
+                with cond:
+                    while not ready and not self._stopping:
+                        cond.wait()
+                    if not ready:
+                        return
+                    i, n = ready.popleft()
+                    self._busy = True
+                chunk = compat_buffer_slice(bufs[i], views[i], n)
+                update(chunk)
+                write_all(fd, chunk)
+                self.written += n
+                if self.written >= syncer.next_at:
+                    syncer.wrote(self.written)
+                with cond:
+                    free.append(i)
+                    self._busy = False
+                    cond.notify()
+        except BaseException:
+            with cond:
+                self._error = sys.exc_info()
+                self._busy = False
+                cond.notify_all()
+
+
+class Syncer(object):
+    """Flush written data to disk in the background while the download goes on.
+
+    The page cache holds a whole tarball as dirty pages (Linux starts
+    writeback at 10% of RAM), so a final fsync of a 1 GiB file waited over
+    a second for the disk.  A thread calling fdatasync every SYNC_STEP bytes
+    overlaps that with the network, and the final fsync only flushes the
+    tail.  The writer never waits for it; fdatasync releases the GIL.
+    Only large transfers start the thread (threading costs start-up time).
+    """
+
+    def __init__(self, fd):
+        import threading
+        self.fd = fd
+        self.next_at = SYNC_STEP
+        self._written = 0
+        self._stopped = False
+        self._cond = threading.Condition()
+        self._sync = getattr(os, "fdatasync", os.fsync)   # macOS has no fdatasync
+        self._thread = threading.Thread(target=self._run, name="sagedl-sync")
+        self._thread.daemon = True
+        self._thread.start()
+
+    def wrote(self, total):
+        self.next_at = total + SYNC_STEP
+        with self._cond:
+            self._written = total
+            self._cond.notify()
+
+    def _run(self):
+        synced = 0
+        while True:
+            with self._cond:
+                while not self._stopped and self._written - synced < SYNC_STEP:
+                    self._cond.wait()
+                if self._stopped:
+                    return
+                target = self._written
+            try:
+                self._sync(self.fd)
+            except OSError:
+                return   # the final fsync reports any real problem
+            synced = target
+
+    def stop(self):
+        with self._cond:
+            self._stopped = True
+            self._cond.notify()
+        self._thread.join()

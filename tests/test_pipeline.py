@@ -1,0 +1,249 @@
+"""The receive -> hash -> write pipeline (sagedl/pipeline.py): the threaded
+sink and the simple one keep the same guarantees.
+
+Both paths run here on small files: in-process by lowering
+pipeline.LARGE_TRANSFER (or raising it past the file), in a subprocess with
+SAGEDL_PIPELINE=thread|simple.  Speed is measured in bench/, never here.
+"""
+
+import errno
+import hashlib
+import os
+import signal
+import subprocess
+import sys
+
+import pytest
+
+from conftest import (REPO, assert_one_line_error, clean_env, make_data, run_module, size_of,
+                      wait_until)
+from faultserver import FaultServer
+from sagedl import pipeline
+from sagedl.errors import EXIT_CHECKSUM, EXIT_DISK, EXIT_NETWORK, EXIT_OK
+from sagedl.verify import Expected, Hasher
+
+PATHS = ["thread", "simple"]
+# A worker that never signals would hang the engine: fail fast instead.
+pytestmark = pytest.mark.timeout(90)
+
+
+@pytest.fixture(params=PATHS)
+def path(request, monkeypatch):
+    """Make the engine pick the threaded or the simple sink for any size."""
+    monkeypatch.setattr(pipeline, "LARGE_TRANSFER", 0 if request.param == "thread" else 1 << 62)
+    monkeypatch.setattr(pipeline, "threads_pay", lambda: request.param == "thread")
+    return request.param
+
+
+def full_disk_write(limit, write=os.write):
+    """os.write on a disk that is full once a file would grow past limit bytes."""
+    def fake(fd, data):
+        if os.fstat(fd).st_size + len(data) > limit:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return write(fd, data)
+    return fake
+
+
+def new_sink(kind, fd, hasher, block):
+    if kind == "thread":
+        return pipeline.ThreadedSink(fd, hasher, block, ring=3)
+    return pipeline.Sink(fd, hasher, block)
+
+
+def feed(sink, data, sizes):
+    """Put data into the sink in blocks of the given sizes, as the engine does."""
+    pos = 0
+    for n in sizes:
+        view = sink.buffer()
+        view[:n] = data[pos:pos + n]
+        sink.put(n)
+        pos += n
+    return pos
+
+
+# -- the sinks alone ----------------------------------------------------------
+
+@pytest.mark.parametrize("kind", PATHS)
+def test_sink_hashes_and_writes_every_block_in_order(tmp_path, kind):
+    block = 4096
+    sizes = [block, 1, block, 17, block - 1, block, 3000] * 40
+    data = make_data(sum(sizes), seed=7)
+    f = tmp_path / "out"
+    fd = os.open(str(f), os.O_WRONLY | os.O_CREAT, 0o644)
+    hasher = Hasher(Expected(sha256=hashlib.sha256(data).hexdigest(),
+                             sha1=hashlib.sha1(data).hexdigest(), size=len(data)))
+    sink = new_sink(kind, fd, hasher, block)
+    try:
+        feed(sink, data, sizes)
+        sink.finish()
+        assert sink.written == len(data)
+    finally:
+        sink.close()
+        os.close(fd)
+    assert hasher.mismatch() is None
+    assert f.read_bytes() == data
+
+
+@pytest.mark.parametrize("kind", PATHS)
+def test_a_write_error_surfaces_in_the_callers_thread_and_nothing_is_written_after_it(
+        tmp_path, kind, monkeypatch):
+    block = 4096
+    data = make_data(block * 50, seed=8)
+    f = tmp_path / "out"
+    fd = os.open(str(f), os.O_WRONLY | os.O_CREAT, 0o644)
+    monkeypatch.setattr(pipeline.os, "write", full_disk_write(10 * block))
+    try:
+        sink = new_sink(kind, fd, Hasher(Expected()), block)
+        with pytest.raises(OSError) as e:
+            try:
+                feed(sink, data, [block] * 50)
+                sink.finish()
+            finally:
+                sink.close()
+        assert e.value.errno == errno.ENOSPC
+    finally:
+        monkeypatch.undo()
+        os.close(fd)
+    assert f.read_bytes() == data[:10 * block]     # a prefix, no gap
+
+
+def test_an_error_in_the_hashing_thread_is_raised_as_itself(tmp_path):
+    class BadHasher(object):
+        def update(self, data):
+            raise ValueError("hash exploded")
+
+    fd = os.open(str(tmp_path / "out"), os.O_WRONLY | os.O_CREAT, 0o644)
+    sink = pipeline.ThreadedSink(fd, BadHasher(), 1024, ring=2)
+    try:
+        with pytest.raises(ValueError, match="hash exploded"):
+            feed(sink, b"x" * 4096, [1024] * 4)
+            sink.finish()
+    finally:
+        sink.close()
+        os.close(fd)
+    assert size_of(tmp_path / "out") == 0
+
+
+def test_close_after_the_caller_gives_up_still_writes_what_was_received(tmp_path):
+    """A network error mid-transfer: the blocks already received reach the
+    partial, so the next run resumes after them."""
+    data = make_data(64 * 1024, seed=9)
+    fd = os.open(str(tmp_path / "out"), os.O_WRONLY | os.O_CREAT, 0o644)
+    sink = pipeline.ThreadedSink(fd, Hasher(Expected()), 4096, ring=4)
+    try:
+        feed(sink, data, [4096] * 16)
+    finally:
+        sink.close()     # no finish(): the caller is leaving with an error
+        os.close(fd)
+    assert (tmp_path / "out").read_bytes() == data
+
+
+@pytest.mark.parametrize("remaining, env, threaded", [
+    (1 << 20, {}, False),
+    (pipeline.LARGE_TRANSFER, {}, sys.version_info[0] >= 3),
+    (None, {}, sys.version_info[0] >= 3),            # unknown size: may be large
+    (None, {"SAGEDL_PIPELINE": "simple"}, False),
+    (1 << 20, {"SAGEDL_PIPELINE": "thread"}, True),
+])
+def test_the_choice_of_sink(tmp_path, remaining, env, threaded):
+    fd = os.open(str(tmp_path / "out"), os.O_WRONLY | os.O_CREAT, 0o644)
+    try:
+        sink = pipeline.open_sink(fd, Hasher(Expected()), 1024, remaining, env)
+        sink.close()
+    finally:
+        os.close(fd)
+    assert sink.threaded == threaded
+
+
+# -- through the engine ---------------------------------------------------------
+
+def test_download_verifies_and_renames(run_cli, server, payload, tmp_path, path):
+    dest = tmp_path / payload.name
+    r = run_cli(server.url_for(payload.name), dest, "--sha256", payload.sha256,
+                "--progress", "none")
+    assert r.code == EXIT_OK, r
+    assert dest.read_bytes() == payload.data
+    assert not (tmp_path / (payload.name + ".part")).exists()
+    assert not (tmp_path / (payload.name + ".part.json")).exists()
+
+
+def test_a_mismatch_discards_the_partial_and_never_renames(run_cli, server, payload, tmp_path,
+                                                           path):
+    dest = tmp_path / payload.name
+    r = run_cli(server.url_for(payload.name, "corrupt"), dest, "--sha256", payload.sha256,
+                "--progress", "none")
+    assert r.code == EXIT_CHECKSUM, r
+    assert_one_line_error(r.err, "checksum mismatch")
+    assert not dest.exists()
+    assert not (tmp_path / (payload.name + ".part")).exists()
+    assert not (tmp_path / (payload.name + ".part.json")).exists()
+
+
+def test_a_reset_mid_transfer_keeps_what_arrived_and_the_next_run_resumes(
+        run_cli, server, payload, tmp_path, path):
+    dest = tmp_path / payload.name
+    N = 300000
+    url = server.url_for(payload.name, "reset-at-%d,once" % N)
+    r = run_cli(url, dest, "--sha256", payload.sha256, "--progress", "none", "--retries", "0")
+    assert r.code == EXIT_NETWORK, r
+    part = tmp_path / (payload.name + ".part")
+    assert size_of(part) == N
+    assert part.read_bytes() == payload.data[:N]
+    r = run_cli(url, dest, "--sha256", payload.sha256, "--progress", "none")
+    assert r.code == EXIT_OK, r
+    assert server.requests_for(payload.name)[-1].range == "bytes=%d-" % N
+    assert dest.read_bytes() == payload.data
+
+
+def test_disk_full_in_the_writing_thread_is_exit_6_and_the_partial_resumes(
+        run_cli, server, payload, tmp_path, path, monkeypatch):
+    """ENOSPC from the worker's os.write: the one-line disk error, exit 6,
+    the partial kept (a prefix of the file); with space again, it resumes."""
+    limit = 400000
+    monkeypatch.setattr(pipeline.os, "write", full_disk_write(limit))
+    dest = tmp_path / payload.name
+    url = server.url_for(payload.name)
+    r = run_cli(url, dest, "--sha256", payload.sha256, "--progress", "none")
+    assert r.code == EXIT_DISK, r
+    assert_one_line_error(r.err, "No space left on device")
+    part = tmp_path / (payload.name + ".part")
+    kept = size_of(part)
+    assert 0 < kept <= limit
+    assert payload.data.startswith(part.read_bytes())
+    assert not dest.exists()
+
+    monkeypatch.undo()
+    r = run_cli(url, dest, "--sha256", payload.sha256, "--progress", "none")
+    assert r.code == EXIT_OK, r
+    assert server.requests_for(payload.name)[-1].range == "bytes=%d-" % kept
+    assert dest.read_bytes() == payload.data
+
+
+@pytest.mark.parametrize("kind", PATHS)
+def test_sigkill_mid_transfer_leaves_a_resumable_partial(tmp_path, kind):
+    """kill -9 while the worker holds blocks: what is in the .part is a
+    prefix of the file, .part.json is there, and the next run resumes."""
+    data = make_data(3 << 20, seed=11)
+    sha = hashlib.sha256(data).hexdigest()
+    out = tmp_path / "out"
+    out.mkdir()
+    N = 1000000
+    env = clean_env(tmp_path, SAGEDL_PIPELINE=kind)
+    with FaultServer({"k.bin": data}) as s:
+        url = s.url_for("k.bin", "stall-at-%d,once" % N)
+        p = subprocess.Popen([sys.executable, "-m", "sagedl", url, str(out / "k.bin"),
+                              "--sha256", sha, "-q"], env=dict(env, PYTHONPATH=REPO),
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        try:
+            wait_until(lambda: size_of(out / "k.bin.part") == N, timeout=60)
+        finally:
+            p.kill()
+            p.communicate()
+        assert p.returncode == -signal.SIGKILL
+        assert (out / "k.bin.part.json").exists()
+        assert (out / "k.bin.part").read_bytes() == data[:N]
+        r = run_module([url, out / "k.bin", "--sha256", sha, "-q"], env)
+        assert r.code == EXIT_OK, r
+        assert s.requests_for("k.bin")[-1].range == "bytes=%d-" % N
+        s.release()
+    assert (out / "k.bin").read_bytes() == data
