@@ -39,6 +39,7 @@ bytes ever reach the final file name.
   sagedl --print-fastest-mirror
   sagedl make-mirror /srv/sage-mirror :standard:   # a mirror other machines can use
   sagedl verify "$SAGE_ROOT/upstream"               # missing, extra and bad files
+  sagedl properties --format=shell pari  # also list, tarball, name: as sage-package
 """
 
 
@@ -374,6 +375,7 @@ USAGE = """\
 usage: sagedl [options] URL_OR_TARBALL [DESTINATION]
        sagedl [options] download PKG...
        sagedl [options] {list-mirrors,make-mirror,verify} ...
+       sagedl {properties,list,tarball,name} ...        (as sage-package's)
        sagedl --print-fastest-mirror
 Try 'sagedl --help' for more.
 """
