@@ -283,3 +283,33 @@ def test_wrapper_sends_other_subcommands_to_the_original(installed, tmp_path, ar
     assert want.returncode == 0 and want.stdout, want
     got = sh([str(bin_dir / "sage-package")] + list(argv), env)
     assert (got.returncode, got.stdout) == (0, want.stdout), got
+
+
+# ---------------------------------------------------------------------------
+# Bad input through the pyz, on every interpreter, in the C and a UTF-8 locale
+
+BAD_INPUTS = [
+    (("properties", "\u00e9"), 1, b""),
+    (("tarball", "\u00e9"), 1, b""),
+    (("name", "\u00e9.tar.gz"), 1, b""),
+    (("properties", "--format=shell", "pkg:pypi/\u00e9"), 1, b""),
+    (("list", ":\u00e9:"), 1, b""),
+    (("tarball",), 2, b""),
+    (("list", "\u00e9"), 0, "\u00e9\n".encode("utf-8")),   # Sage prints any name back
+    (("list", "--has-file", "\u00e9", ":standard:"), 0, b""),
+]
+
+
+@pytest.mark.parametrize("label", interpreter_params(("2.7", "3.6", "3.13", "pypy3")))
+def test_bad_input_through_the_pyz_is_one_line_on_every_interpreter(label, tree, tmp_path):
+    python = require_interpreter(label)
+    for locale in ("C", "C.UTF-8"):
+        env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "LC_ALL": locale,
+               "XDG_CACHE_HOME": str(tmp_path / "cache"), "SAGE_ROOT": str(tree)}
+        for argv, code, out in BAD_INPUTS:
+            p = sh([python, pyz_path()] + list(argv), env)
+            assert (p.returncode, p.stdout) == (code, out), (locale, argv, p)
+            err = p.stderr.decode("utf-8", "replace")
+            assert "Warning" not in err, (locale, argv, err)
+            if code:
+                assert_one_line_error(err)
