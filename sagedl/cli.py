@@ -278,26 +278,39 @@ def _fetch_to_stdout(session, plan):
 
 
 def cmd_print_fastest_mirror(session):
-    """sage-download-file --print-fastest-mirror: one base URL on stdout.
+    """sage-download-file --print-fastest-mirror: one base URL on stdout, the
+    ranking on stderr (one line per mirror measured).
 
-    In a Sage tree, as Sage: $SAGE_SERVER when set, else the best of the
-    live mirror list (the tree's .upstream.d mirror_list line, else Sage's
-    own list), refreshed daily; offline that download fails, which is said,
-    and the cached or shipped list answers (exit 0).  With --mirror,
-    $SAGEDL_MIRRORS or --mirrors-file, or outside a tree: the best of those.
+    In a Sage tree, as Sage: the live mirror list (the tree's .upstream.d
+    mirror_list line, else Sage's own) is refreshed when a day old; offline
+    that download fails, which is said, and the cached or shipped list is
+    ranked instead (exit 0).  $SAGE_SERVER, when set, is the answer.  With
+    --mirror or $SAGEDL_MIRRORS: the first of those; with --mirrors-file or
+    outside a tree: the best of the configured list.
     """
-    bases = None
+    from sagedl.sources import usable_bases
+    if session.explicit_mirrors():
+        session.stdout.write(session.mirror_bases()[0] + "\n")
+        return 0
     tree = session.tree()
-    if tree is not None and not session.explicit_mirrors() and not session.args.mirrors_file:
+    if tree is not None and not session.args.mirrors_file:
+        from sagedl.mirrorlist import MIRROR_LIST_URL
         from sagedl.sources import mirror_list_urls
+        lists = mirror_list_urls(session.upstream_d(tree), session.env) or [MIRROR_LIST_URL]
+        listed = session.live_list(lists[0])
         server = (session.env.get("SAGE_SERVER") or "").rstrip("/")
         if server:
-            bases = [server + "/"]
-        else:
-            from sagedl.mirrorlist import MIRROR_LIST_URL
-            lists = mirror_list_urls(session.upstream_d(tree), session.env) or [MIRROR_LIST_URL]
-            bases = session.mirror_list_resolver()(lists[0])
-    session.stdout.write((bases or session.mirror_bases())[0] + "\n")
+            session.stdout.write(server + "/\n")
+            return 0
+    else:
+        listed = session.configured_mirrors()
+    ranked = session.ranked(listed)
+    for r in ranked:
+        if r.ok:
+            session.say("%5d ms  %s" % (round(r.latency * 1000), r.mirror.url))
+        elif r.reason and r.status != "skipped":
+            session.say("unreachable  %s (%s)" % (r.mirror.url, r.reason))
+    session.stdout.write(usable_bases(ranked)[0] + "\n")
     return 0
 
 

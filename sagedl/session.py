@@ -40,6 +40,7 @@ class Session(object):
         self._bases = None
         self._upstream_d = None
         self._resolved_lists = {}
+        self._live_lists = {}
         self._warned = set()
 
     # -- messages -------------------------------------------------------------
@@ -171,19 +172,26 @@ class Session(object):
         finally:
             transport.close()
 
+    def live_list(self, url):
+        """The mirrors of Sage's live mirror list at ``url`` (refreshed daily,
+        else the cached or shipped list, which is said), once per run."""
+        if url not in self._live_lists:
+            from sagedl import mirrorlist
+            listed, origin, problem = mirrorlist.live_mirror_list(url, self.fetch_small,
+                                                                  env=self.env)
+            if problem:
+                # Sage's words, which its build/test looks for offline.
+                self.say("Downloading the mirror list failed (%s); using the %s list"
+                         % (problem, origin))
+            self._live_lists[url] = listed
+        return self._live_lists[url]
+
     def mirror_list_resolver(self):
         """For .upstream.d lines naming a mirror_list URL: that live list, ranked."""
         def resolve(url):
             if url not in self._resolved_lists:
-                from sagedl import mirrorlist
                 from sagedl.sources import usable_bases
-                listed, origin, problem = mirrorlist.live_mirror_list(url, self.fetch_small,
-                                                                      env=self.env)
-                if problem:
-                    # Sage's words, which its build/test looks for offline.
-                    self.say("Downloading the mirror list failed (%s); using the %s list"
-                             % (problem, origin))
-                self._resolved_lists[url] = usable_bases(self.ranked(listed))
+                self._resolved_lists[url] = usable_bases(self.ranked(self.live_list(url)))
             return self._resolved_lists[url]
         return resolve
 
