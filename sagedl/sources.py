@@ -30,6 +30,20 @@ SPREAD_OVER = 3     # a bulk download spreads its files over the k best mirrors
 
 
 # -- pure: Sage's order ------------------------------------------------------------
+def mirror_list_urls(entries, env=None):
+    """The mirror-list URLs named by read_upstream_d entries, ${SAGE_SERVER}
+    expanded (--print-fastest-mirror ranks the first, as Sage)."""
+    env = os.environ if env is None else env
+    server = _server(env)
+    urls = []
+    for kind, value in entries:
+        if kind == "mirror_list":
+            url = _with_server(value, server)
+            if url is not None and url not in urls:
+                urls.append(url)
+    return urls
+
+
 # RFC 3986 pchar minus '%': what may stay unescaped in one path segment.
 _PCHAR_SAFE = "!$&'()*+,;=:@-._~"
 
