@@ -18,6 +18,7 @@ import pytest
 
 from helpers import REPO, clean_env, make_data
 from faultserver import FaultServer
+from pyz import interpreter_params, pyz_path, require_interpreter
 from sagedl import bulk
 from sagedl.errors import EXIT_CHECKSUM
 from sagedl.sage import SageTree
@@ -268,3 +269,23 @@ def test_sage_package_download_forms_through_the_wrapper(tmp_path, tree, mirror,
     assert p.returncode == 0, p.stderr
     want = WHEELS[2] if pkg == "wheelpkg" else tree.ntl
     assert p.stdout.decode() == tree.path(want)
+
+
+# -- every interpreter the pyz supports ------------------------------------------
+@pytest.mark.parametrize("label", interpreter_params())
+def test_sage_download_options_under_every_interpreter(label, tmp_path, tree, mirror):
+    python = require_interpreter(label)
+    env = env_for(tmp_path, tree, mirror)
+
+    def run(*argv):
+        p = subprocess.run([python, pyz_path()] + list(argv), env=env, stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, timeout=120)
+        return p.returncode, names(p.stdout.decode()), p.stderr.decode()
+
+    code, out, err = run("download", "--tags", *(CP312_LINUX_TAGS + ["--", "wheelpkg", "ntl"]))
+    assert (code, out) == (0, [tree.ntl, WHEELS[2]]), err
+    code, out, err = run("download", "-q", "--exclude", "wheelpkg", "ntl", "--has-file",
+                         "spkg-configure.m4|type", "--tree", "SAGE_LOCAL", "--", ":all:")
+    assert (code, out) == (0, [tree.opt, tree.pari]), err
+    code, out, err = run("download", "ntl")
+    assert (code, out) == (0, [tree.ntl]) and err.startswith("Using cached file"), err
