@@ -68,7 +68,7 @@ sys.path.insert(0, HERE)
 import measure  # noqa: E402
 import report   # noqa: E402
 from measure import median  # noqa: E402
-from report import LARGE_PYTHONS, STARTUP_PYTHONS, WATCHED_MODULES  # noqa: E402
+from report import LARGE_PYTHONS, ONE_THREAD, STARTUP_PYTHONS, WATCHED_MODULES  # noqa: E402
 from server import Nginx, make_certificates, which  # noqa: E402
 
 APT_PACKAGES = (("nginx", "nginx-light"), ("curl", "curl"), ("wget", "wget"),
@@ -303,8 +303,9 @@ def make_small(b):
 # Item 1 (and 2, 5): the large file
 
 class Tool(object):
-    def __init__(self, name, argv, shell=False, check=None, kind="peer", python=None):
+    def __init__(self, name, argv, shell=False, check=None, kind="peer", python=None, env=None):
         self.name = name
+        self.env = env          # extra environment variables
         self.argv = argv        # argv(proto, url, out) -> list or shell string
         self.shell = shell
         self.check = check      # check(sample, out) -> error text or None
@@ -362,6 +363,11 @@ def large_tools(b):
             name = "sagedl (%s%s)" % ("PyPy3" if label == "pypy3" else label,
                                       ", " + t if t else "")
             tools.append(Tool(name, _sagedl_fetch(b, py, t), kind="sagedl", python=label))
+    if b.pythons.get("3.11"):
+        # What the pipeline (sagedl/pipeline.py) gains: the same 3.11 with
+        # hashing and writing back in the receiving thread.
+        tools.append(Tool(ONE_THREAD, _sagedl_fetch(b, b.pythons["3.11"], None), kind="sagedl",
+                          python="3.11", env={"SAGEDL_PIPELINE": "simple"}))
     return tools
 
 
@@ -378,7 +384,7 @@ def _sagedl_fetch(b, py, transport):
 
 def run_tool(b, tool, proto, url, out, env=None, timeout=None):
     argv = tool.argv(proto, url, out)
-    s = measure.run(argv, env=env or (b.sagedl_env() if tool.kind == "sagedl" else b.env),
+    s = measure.run(argv, env=env or (b.sagedl_env(tool.env) if tool.kind == "sagedl" else b.env),
                     cwd=os.path.dirname(out), shell=tool.shell,
                     timeout=timeout or max(300.0, b.size / 2e6))
     err = None
@@ -409,10 +415,16 @@ def large_run(b, tools, run_index, rng):
 
 
 def resume_run(b, run_index):
-    """Item 5: a 90 % partial with its .part.json, then sagedl --sha256."""
-    py = b.pythons.get("3.11")
-    if not py:
-        return
+    """Item 5: a 90 % partial with its .part.json, then sagedl --sha256
+    (3.11: time against a full download; PyPy3: peak RSS of the resume and
+    of hash_file alone, which must not grow with the file)."""
+    for label in ("3.11", "pypy3"):
+        py = b.pythons.get(label)
+        if py:
+            _resume_one(b, run_index, label, py)
+
+
+def _resume_one(b, run_index, label, py):
     url = "%s/big.bin" % b.nginx.base("http")
     d = b.fresh_out("resume")
     dest = os.path.join(d, "big.bin")
@@ -438,11 +450,13 @@ def resume_run(b, run_index):
         err = "wrong size"
     elif not b.nginx.last_access().startswith("206 "):
         err = "did not resume: the last request got %r" % b.nginx.last_access()
-    b.record["resume"].append(dict(s.as_dict(), error=err, rehash_s=round(h.wall, 4),
-                                   rehash_ok=h.ok, partial_bytes=keep))
-    log("run %d resume 90%% %s (re-hash alone %s)%s" % (run_index + 1, report.seconds(s.wall),
-                                                       report.seconds(h.wall),
-                                                       "  FAILED: " + err if err else ""))
+    key = "resume" if label == "3.11" else "resume_" + label
+    b.record.setdefault(key, []).append(dict(s.as_dict(), error=err, rehash_s=round(h.wall, 4),
+                                             rehash_ok=h.ok, partial_bytes=keep,
+                                             rehash_maxrss_kib=h.maxrss_kib))
+    log("run %d resume 90%% %s %s (re-hash alone %s, %s)%s" % (
+        run_index + 1, label, report.seconds(s.wall), report.seconds(h.wall),
+        report.mem(h.maxrss_kib), "  FAILED: " + err if err else "  %s" % report.mem(s.maxrss_kib)))
     b.clean_out()
 
 
