@@ -50,6 +50,11 @@ from sagedl.compat import PY2, compat_buffer_slice
 LARGE_TRANSFER = 32 << 20
 SYNC_STEP = 16 << 20
 RING = 4                    # buffers in flight: enough to absorb jitter
+# The threaded sink's blocks: 1 MiB took 20% less CPU per GiB than 256 KiB
+# on 3.11 (1.5 vs 1.9 s: fewer recv calls and hand-offs).  PyPy stays at
+# 256 KiB: it copies each block per hash and write call, and its peak RSS
+# on 1 GiB was 97-114 MB with 256 KiB blocks, 101-127 MB with 1 MiB.
+THREADED_BLOCK = (256 if hasattr(sys, "pypy_version_info") else 1024) << 10
 
 
 def open_sink(fd, hasher, block_size, remaining, env=os.environ):
@@ -61,7 +66,7 @@ def open_sink(fd, hasher, block_size, remaining, env=os.environ):
     choice = env.get("SAGEDL_PIPELINE", "auto")
     large = remaining is None or remaining >= LARGE_TRANSFER
     if choice == "thread" or (choice != "simple" and large and threads_pay()):
-        return ThreadedSink(fd, hasher, block_size)
+        return ThreadedSink(fd, hasher, max(block_size, THREADED_BLOCK))
     return Sink(fd, hasher, block_size, sync=large)
 
 
