@@ -110,10 +110,20 @@ def run_jobs(jobs, fetch_one, nworkers, progress, stop_on_error, emit):
     """
     import threading
     lock = threading.Lock()
-    pending = list(jobs)
+    # Two packages sharing one tarball are one download: a second job on
+    # the same path would wait for the first on its lock ("waiting for
+    # another sagedl") -- for itself.  It takes the first one's outcome.
+    first = {}
+    for job in jobs:
+        job.same = []
+        if job.path in first:
+            first[job.path].same.append(job)
+        else:
+            first[job.path] = job
+    pending = [job for job in jobs if first[job.path] is job]
     pending.reverse()
     done = {}
-    state = {"next_emit": 0, "stop": False}
+    state = {"next_emit": 0, "stop": False, "interrupted": False}
 
     def flush():
         while state["next_emit"] in done:
@@ -135,12 +145,15 @@ def run_jobs(jobs, fetch_one, nworkers, progress, stop_on_error, emit):
                     job.error = e
                 except KeyboardInterrupt:
                     with lock:
-                        state["stop"] = True
+                        state["stop"] = state["interrupted"] = True
                     return
                 with lock:
                     if job.error is not None and stop_on_error:
                         state["stop"] = True
                     done[job.index] = job
+                    for twin in job.same:
+                        twin.result, twin.error = job.result, job.error
+                        done[twin.index] = twin
                     flush()
         finally:
             t = local.get("transport")
@@ -155,15 +168,26 @@ def run_jobs(jobs, fetch_one, nworkers, progress, stop_on_error, emit):
         for t in threads:
             t.daemon = True
             t.start()
-        for t in threads:
-            # join with a timeout so SIGINT reaches the main thread on 2.7
-            while t.is_alive():
-                t.join(0.2)
+        try:
+            for t in threads:
+                # join with a timeout so SIGINT reaches the main thread on 2.7
+                while t.is_alive():
+                    t.join(0.2)
+        except KeyboardInterrupt:
+            state["stop"] = True
+            raise
+    if state["interrupted"]:      # Ctrl-C met the worker in this thread
+        raise KeyboardInterrupt()
     return jobs
 
 
 def summarize(jobs, seconds):
-    """One paragraph: fetched, already present, failed (with why), bytes and time."""
+    """One paragraph: fetched, already present, failed (with why), bytes and time.
+    A tarball two packages share counts once."""
+    unique = {}
+    for j in jobs:
+        unique.setdefault(j.path, j)
+    jobs = sorted(unique.values(), key=lambda j: j.index)
     fetched = [j for j in jobs if j.result is not None and j.result.status == "downloaded"]
     present = [j for j in jobs if j.result is not None and j.result.status == "present"]
     failed = [j for j in jobs if j.error is not None]
@@ -194,6 +218,10 @@ def cmd_download(session):
         if job.error is None:
             session.stdout.write(job.path + "\n")
             session.stdout.flush()
+    if _is_a_terminal(session.stdout):
+        # stdout on the same screen as the aggregate line (stderr): a path
+        # goes above the line, not glued onto its end.
+        plain, emit = emit, lambda job: _above(session, job, plain)
 
     return fetch_tarballs(session, tree, tarballs, emit)
 
@@ -252,9 +280,18 @@ def fetch_tarballs(session, tree, tarballs, emit):
             session.warn("unable to download tarball of %s: %s" % (job.tarball.listed_as,
                                                                    job.error))
 
+    session.aggregate = agg
     start = now()
     try:
         run_jobs(jobs, fetch_one, nworkers, agg, a.on_error == "stop", emit_or_warn)
+    except KeyboardInterrupt:
+        # The workers are daemon threads: they die at exit without their
+        # cleanup, so their locks are released here; the line says so.
+        from sagedl.lock import release_all
+        release_all()
+        if agg is not None:
+            agg.finish(interrupted=True)
+        raise
     finally:
         recorder.flush()
     if agg is not None:
@@ -275,6 +312,21 @@ def fetch_tarballs(session, tree, tarballs, emit):
     return 0
 
 
+def _is_a_terminal(stream):
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+def _above(session, job, emit):
+    agg = getattr(session, "aggregate", None)
+    if agg is None:
+        emit(job)
+    else:
+        agg.above(lambda: emit(job))
+
+
 # What sage_bootstrap calls FileNotMirroredError: no source has the file, or
 # none could be reached.  --on-error warn forgives these, not corrupt bytes.
 UNAVAILABLE = (NotFoundError, NetworkError)
@@ -286,7 +338,7 @@ def _aggregate(session, jobs):
     if mode == "dots":
         mode = "lines"
     agg = AggregateProgress(session.stderr, mode=mode, env=session.env)
-    agg.set_totals(len(jobs), None)
+    agg.set_totals(len(set(j.path for j in jobs)), None)   # a shared tarball is one file
     return agg
 
 

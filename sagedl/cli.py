@@ -343,38 +343,61 @@ def _ago(seconds):
             return "%d %s ago" % (seconds // size, unit)
 
 
+TABLE_WIDTH = 79   # an 80-column terminal, without touching its last column
+
+
 def format_table(ranked, health, now=None, window=None):
-    """Pure: a text table of a ranking: name, region, latency, health, last result, url."""
+    """Pure: a text table of a ranking that fits 80 columns: per mirror one
+    line with rank, latency, health and URL (the URL whole: it is what
+    --mirror and SAGE_SERVER take), and one indented line with its name,
+    region, why the probe failed and the last result.
+
+     #  latency  health   url
+     1  12 ms    ok       https://mirrors.mit.edu/sage/
+        MIT, Cambridge, MA, USA (na); last: ok, 2 h ago
+    """
     from sagedl.health import HEALTH_WINDOW, is_unhealthy
     from sagedl.probe import SKIPPED
     from sagedl.urls import origin_key
     import time
     now = time.time() if now is None else now
     window = HEALTH_WINDOW if window is None else window
-    rows = [("#", "name", "region", "latency", "health", "last result", "url")]
+    rows = [("#", "latency", "health", "url", None)]
     for n, r in enumerate(ranked, 1):
+        about = [r.mirror.name + (" (%s)" % r.mirror.region if r.mirror.region else "")]
         if r.ok:
             latency = ("%.1f ms" if r.latency < 0.01 else "%.0f ms") % (r.latency * 1000)
         elif r.status == SKIPPED:
             latency = "-"
         else:
-            latency = _clip("failed: %s" % r.reason, 40)
+            latency = "failed"
+            about.append("probe: %s" % " ".join(compat_text(r.reason).split()))
         rec = health.get(origin_key(r.mirror.url))
         if not rec:
-            state, last = "unknown", "-"
+            state = "unknown"
         else:
             state = "failing" if is_unhealthy(rec, now, window) else "ok"
             what = "ok" if rec["ok"] else _clip(rec.get("reason") or "failed", 40)
-            last = "%s, %s" % (what, _ago(max(0, now - rec["last"])))
-        rows.append((str(n), r.mirror.name, r.mirror.region or "-", latency, state, last,
-                     r.mirror.url))
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
+            about.append("last: %s, %s" % (what, _ago(max(0, now - rec["last"]))))
+        rows.append((str(n), latency, state, r.mirror.url, "; ".join(about)))
+    widths = [max(len(row[i]) for row in rows) for i in range(3)]
+    indent = " " * (widths[0] + 2)
     lines = []
     for row in rows:
-        cells = [row[i].ljust(widths[i]) if i else row[i].rjust(widths[i])
-                 for i in range(len(widths))]
-        lines.append("  ".join(cells + [row[-1]]).rstrip())
+        cells = [row[0].rjust(widths[0]), row[1].ljust(widths[1]), row[2].ljust(widths[2]), row[3]]
+        lines.append("  ".join(cells).rstrip())
+        if row[4]:
+            lines.append(_clip_line(indent + row[4], TABLE_WIDTH))
     return "\n".join(lines) + "\n"
+
+
+def compat_text(value):
+    from sagedl.compat import compat_str
+    return compat_str(value)
+
+
+def _clip_line(text, width):
+    return text if len(text) <= width else text[:width - 3] + "..."
 
 
 def _clip(text, width):

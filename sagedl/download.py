@@ -452,6 +452,9 @@ class Download(object):
                 done = self._copy(resp, fd, hasher, offset,
                                   self.opts.max_size if self._capped else limit)
                 self._finish_partial(fd, hasher, offset, src, resp)
+            except KeyboardInterrupt:
+                self.progress.finish(None)    # says "interrupted", not "failed"
+                raise
             except BaseException:
                 self.progress.finish(False)   # ends a bar line before any message
                 raise

@@ -26,6 +26,18 @@ except ImportError:  # pragma: no cover - Windows is not a target, but fail soft
     fcntl = None
 
 
+# Locks held now, so an interrupted bulk run can release those its worker
+# threads hold: daemon threads die at exit without running their cleanup,
+# and would leave NAME.lock files behind.
+_HELD = set()
+
+
+def release_all():
+    """Release every lock this process holds (after Ctrl-C, before exit)."""
+    for lock in list(_HELD):
+        lock.release()
+
+
 class FileLock(object):
     """``with FileLock(path, timeout, what):`` holds an exclusive lock on ``path``.
 
@@ -39,6 +51,8 @@ class FileLock(object):
         self.what = what or path
         self.on_wait = on_wait
         self.fd = None
+        self._fds = []    # [fd] while held; list.pop is atomic, so two
+                          # threads releasing (release_all) close it once
 
     def acquire(self):
         deadline = compat_monotonic() + self.timeout
@@ -50,6 +64,8 @@ class FileLock(object):
                 if fcntl is None or self._try_lock(fd):
                     if self._still_ours(fd):
                         self.fd = fd
+                        self._fds.append(fd)
+                        _HELD.add(self)
                         return self
                     # Unlinked (and maybe re-created) under us: start over.
                     os.close(fd)
@@ -99,13 +115,16 @@ class FileLock(object):
         return (st.st_dev, st.st_ino) == (fst.st_dev, fst.st_ino)
 
     def release(self):
-        if self.fd is None:
+        try:
+            fd = self._fds.pop()
+        except IndexError:
             return
+        _HELD.discard(self)
         try:
             os.unlink(self.path)
         except OSError:
             pass
-        os.close(self.fd)  # closing drops the flock
+        os.close(fd)  # closing drops the flock
         self.fd = None
 
     def __enter__(self):

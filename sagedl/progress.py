@@ -142,6 +142,13 @@ def format_bar_line(name, done, total, rate, tail, width):
         # 'ETA --:--', 'ETA 0:05', 'in 0:05', 'failed': one width, so that
         # the space left for the name does not change between redraws.
         fields.append(tail.ljust(len("ETA --:--")))
+    # On a narrow terminal whole figures go (the rate, then the bytes), so
+    # none is cut in the middle: "3.4 MiB/" would be a wrong figure.
+    pct_len = 0 if total is None else len(" 100%")
+    for _ in range(2):
+        if len(fields) < 2 or NAME_MIN + 2 + pct_len + len("  ".join(fields)) <= avail:
+            break
+        fields.pop(1 if len(fields) > 2 or not tail else 0)
     right = "  ".join(fields)
 
     if total is None:
@@ -160,19 +167,46 @@ def format_bar_line(name, done, total, rate, tail, width):
     return ("%s  %s [%s] %s" % (name, pct, bar, right))[:avail]
 
 
-def format_aggregate_line(finished, files, present, total_bytes, rate, failed, tail=None):
-    """'12/300 files, 45.6/120.0 MiB, 23.4 MiB/s, 2 failed'."""
-    parts = ["%d/%d files" % (finished, files) if files is not None else "%d files" % finished]
+def format_aggregate_line(finished, files, present, total_bytes, rate, failed, tail=None,
+                          eta=None, estimated=False, width=None):
+    """'12/300 files, 45.6/120.0 MiB 38%, 23.4 MiB/s, ETA 0:05, 2 failed'.
+
+    total_bytes may be an estimate (``estimated``: shown as '~120.0 MiB').
+    With ``width`` the line fits in width-1 columns by leaving out whole
+    figures (the rate, then the bytes, then the word 'files'), never by
+    cutting one in the middle; the percentage, ETA and failures stay.
+    """
+    count = "%d/%d" % (finished, files) if files is not None else "%d" % finished
     if total_bytes is None:
-        parts.append(human_bytes(present))
+        nbytes, pct = human_bytes(present), None
     else:
-        parts.append(human_bytes_pair(present, total_bytes))
-    parts.append(human_rate(rate))
+        nbytes = human_bytes_pair(present, total_bytes)
+        if estimated:
+            nbytes = nbytes.replace("/", "/~", 1)
+        pct = "%d%%" % percent(present, total_bytes)
+    fields = [("count", count + " files"), ("bytes", nbytes + (" " + pct if pct else "")),
+              ("rate", human_rate(rate))]
+    if tail is None and eta is not None:
+        fields.append(("eta", "ETA " + human_duration(eta)))
     if failed:
-        parts.append("%d failed" % failed)
+        fields.append(("failed", "%d failed" % failed))
     if tail:
-        parts.append(tail)
-    return ", ".join(parts)
+        fields.append(("tail", tail))
+    line = ", ".join(text for _, text in fields)
+    if width is None:
+        return line
+    avail = max(1, width - 1)
+    for drop in ("rate", "bytes", "files"):
+        if len(line) <= avail:
+            break
+        if drop == "bytes" and pct:
+            fields = [(k, pct if k == "bytes" else t) for k, t in fields]
+        elif drop == "files":
+            fields = [(k, count if k == "count" else t) for k, t in fields]
+        else:
+            fields = [(k, t) for k, t in fields if k != drop]
+        line = ", ".join(text for _, text in fields)
+    return line[:avail]
 
 
 class RateMeter(object):
@@ -249,6 +283,18 @@ def terminal_width(stream, env=None):
                 return columns
         except (AttributeError, ValueError, OSError, io.UnsupportedOperation):
             pass
+    else:
+        # 2.7 has no get_terminal_size: ask the terminal driver directly.
+        try:
+            import fcntl
+            import struct
+            import termios
+            packed = fcntl.ioctl(stream.fileno(), termios.TIOCGWINSZ, b"\0" * 8)
+            columns = struct.unpack("HHHH", packed)[1]
+            if columns > 0:
+                return columns
+        except (AttributeError, ValueError, IOError, OSError, ImportError, io.UnsupportedOperation):
+            pass
     try:
         import shutil
         columns = shutil.get_terminal_size((80, 24)).columns  # 3.3+
@@ -293,7 +339,8 @@ class Progress(object):
         means the previous attempt was abandoned (failover to another mirror).
     update(done): absolute byte count including offset; called per block.
     note(text): an informational line.
-    finish(ok, message=None): the end; message, if given, goes on its own line.
+    finish(ok, message=None): the end (ok None: interrupted, Ctrl-C or
+        SIGTERM, not failed); message, if given, goes on its own line.
     """
 
     mode = "none"
@@ -408,7 +455,8 @@ class BarProgress(_RedrawnLine, _StreamProgress):
         if self._name is not None:
             total, done, name = self._total, self._done, self._name
             now, elapsed, received = self._end()
-            tail = ("in " + human_duration(elapsed)) if ok else "failed"
+            tail = ("in " + human_duration(elapsed)) if ok else \
+                ("interrupted" if ok is None else "failed")
             self._paint(format_bar_line(name, done, total, average_rate(received, elapsed),
                                         tail, self._width))
             self._write("\n")
@@ -476,8 +524,9 @@ class LinesProgress(_StreamProgress):
             else:
                 got = human_bytes(done) if total is None else \
                     "%s of %s" % (human_bytes(done), human_bytes(total))
-                self._write("Download of %s failed after %s (%s)\n" % (
-                    name, human_duration(elapsed), got))
+                self._write("Download of %s %s after %s (%s)\n" % (
+                    name, "interrupted" if ok is None else "failed", human_duration(elapsed),
+                    got))
             self._last_line = self._next_check = _INF
         self._message(message)
 
@@ -602,7 +651,11 @@ class AggregateProgress(_RedrawnLine):
     """One summary for many files downloaded by worker threads.
 
     On a terminal ("bar") one line, redrawn at most 4 times a second:
-        12/300 files, 45.6/120.0 MiB, 23.4 MiB/s, 2 failed
+        12/300 files, 45.6/~120.0 MiB 38%, 23.4 MiB/s, ETA 0:05, 2 failed
+    Sage's checksums.ini gives no sizes, so unless set_totals() knows the
+    total it is estimated ('~'): the sizes the servers announced so far, and
+    their mean for each file not started yet.  The line fits the terminal
+    by leaving figures out, never by cutting one.
     Elsewhere ("lines"; "dots" means the same here) that line at most every
     LINES_MIN_GAP seconds, when something changed.  "none" is silent.
     Files count as finished whether they succeeded or failed.
@@ -621,6 +674,7 @@ class AggregateProgress(_RedrawnLine):
         self._ok = 0
         self._failed = 0
         self._active = {}  # name -> bytes present so far
+        self._sizes = {}   # name -> size, as announced or found, for the estimate
         self._completed_bytes = 0
         self._transferred = 0  # bytes that came over the network (for the rate)
         self._start = self._clock()
@@ -650,6 +704,8 @@ class AggregateProgress(_RedrawnLine):
         """offset: bytes a resumed partial already holds (present, not transferred)."""
         with self._lock:
             self._active[name] = offset or 0
+            if total is not None:
+                self._sizes[name] = total
             self._tick(self._clock())
 
     def file_progress(self, name, done):
@@ -666,6 +722,7 @@ class AggregateProgress(_RedrawnLine):
         with self._lock:
             previous = self._active.pop(name, None)
             if ok:
+                self._sizes[name] = nbytes or previous or 0
                 self._ok += 1
                 if previous is not None and nbytes > previous:
                     self._transferred += nbytes - previous
@@ -683,7 +740,19 @@ class AggregateProgress(_RedrawnLine):
             if self.mode == "bar" and not self._finished:
                 self._tick(self._clock(), force=True)
 
-    def finish(self):
+    def above(self, write):
+        """Run ``write()`` (say, a path printed on stdout, the same terminal)
+        with the line cleared, then draw it again below: never glued on."""
+        with self._lock:
+            if self.mode == "bar" and not self._finished:
+                self._clear()
+                write()
+                self._tick(self._clock(), force=True)
+            else:
+                write()
+
+    def finish(self, interrupted=False):
+        """The last line, ending 'in 0:42' -- or 'interrupted' on Ctrl-C."""
         with self._lock:
             if self._finished or self.mode == "none":
                 self._finished = True
@@ -692,9 +761,9 @@ class AggregateProgress(_RedrawnLine):
             now = self._clock()
             elapsed = max(0.0, now - self._start)
             line = self._line(average_rate(self._transferred, elapsed),
-                              "in " + human_duration(elapsed))
+                              "interrupted" if interrupted else "in " + human_duration(elapsed))
             if self.mode == "bar":
-                self._paint(line[:max(1, self._width - 1)])
+                self._paint(line)
                 self._write("\n")
                 self._shown = 0
             else:
@@ -707,8 +776,18 @@ class AggregateProgress(_RedrawnLine):
 
     def _line(self, rate, tail=None):
         present = self._completed_bytes + sum(self._active.values())
-        return format_aggregate_line(self._ok + self._failed, self._files, present,
-                                     self._total_bytes, rate, self._failed, tail)
+        total, estimated = self._total_bytes, False
+        if total is None and self._sizes and self._files is not None:
+            known = list(self._sizes.values())
+            unknown = max(0, self._files - self._failed - len(known))
+            total, estimated = sum(known) + unknown * sum(known) // len(known), unknown > 0
+            total = max(total, present)
+        eta = None
+        if total is not None and rate:
+            eta = max(0, total - present) / rate
+        return format_aggregate_line(self._ok + self._failed, self._files, present, total, rate,
+                                     self._failed, tail, eta=eta, estimated=estimated,
+                                     width=self._width if self.mode == "bar" else None)
 
     def _tick(self, now, force=False):
         if self.mode == "none" or self._finished:
@@ -717,7 +796,7 @@ class AggregateProgress(_RedrawnLine):
             return
         self._meter.add(now, self._transferred)
         if self.mode == "bar":
-            self._paint(self._line(self._meter.rate())[:max(1, self._width - 1)])
+            self._paint(self._line(self._meter.rate()))
             self._last_draw, self._next_draw = now, now + REDRAW_INTERVAL
             return
         state = (self._ok, self._failed, self._transferred)

@@ -271,3 +271,14 @@ def test_a_bad_checksum_for_a_plain_url_does_not_blame_the_sage_tree(mirror, tre
         r = run(["--mirror", s.url + "/corrupt/", tree.ntl], env)
     assert r.returncode == errors.EXIT_CHECKSUM
     assert "is your Sage tree up to date?" in r.err
+
+
+def test_list_mirrors_fits_80_columns(env):
+    r = run(["list-mirrors", "--no-probe"], env)
+    assert r.returncode == 0, r.err
+    lines = r.out.splitlines()
+    assert len(lines) == 1 + 2 * 38          # the shipped list: 38 mirrors
+    assert max(len(line) for line in lines) <= 80, max(lines, key=len)
+    assert lines[:3] == [" #  latency  health   url",
+                         " 1  -        unknown  https://mirrors.xmission.com/sage/",
+                         "    XMission, Utah, USA (na)"]

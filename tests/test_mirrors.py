@@ -985,9 +985,14 @@ def test_format_table_shows_latency_health_and_last_result():
                "https://c.example:443": {"ok": False, "last": now - 300,
                                          "reason": "checksum mismatch"}}
     text = cli.format_table(ranked, records, now=now)
-    lines = text.splitlines()
-    assert lines[0].split() == ["#", "name", "region", "latency", "health", "last", "result", "url"]
-    assert "Alpha, Utah" in lines[1] and "12 ms" in lines[1] and "ok, 2 h ago" in lines[1]
-    assert "unknown" in lines[2] and " - " in lines[2]
-    assert "failing" in lines[3] and "checksum mismatch, 5 min ago" in lines[3]
-    assert "failed: timed out" in lines[3] and lines[3].endswith("https://c.example/")
+    # Two lines a mirror, within 80 columns (issue 15: it was ~190 wide).
+    assert text.splitlines() == [
+        "#  latency  health   url",
+        "1  12 ms    ok       https://a.example/",
+        "   Alpha, Utah (na); last: ok, 2 h ago",
+        "2  -        unknown  https://b.example/",
+        "   Beta",
+        "3  failed   failing  https://c.example/",
+        u"   Εθνικό (e); probe: timed out after 1.2 s connecting; last: checksum misma...",
+    ]
+    assert all(len(line) <= 79 for line in text.splitlines())

@@ -447,7 +447,27 @@ def test_bar_width_comes_from_env_columns(clock):
 
 def test_aggregate_line_format():
     assert format_aggregate_line(12, 300, 45.6 * MiB, 120 * MiB, 23.4 * MiB, 2) == \
-        "12/300 files, 45.6/120.0 MiB, 23.4 MiB/s, 2 failed"
+        "12/300 files, 45.6/120.0 MiB 38%, 23.4 MiB/s, 2 failed"
+    assert format_aggregate_line(12, 300, 45.6 * MiB, 120 * MiB, 23.4 * MiB, 2, eta=65,
+                                 estimated=True) == \
+        "12/300 files, 45.6/~120.0 MiB 38%, 23.4 MiB/s, ETA 1:05, 2 failed"
+
+
+def test_aggregate_line_fits_by_leaving_figures_out_not_cutting_them():
+    line = lambda width: format_aggregate_line(12, 300, 45.6 * MiB, 120 * MiB, 23.4 * MiB, 2,
+                                               eta=65, estimated=True, width=width)
+    assert line(100) == "12/300 files, 45.6/~120.0 MiB 38%, 23.4 MiB/s, ETA 1:05, 2 failed"
+    assert line(60) == "12/300 files, 45.6/~120.0 MiB 38%, ETA 1:05, 2 failed"
+    assert line(40) == "12/300 files, 38%, ETA 1:05, 2 failed"
+    assert line(32) == "12/300, 38%, ETA 1:05, 2 failed"
+
+
+def test_bar_line_at_40_columns_keeps_whole_figures():
+    line = format_bar_line("pari-2.15.4.tar.gz", 12.3 * MiB, 27 * MiB, 3.4 * MiB, "ETA 0:05", 40)
+    assert line.split() == ["pari-2.15.4.tar.gz", "45%", "ETA", "0:05"]
+    line = format_bar_line("pari-2.15.4.tar.gz", 12.3 * MiB, 27 * MiB, 3.4 * MiB, "ETA 0:05", 60)
+    assert line.split() == ["pari-2...ar.gz", "45%", "12.3/27.0", "MiB", "3.4", "MiB/s", "ETA",
+                            "0:05"]
     assert format_aggregate_line(3, None, 5 * MiB, None, None, 0) == "3 files, 5.0 MiB, -- B/s"
 
 
@@ -465,10 +485,12 @@ def test_aggregate_bar_counts_files_bytes_and_failures(clock):
     agg.file_done("c", False)
     clock.advance(1)
     agg.file_progress("b", 7 * MiB)
-    assert paints(stream.getvalue())[-1] == "2/3 files, 17.0/30.0 MiB, 4.0 MiB/s, 1 failed"
+    assert paints(stream.getvalue())[-1] == \
+        "2/3 files, 17.0/30.0 MiB 56%, 4.0 MiB/s, ETA 0:03, 1 failed"
     agg.finish()
     assert stream.getvalue().endswith("\n")
-    assert paints(stream.getvalue())[-1] == "2/3 files, 17.0/30.0 MiB, 4.0 MiB/s, 1 failed, in 0:03"
+    assert paints(stream.getvalue())[-1] == \
+        "2/3 files, 17.0/30.0 MiB 56%, 4.0 MiB/s, 1 failed, in 0:03"
 
 
 def test_aggregate_bar_is_rate_limited(clock):
@@ -490,7 +512,7 @@ def test_aggregate_cached_file_counts_as_present_not_transferred(clock):
     clock.advance(1)
     agg.file_done("cached.tar.gz", True, 50 * MiB)
     agg.finish()
-    assert paints(stream.getvalue())[-1] == "1/1 files, 50.0/50.0 MiB, 0 B/s, in 0:01"
+    assert paints(stream.getvalue())[-1] == "1/1 files, 50.0/50.0 MiB 100%, 0 B/s, in 0:01"
 
 
 def test_aggregate_lines_are_sparse(clock):
@@ -508,11 +530,11 @@ def test_aggregate_lines_are_sparse(clock):
     assert out[0] == "Downloading 100 files (100.0 MiB)"
     # Written when the 30th file's bytes are in, just before it is done.
     assert out[1:4] == [
-        "29/100 files, 30.0/100.0 MiB, 1.0 MiB/s",
-        "59/100 files, 60.0/100.0 MiB, 1.0 MiB/s",
-        "89/100 files, 90.0/100.0 MiB, 1.0 MiB/s",
+        "29/100 files, 30.0/100.0 MiB 30%, 1.0 MiB/s, ETA 1:10",
+        "59/100 files, 60.0/100.0 MiB 60%, 1.0 MiB/s, ETA 0:40",
+        "89/100 files, 90.0/100.0 MiB 90%, 1.0 MiB/s, ETA 0:10",
     ]
-    assert out[4:] == ["100/100 files, 100.0/100.0 MiB, 1.0 MiB/s, in 1:40"]
+    assert out[4:] == ["100/100 files, 100.0/100.0 MiB 100%, 1.0 MiB/s, in 1:40"]
 
 
 def test_aggregate_none_prints_nothing(clock):
@@ -564,10 +586,11 @@ def test_aggregate_is_thread_safe(clock):
         t.join()
     agg.finish()
     final = paints(stream.getvalue())[-1]
-    assert final.startswith("200/200 files, 3.1/3.9 MiB, ")  # 160 good files * 20 KiB
+    assert final.startswith("200/200 files, 3.1/3.9 MiB 80%, ")  # 160 good files * 20 KiB
     assert final.split(", ")[3] == "40 failed"
     # No torn writes: every painted state is a whole line.
-    pattern = re.compile(r"^\d+/200 files, [\d.]+/3\.9 MiB, [\d.]+ (B|KiB|MiB)/s(, \d+ failed)?(, in [\d:]+)?$")
+    pattern = re.compile(r"^\d+/200 files, [\d.]+/3\.9 MiB \d+%, [\d.]+ (B|KiB|MiB)/s"
+                         r"(, ETA [\d:]+)?(, \d+ failed)?(, in [\d:]+)?$")
     assert all(pattern.match(state) for state in paints(stream.getvalue()))
 
 
