@@ -20,7 +20,7 @@ import time
 from sagedl import __version__
 from sagedl.compat import compat_monotonic, compat_urlsplit
 from sagedl.mirrorlist import Mirror
-from sagedl.urls import base_url_problem, parse_proxy, port_of, proxy_for
+from sagedl.urls import base_url_problem, port_of, proxy_endpoint, proxy_for
 
 RANK_DEADLINE = 1.2
 RANK_WANT = 3
@@ -161,12 +161,7 @@ class _Target(object):
         extra = []
         proxy_url = proxy_for(url, env)
         if proxy_url:
-            try:
-                scheme, phost, pport, pauth = parse_proxy(proxy_url)
-            except ValueError:
-                raise ValueError("bad proxy URL in the environment")
-            if scheme != "http":
-                raise ValueError("cannot probe through a %s:// proxy (only http://)" % scheme)
+            phost, pport, pauth = proxy_endpoint(proxy_url)   # ValueError: the reason
             self.connect_host, self.connect_port = phost, pport
             self.via = " to the proxy %s:%d" % (phost, pport)
             auth = ["Proxy-Authorization: %s" % pauth] if pauth else []

@@ -22,8 +22,8 @@ import socket
 from sagedl import __version__
 from sagedl.compat import compat_monotonic, compat_urljoin, compat_urlsplit
 from sagedl.errors import SourceFailure, UsageError
-from sagedl.urls import (ascii_host, basic_auth, check_url, origin, port_of, proxy_for,
-                         redact, resolve)
+from sagedl.urls import (PROXY_HINT, ascii_host, basic_auth, check_url, origin, port_of,
+                         proxy_endpoint, proxy_for, redact, resolve)
 
 USER_AGENT = "sagedl/%s" % __version__
 MAX_HEAD_BYTES = 64 * 1024      # a response head larger than this is hostile
@@ -409,10 +409,10 @@ class Transport(object):
         """A connected TCP socket to the origin, or a tunnel to it through the proxy."""
         if not proxy_url:
             return self._tcp(host, port, host)
-        pparts = compat_urlsplit(proxy_url)
-        sock = self._tcp(pparts.hostname, pparts.port or 80, "proxy " + redact(proxy_url))
+        phost, pport, pauth = _proxy_endpoint(proxy_url)
+        sock = self._tcp(phost, pport, "proxy " + redact(proxy_url))
         if scheme == "https":
-            sock = self._tunnel(sock, host, port, pparts)
+            sock = self._tunnel(sock, host, port, pauth)
         return sock
 
     def _tcp(self, host, port, label):
@@ -447,13 +447,12 @@ class Transport(object):
             pass
         return sock
 
-    def _tunnel(self, sock, host, port, pparts):
+    def _tunnel(self, sock, host, port, auth):
         """CONNECT through an HTTP proxy for an https URL (RFC 7231 section 4.3.6)."""
         conn = Connection(None, None, sock, self.timeout)
         target = "%s:%d" % (host, port)
         lines = ["CONNECT %s HTTP/1.1" % target, "Host: %s" % target,
                  "User-Agent: %s" % self.user_agent]
-        auth = basic_auth(pparts)
         if auth:
             lines.append("Proxy-Authorization: " + auth)
         try:
@@ -545,7 +544,7 @@ class Transport(object):
         if auth:
             lines.append("Authorization: " + auth)
         if absolute_proxy:
-            pauth = basic_auth(compat_urlsplit(absolute_proxy))
+            pauth = _proxy_endpoint(absolute_proxy)[2]
             if pauth:
                 lines.append("Proxy-Authorization: " + pauth)
         for k, v in (headers or {}).items():
@@ -594,6 +593,13 @@ def read_all(resp, limit=1 << 20):
         out += view[:n]
         if len(out) > limit:
             raise SourceFailure(SourceFailure.KIND_PROTOCOL, "response larger than %d bytes" % limit)
+
+
+def _proxy_endpoint(proxy_url):
+    try:
+        return proxy_endpoint(proxy_url)
+    except ValueError as e:
+        raise SourceFailure(SourceFailure.KIND_NETWORK, str(e), hint=PROXY_HINT)
 
 
 def _drain(resp, limit=64 * 1024):

@@ -247,9 +247,32 @@ def parse_proxy(proxy_url):
     parts = compat_urlsplit(proxy_url)
     scheme = parts.scheme.lower()
     if not parts.hostname:
-        raise ValueError("proxy %r has no host" % proxy_url)
-    port = parts.port or DEFAULT_PORTS.get(scheme, 1080)  # .port raises ValueError
+        raise ValueError("the proxy %s has no host" % redact(proxy_url))
+    try:
+        port = parts.port or DEFAULT_PORTS.get(scheme, 1080)
+    except ValueError:
+        raise ValueError("the proxy %s has a bad port" % redact(proxy_url))
     return scheme, parts.hostname, port, basic_auth(parts)
+
+
+PROXY_HINT = "point http_proxy/https_proxy/all_proxy at an http:// proxy, or unset them"
+
+
+def proxy_endpoint(proxy_url):
+    """(host, port, Proxy-Authorization value or None) of the proxy to connect to.
+
+    Only http:// proxies are spoken to (a plain request for http URLs,
+    CONNECT for https ones).  Anything else -- socks4/5://, an https://
+    proxy, no host, a bad port -- raises ValueError saying so.  The
+    transport and the probe both ask here, so a proxy one of them refuses,
+    the other refuses too, with the same words (it once sent a plain GET to
+    a SOCKS port while the probe refused it).
+    """
+    scheme, host, port, auth = parse_proxy(proxy_url)
+    if scheme != "http":
+        raise ValueError("cannot use the %s:// proxy %s: only http:// proxies are supported"
+                         % (scheme, redact(proxy_url)))
+    return host, port, auth
 
 
 def _ip(text):

@@ -1,8 +1,14 @@
-"""proxy_for: the *_proxy variables, httpoxy, and no_proxy matching."""
+"""proxy_for: the *_proxy variables, httpoxy, and no_proxy matching; which
+proxies sagedl speaks to at all (the transport and the probe alike)."""
+
+import socket
 
 import pytest
 
-from sagedl.urls import no_proxy_matches, parse_proxy, proxy_for
+from helpers import clean_env
+from sagedl import probe
+from sagedl.errors import EXIT_NETWORK
+from sagedl.urls import no_proxy_matches, parse_proxy, proxy_endpoint, proxy_for
 
 P = "http://proxy.test:3128"
 
@@ -102,3 +108,33 @@ def test_parse_proxy():
         parse_proxy("http://:3128")
     with pytest.raises(ValueError):
         parse_proxy("http://proxy.test:99999")
+
+
+@pytest.mark.parametrize("proxy", ["socks5://127.0.0.1:1080", "socks4://127.0.0.1:1080",
+                                   "https://127.0.0.1:3129"])
+def test_only_http_proxies_are_spoken_to(proxy):
+    with pytest.raises(ValueError) as e:
+        proxy_endpoint(proxy)
+    assert "only http:// proxies are supported" in str(e.value)
+    assert proxy_endpoint("proxy.test:3128") == ("proxy.test", 3128, None)
+
+
+def test_a_socks_proxy_is_refused_alike_by_transport_and_probe(run_cli, tmp_path):
+    # Nothing may be sent to the SOCKS port: a plain GET there once went out.
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)
+    listener.settimeout(0)
+    proxy = "socks5://127.0.0.1:%d" % listener.getsockname()[1]
+    try:
+        env = clean_env(tmp_path, all_proxy=proxy)
+        r = run_cli("http://127.0.0.1:9/f.tar.gz", tmp_path / "f.tar.gz", env=env)
+        ranked = probe.rank(["http://127.0.0.1:9/"], env={"all_proxy": proxy}, deadline=1)
+        with pytest.raises((BlockingIOError, socket.timeout)):
+            listener.accept()
+    finally:
+        listener.close()
+    assert r.code == EXIT_NETWORK, r
+    words = "cannot use the socks5:// proxy %s: only http:// proxies are supported" % proxy
+    assert words in r.err and "hint: point http_proxy" in r.err
+    assert ranked[0].status == probe.FAILED and ranked[0].reason == words
