@@ -14,13 +14,13 @@ import random
 import re
 import select
 import socket
-import threading
 import time
 
 from sagedl import __version__
 from sagedl.compat import compat_monotonic, compat_urlsplit
 from sagedl.mirrorlist import Mirror
-from sagedl.urls import base_url_problem, port_of, proxy_endpoint, proxy_for
+from sagedl.urls import (Lookup, base_url_problem, getaddrinfo, numeric_addresses, port_of,
+                         proxy_endpoint, proxy_for)
 
 RANK_DEADLINE = 1.2
 RANK_WANT = 3
@@ -351,56 +351,35 @@ class _ProbeFailed(Exception):
 
 
 class _Resolver(object):
-    """getaddrinfo in daemon threads: the one blocking call, kept off the event loop."""
+    """Many urls.Lookups, at most MAX_DNS_THREADS at once, polled by the
+    event loop: getaddrinfo is the one blocking call, kept off it."""
 
     def __init__(self, resolve):
         self.resolve = resolve
-        self.lock = threading.Lock()
-        self.done = {}
         self.queue = []
-        self.running = 0
+        self.running = {}   # (host, port) -> Lookup
 
     def submit(self, key):
         self.queue.append(key)
         self._spawn()
 
     def _spawn(self):
-        while self.queue and self.running < MAX_DNS_THREADS:
+        while self.queue and len(self.running) < MAX_DNS_THREADS:
             key = self.queue.pop(0)
-            self.running += 1
-            t = threading.Thread(target=self._run, args=(key,), name="sagedl-dns")
-            t.daemon = True  # never keeps the process alive past a hung resolver
-            t.start()
-
-    def _run(self, key):
-        try:
-            result = (self.resolve(key[0], key[1]), None)
-        except Exception as e:  # gaierror, UnicodeError for bad IDNA, ...
-            result = (None, e)
-        with self.lock:
-            self.done[key] = result
+            self.running[key] = Lookup(key[0], key[1], self.resolve)
 
     def take(self):
-        with self.lock:
-            done, self.done = self.done, {}
-        self.running -= len(done)
+        """{key: (addresses or None, error or None)} of the lookups finished since."""
+        done = {}
+        for key, lookup in list(self.running.items()):
+            if lookup.done():
+                del self.running[key]
+                done[key] = (lookup.infos, lookup.error)
         self._spawn()
         return done
 
     def busy(self):
-        return self.running > 0 or bool(self.queue)
-
-
-def _default_resolve(host, port):
-    return socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM)
-
-
-def _numeric(host, port):
-    """getaddrinfo for an IP literal (no lookup, cannot block), or None for a name."""
-    try:
-        return socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM, 0, socket.AI_NUMERICHOST)
-    except (socket.gaierror, UnicodeError, ValueError):
-        return None
+        return bool(self.running or self.queue)
 
 
 class _Prober(object):
@@ -411,7 +390,7 @@ class _Prober(object):
         self.env = env
         self.path = path or ""
         self.ssl_context = ssl_context
-        self.resolver = _Resolver(resolver or _default_resolve)
+        self.resolver = _Resolver(resolver or getaddrinfo)
         self.waiting = {}  # (host, port) -> probes waiting for that resolution
 
     def run(self):
@@ -438,7 +417,7 @@ class _Prober(object):
         if p.target.tls and self.ssl_context is None and _ssl is not None:
             self.ssl_context = _ssl.create_default_context()
         key = (p.target.connect_host, p.target.connect_port)
-        numeric = _numeric(*key)
+        numeric = numeric_addresses(*key)
         if numeric is not None:
             self._resolved(p, numeric, compat_monotonic())
             return

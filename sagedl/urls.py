@@ -356,33 +356,63 @@ def no_proxy_matches(host, port, no_proxy):
 
 
 # -- name resolution -------------------------------------------------------------------
-def resolve(host, port, timeout):
-    """getaddrinfo with a deadline.
+# The system resolver has no timeout of ours: a dead DNS server would hang a
+# download, or the whole ranking, for as long as the resolver likes.  So a
+# name is looked up in a daemon thread the caller can stop waiting for: the
+# transport waits up to its connect timeout (resolve), the probe polls many
+# lookups within its one deadline (Lookup.done).  An abandoned lookup ends
+# when the system resolver gives up.  Address literals need no thread.
 
-    The system resolver has no timeout of ours: a dead DNS server would hang
-    a download for as long as the resolver likes.  Names are resolved in a
-    daemon thread joined with ``timeout`` (an abandoned lookup ends when the
-    resolver gives up); address literals need no thread.
-    """
+def getaddrinfo(host, port):
+    """The addresses to connect a TCP socket to (blocks for a name)."""
+    return socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM)
+
+
+def numeric_addresses(host, port):
+    """getaddrinfo for an IP literal (no lookup, cannot block), or None for a name."""
     try:
         return socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM, 0, socket.AI_NUMERICHOST)
-    except socket.gaierror:
-        pass   # a name, not an address
-    import threading
-    box = {}
+    except (socket.gaierror, UnicodeError, ValueError):
+        return None
 
-    def run():
+
+class Lookup(object):
+    """One name lookup, ``resolve(host, port)`` (default getaddrinfo), running
+    in a daemon thread from the moment it is made."""
+
+    def __init__(self, host, port, resolve=None):
+        import threading   # only when a name is looked up: not on start-up
+        self.infos = None
+        self.error = None
+        self._done = threading.Event()
+        t = threading.Thread(target=self._run, args=(resolve or getaddrinfo, host, port),
+                             name="sagedl-dns")
+        t.daemon = True   # never keeps the process alive past a hung resolver
+        t.start()
+
+    def _run(self, resolve, host, port):
         try:
-            box["infos"] = socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM)
-        except Exception as e:  # handed to the caller's thread below
-            box["error"] = e
+            self.infos = resolve(host, port)
+        except Exception as e:  # gaierror, UnicodeError for bad IDNA, ...: the caller's
+            self.error = e
+        finally:
+            self._done.set()
 
-    t = threading.Thread(target=run, name="sagedl-resolve")
-    t.daemon = True
-    t.start()
-    t.join(timeout)
-    if t.is_alive():
-        raise socket.timeout("name resolution")
-    if "error" in box:
-        raise box["error"]
-    return box["infos"]
+    def done(self):
+        return self._done.is_set()
+
+    def result(self, timeout):
+        """The addresses; socket.timeout after ``timeout`` seconds, or the lookup's error."""
+        if not self._done.wait(timeout):
+            raise socket.timeout("name resolution")
+        if self.error is not None:
+            raise self.error
+        return self.infos
+
+
+def resolve(host, port, timeout):
+    """getaddrinfo with a deadline: socket.timeout after ``timeout`` seconds."""
+    infos = numeric_addresses(host, port)
+    if infos is not None:
+        return infos
+    return Lookup(host, port).result(timeout)
