@@ -39,6 +39,7 @@ import re
 
 from sagedl.compat import compat_text_types
 from sagedl.errors import MetadataError, NotFoundError, UsageError
+from sagedl.verify import DIGEST_LENGTHS
 
 # Longer names are refused: 255 bytes is NAME_MAX on Linux, macOS and the BSDs.
 MAX_FILENAME_BYTES = 255
@@ -57,10 +58,11 @@ MSG_UNSAFE = "unsafe %s %s: %s"
 HINT_UNSAFE = "give a plain file name such as gap-4.16.0.tar.gz, or a package name such as gap"
 
 RECORD_KEYS = ("tarball", "sha256", "sha1", "upstream_url")
-DIGEST_LENGTHS = (("sha256", 64), ("sha1", 40))
 
 # Values for the marker and for Sage's own environment variables.
 TREE_MARKER = os.path.join("build", "pkgs")
+# Where a Sage mirror serves a package's file: MIRROR_DIR/PKG/FILE.
+MIRROR_DIR = "spkg/upstream"
 UPSTREAM_D = ".upstream.d"
 
 
@@ -133,6 +135,14 @@ def _unsafe_reason(name):
     if len(name.encode("utf-8")) > MAX_FILENAME_BYTES:
         return "longer than %d bytes" % MAX_FILENAME_BYTES
     return None
+
+
+def mirror_path(package, filename):
+    """spkg/upstream/PKG/FILE: a file's place on a Sage mirror, relative to
+    its base.  The one definition of the layout: sources.py quotes the parts
+    and appends it to a base URL, sitemirror.py writes and reads site
+    mirrors with it."""
+    return "%s/%s/%s" % (MIRROR_DIR, package, filename)
 
 
 # ---------------------------------------------------------------------------

@@ -23,8 +23,7 @@ import shutil
 
 from sagedl.compat import compat_makedirs, compat_replace
 from sagedl.errors import (EXIT_CHECKSUM, EXIT_NOT_FOUND, DiskError, UsageError)
-
-LAYOUT = ("spkg", "upstream")
+from sagedl.sage import MIRROR_DIR, mirror_path
 
 
 def mirror_keys(tree, tarball):
@@ -33,7 +32,7 @@ def mirror_keys(tree, tarball):
     for name in tarball.mirror_names() + tree.linked_to(tarball.package):
         if name not in names:
             names.append(name)
-    return ["%s/%s/%s/%s" % (LAYOUT[0], LAYOUT[1], name, tarball.filename) for name in names]
+    return [mirror_path(name, tarball.filename) for name in names]
 
 
 def unique(tarballs):
@@ -124,14 +123,14 @@ def cmd_make_mirror(ctx):
 def scan(directory):
     """{relative path: absolute path} of the files a verify looks at: a mirror
     tree's spkg/upstream/PKG/FILE, or a flat distfiles directory's files."""
-    layout = os.path.join(directory, *LAYOUT)
+    layout = os.path.join(directory, *MIRROR_DIR.split("/"))
     found = {}
     if os.path.isdir(layout):
         for pkg in sorted(os.listdir(layout)):
             pdir = os.path.join(layout, pkg)
             if os.path.isdir(pdir):
                 for name in sorted(os.listdir(pdir)):
-                    found["%s/%s/%s/%s" % (LAYOUT[0], LAYOUT[1], pkg, name)] = os.path.join(pdir, name)
+                    found[mirror_path(pkg, name)] = os.path.join(pdir, name)
         return found, True
     for name in sorted(os.listdir(directory)):
         path = os.path.join(directory, name)

@@ -69,7 +69,8 @@ def _with_server(template, server):
 
 def _mirror_urls(base, tarball):
     """BASE/spkg/upstream/PKG/FILE for each name a mirror may file it under."""
-    return ["%s/spkg/upstream/%s/%s" % (base.rstrip("/"), _segment(pkg), _segment(tarball.filename))
+    from sagedl.sage import mirror_path
+    return ["%s/%s" % (base.rstrip("/"), mirror_path(_segment(pkg), _segment(tarball.filename)))
             for pkg in tarball.mirror_names()]
 
 

@@ -6,12 +6,14 @@ from a bad mirror.
 
 from __future__ import absolute_import
 
-import hashlib
 import re
 
 from sagedl.errors import UsageError
 
-HEX = {"sha256": 64, "sha1": 40}
+# The digests sagedl checks and their lengths in hex digits: what --sha256,
+# --sha1 and checksums.ini (sage.py) must give.
+DIGEST_LENGTHS = (("sha256", 64), ("sha1", 40))
+HEX = dict(DIGEST_LENGTHS)
 
 
 class Expected(object):
@@ -44,6 +46,7 @@ class Hasher(object):
 
     def __init__(self, expected):
         self.expected = expected
+        import hashlib   # not at import: sage.py needs DIGEST_LENGTHS on a quick start-up
         self.sha256 = hashlib.sha256()
         self.sha1 = hashlib.sha1() if expected.sha1 else None
         self.size = 0
