@@ -125,13 +125,10 @@ def test_archive_holds_root_main_shims_and_every_package_source_sorted():
     assert names[:4] == ["__main__.py", "_sagedl_bytecode.py", "contextlib.py", "functools.py"]
     with zipfile.ZipFile(pyz_path()) as zf:
         assert zf.read("_sagedl_bytecode.py") == read_bytes(os.path.join(ZIPAPP, "bytecode_cache.py"))
-    expected = set()
-    for top, dirs, files in os.walk(os.path.join(REPO, "sagedl")):
-        dirs[:] = [d for d in dirs if d != "__pycache__" and not d.startswith(".")]
-        for f in files:
-            if f.endswith((".py", ".toml", ".pem")) and not f.startswith("."):
-                rel = os.path.relpath(os.path.join(top, f), REPO)
-                expected.add(rel.replace(os.sep, "/"))
+    tracked = subprocess.run(["git", "-C", REPO, "ls-files", "--", "sagedl"], timeout=60,
+                             stdout=subprocess.PIPE, universal_newlines=True).stdout.split()
+    expected = set(n for n in tracked if n.endswith((".py", ".toml", ".pem"))
+                   and os.path.exists(os.path.join(REPO, n)))
     assert "sagedl/mirrors.toml" in expected
     assert set(names[4:]) == expected
     for info in infos:
@@ -164,6 +161,24 @@ def test_build_takes_the_package_py_and_toml_only(tmp_path):
                                  "sagedl/__init__.py", "sagedl/mirrors.toml",
                                  "sagedl/sub/data.toml", "sagedl/sub/mod.py"]
         assert zf.read("sagedl/mirrors.toml") == b"[x]\n"
+
+
+def test_in_a_git_checkout_only_tracked_files_are_archived(tmp_path):
+    """An untracked scratch file under sagedl/ never ships; outside git (an
+    sdist) the walk above is the fallback."""
+    root = tmp_path / "repo"
+    for rel in ("sagedl/__init__.py", "sagedl/cli.py", "sagedl/mirrors.toml"):
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_text("# %s\n" % rel)
+    git = ["git", "-C", str(root), "-c", "user.name=t", "-c", "user.email=t@t"]
+    subprocess.run(git[:3] + ["init", "-q"], check=True, timeout=60)
+    subprocess.run(git + ["add", "sagedl"], check=True, timeout=60)
+    (root / "sagedl" / "scratch.py").write_text("print('not for users')\n")
+    (root / "sagedl" / "cli.py").unlink()       # tracked, deleted: not archived either
+    out = build_pyz(str(tmp_path / "t.pyz"), repo_root=str(root))
+    with zipfile.ZipFile(out) as zf:
+        assert [n for n in zf.namelist() if n.startswith("sagedl/")] == [
+            "sagedl/__init__.py", "sagedl/mirrors.toml"]
 
 
 def test_source_date_epoch_stamps_entries_and_is_clamped_to_1980():

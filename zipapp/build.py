@@ -4,10 +4,15 @@ Layout: a /bin/sh preamble (zipapp/preamble.sh), then a zip holding
   __main__.py                  zipapp/__main__.py
   contextlib.py, functools.py  zipapp/stdlib_shim.py (see why there)
   _sagedl_bytecode.py          zipapp/bytecode_cache.py (compiled-code cache)
-  sagedl/...                   every .py, .toml and .pem under sagedl/ (the
-                               shipped mirrors.toml and the CA bundle
-                               cacert.pem are package data, which pip
-                               installs too, so both read them the same way)
+  sagedl/...                   every .py, .toml and .pem under sagedl/ that
+                               git tracks (the shipped mirrors.toml and the
+                               CA bundle cacert.pem are package data, which
+                               pip installs too, so both read them the same
+                               way)
+
+Only files git tracks go in, so an untracked scratch file in sagedl/ never
+ships; outside a git checkout (an sdist, a release tarball) every such file
+under sagedl/ does.
 
 Reproducible: the same inputs give the same bytes, whichever Python (2.7,
 3.6+) builds it, as long as zlib is the same version.  Entries are sorted,
@@ -19,6 +24,7 @@ The zipapp module is not used: it cannot write a shell preamble.
 import argparse
 import os
 import stat
+import subprocess
 import sys
 import tempfile
 import time
@@ -68,14 +74,55 @@ def archive_members(repo_root=REPO, zipapp_dir=HERE):
     package = os.path.join(repo_root, "sagedl")
     if not os.path.isfile(os.path.join(package, "__init__.py")):
         raise BuildError("no package at %s" % package)
+    for rel in package_files(repo_root):
+        parts = rel.split("/")
+        # Skips editor droppings such as emacs's ".#cli.py" lock links.
+        if (rel.endswith(PACKAGE_SUFFIXES) and not any(p.startswith(".") for p in parts)
+                and "__pycache__" not in parts):
+            members[rel] = os.path.join(repo_root, *parts)
+    return sorted(members.items())
+
+
+def package_files(repo_root):
+    """'sagedl/...' paths of the package's files: those git tracks when
+    repo_root is the top of a git checkout, else every file under sagedl/."""
+    tracked = git_tracked(repo_root, "sagedl")
+    if tracked is not None:
+        return [rel for rel in tracked if os.path.isfile(os.path.join(repo_root, *rel.split("/")))]
+    found = []
+    package = os.path.join(repo_root, "sagedl")
     for top, dirs, files in os.walk(package):
         dirs[:] = [d for d in dirs if d != "__pycache__" and not d.startswith(".")]
         for f in files:
-            # Skips editor droppings such as emacs's ".#cli.py" lock links.
-            if f.endswith(PACKAGE_SUFFIXES) and not f.startswith("."):
-                path = os.path.join(top, f)
-                members["/".join(["sagedl"] + os.path.relpath(path, package).split(os.sep))] = path
-    return sorted(members.items())
+            path = os.path.join(top, f)
+            found.append("/".join(["sagedl"] + os.path.relpath(path, package).split(os.sep)))
+    return found
+
+
+def git_tracked(repo_root, subdir):
+    """The files git tracks under subdir ('/'-separated, relative to
+    repo_root), or None when repo_root is not the top of a git checkout or
+    git cannot be run: then the caller walks the directory instead."""
+    def git(*args):
+        try:
+            p = subprocess.Popen(["git", "-C", repo_root] + list(args), stdout=subprocess.PIPE,
+                                 stderr=subprocess.PIPE)
+        except OSError:        # no git on this machine
+            return None
+        out, _ = p.communicate()
+        return out if p.returncode == 0 else None
+    top = git("rev-parse", "--show-toplevel")
+    if top is None or os.path.realpath(_text(top).strip()) != os.path.realpath(repo_root):
+        return None            # not a checkout, or a directory inside someone else's
+    out = git("ls-files", "-z", "--", subdir)
+    if out is None:
+        return None
+    return sorted(_text(name) for name in out.split(b"\0") if name)
+
+
+def _text(data):
+    """git's bytes as a str on 2.7 and 3.x alike."""
+    return data if isinstance(data, str) else data.decode("utf-8", "surrogateescape")
 
 
 def write_archive(fileobj, members, date_time, preamble):
