@@ -19,7 +19,7 @@ from conftest import (REPO, assert_one_line_error, clean_env, make_data, run_mod
                       wait_until)
 from faultserver import FaultServer
 from sagedl import pipeline
-from sagedl.errors import EXIT_CHECKSUM, EXIT_DISK, EXIT_NETWORK, EXIT_OK
+from sagedl.errors import EXIT_CHECKSUM, EXIT_DISK, EXIT_INTERRUPTED, EXIT_NETWORK, EXIT_OK
 from sagedl.verify import Expected, Hasher
 
 PATHS = ["thread", "simple"]
@@ -219,10 +219,11 @@ def test_disk_full_in_the_writing_thread_is_exit_6_and_the_partial_resumes(
     assert dest.read_bytes() == payload.data
 
 
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM, signal.SIGINT])
 @pytest.mark.parametrize("kind", PATHS)
-def test_sigkill_mid_transfer_leaves_a_resumable_partial(tmp_path, kind):
-    """kill -9 while the worker holds blocks: what is in the .part is a
-    prefix of the file, .part.json is there, and the next run resumes."""
+def test_a_signal_mid_transfer_leaves_a_resumable_partial(tmp_path, kind, sig):
+    """kill -9, or SIGTERM/SIGINT, while the worker may hold blocks: the .part
+    is a prefix of the file, .part.json is there, and the next run resumes."""
     data = make_data(3 << 20, seed=11)
     sha = hashlib.sha256(data).hexdigest()
     out = tmp_path / "out"
@@ -236,10 +237,17 @@ def test_sigkill_mid_transfer_leaves_a_resumable_partial(tmp_path, kind):
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         try:
             wait_until(lambda: size_of(out / "k.bin.part") == N, timeout=60)
+            p.send_signal(sig)
+            _, err = p.communicate(timeout=30)
         finally:
-            p.kill()
-            p.communicate()
-        assert p.returncode == -signal.SIGKILL
+            if p.poll() is None:
+                p.kill()
+                p.communicate()
+        if sig == signal.SIGKILL:
+            assert p.returncode == -signal.SIGKILL
+        else:
+            assert p.returncode == EXIT_INTERRUPTED, err
+            assert b"Traceback" not in err
         assert (out / "k.bin.part.json").exists()
         assert (out / "k.bin.part").read_bytes() == data[:N]
         r = run_module([url, out / "k.bin", "--sha256", sha, "-q"], env)
