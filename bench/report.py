@@ -26,6 +26,7 @@ TARGET_VS_ARIA2C = 1.0      # bulk: no slower than aria2c
 LARGE_PYTHONS = ("3.11", "2.7", "pypy3")
 STARTUP_PYTHONS = ("2.7", "3.6", "3.11", "3.13")
 ONE_THREAD = "sagedl one thread (3.11)"    # SAGEDL_PIPELINE=simple: what the pipeline gains
+DISK_ALONE = "dd conv=fdatasync (disk alone)"
 WATCHED_MODULES = ("ssl", "threading", "argparse")
 
 
@@ -128,6 +129,7 @@ def summarize(record):
             pair_row(s, "wget -O f", None, "")
             pair_row(s, "aria2c --checksum", None, "")
             pair_row(s, ONE_THREAD, None, " (what the pipeline gains)")
+            pair_row(s, DISK_ALONE, None, " (no network, no hashing)")
         pair_row("sagedl (2.7)", "urllib2 loop (2.7)", TARGET_VS_URLLIB2, "")
         pair_row("sagedl (PyPy3)", "curl -o f", None, "")
         for s in s311[:1]:

@@ -68,7 +68,8 @@ sys.path.insert(0, HERE)
 import measure  # noqa: E402
 import report   # noqa: E402
 from measure import median  # noqa: E402
-from report import LARGE_PYTHONS, ONE_THREAD, STARTUP_PYTHONS, WATCHED_MODULES  # noqa: E402
+from report import (DISK_ALONE, LARGE_PYTHONS, ONE_THREAD, STARTUP_PYTHONS,  # noqa: E402
+                    WATCHED_MODULES)
 from server import Nginx, make_certificates, which  # noqa: E402
 
 APT_PACKAGES = (("nginx", "nginx-light"), ("curl", "curl"), ("wget", "wget"),
@@ -303,9 +304,11 @@ def make_small(b):
 # Item 1 (and 2, 5): the large file
 
 class Tool(object):
-    def __init__(self, name, argv, shell=False, check=None, kind="peer", python=None, env=None):
+    def __init__(self, name, argv, shell=False, check=None, kind="peer", python=None, env=None,
+                 protos=("http", "https")):
         self.name = name
         self.env = env          # extra environment variables
+        self.protos = protos
         self.argv = argv        # argv(proto, url, out) -> list or shell string
         self.shell = shell
         self.check = check      # check(sample, out) -> error text or None
@@ -363,6 +366,13 @@ def large_tools(b):
             name = "sagedl (%s%s)" % ("PyPy3" if label == "pypy3" else label,
                                       ", " + t if t else "")
             tools.append(Tool(name, _sagedl_fetch(b, py, t), kind="sagedl", python=label))
+    if which("dd"):
+        # The disk alone, with the same durability as sagedl (no network, no
+        # hashing): what "the disk is the limit" would mean in this run.
+        mib = b.size >> 20
+        tools.append(Tool(DISK_ALONE, lambda p, u, o: [
+            "dd", "if=/dev/zero", "of=" + o, "bs=1M", "count=%d" % mib, "conv=fdatasync",
+            "status=none"], protos=("http",)))
     if b.pythons.get("3.11"):
         # What the pipeline (sagedl/pipeline.py) gains: the same 3.11 with
         # hashing and writing back in the receiving thread.
@@ -400,7 +410,7 @@ def run_tool(b, tool, proto, url, out, env=None, timeout=None):
 def large_run(b, tools, run_index, rng):
     for proto in ("http", "https"):
         url = "%s/big.bin" % b.nginx.base(proto)
-        order = list(tools)
+        order = [t for t in tools if proto in t.protos]
         rng.shuffle(order)
         for tool in order:
             d = b.fresh_out("large")
@@ -536,7 +546,7 @@ def _sagedl_bulk(b, py, tree, extra):
 def small_run(b, tools, entries, run_index, rng):
     nbytes = b.args.small_kib << 10
     for proto in ("http", "https"):
-        order = list(tools)
+        order = [t for t in tools if proto in t.protos]
         rng.shuffle(order)
         for tool in order:
             out = b.fresh_out("small")
