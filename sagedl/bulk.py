@@ -19,6 +19,7 @@ import os
 
 from sagedl.compat import compat_monotonic
 from sagedl.errors import NetworkError, NotFoundError, SagedlError, UsageError
+from sagedl.fsutil import native_name, text_name
 
 def _select(tree, names, exclude, has_files, no_files):
     """(package names, sorted, {package: Tarball} for names that were
@@ -78,9 +79,11 @@ def select_tarballs(tree, names, exclude=(), has_files=(), no_files=(), tags=())
     tarball file name selects exactly that tarball.  A package named
     explicitly without any tarball is a NotFoundError (Sage prints nothing).
     """
+    names = [text_name(n) for n in names]   # as metadata names are (fsutil.text_name)
     packages, named = _select(tree, names, exclude, has_files, no_files)
     tarballs = []
     for pkg in packages:
+        pkg = native_name(pkg)   # unicode on 2.7 from sagepackage: join with byte paths
         if pkg in named:
             tarballs.append(named[pkg])
             continue

@@ -66,13 +66,13 @@ def _add_common(p):
     g.add_argument("--sage-root", metavar="DIR", help="the Sage tree (default: $SAGE_ROOT, or found "
                                                       "by walking up from the current directory)")
     g = p.add_argument_group("network")
-    g.add_argument("--timeout", type=float, default=None, metavar="S",
+    g.add_argument("--timeout", type=_seconds, default=None, metavar="S",
                    help="network timeout in seconds: connect, each read, and the response head (default 30)")
-    g.add_argument("--low-speed-limit", type=int, default=1024, metavar="BYTES",
+    g.add_argument("--low-speed-limit", type=_count, default=1024, metavar="BYTES",
                    help="abandon a source slower than this many bytes/s ... (default 1024)")
-    g.add_argument("--low-speed-time", type=float, default=30.0, metavar="S",
+    g.add_argument("--low-speed-time", type=_seconds, default=30.0, metavar="S",
                    help="... over this many seconds (default 30)")
-    g.add_argument("--retries", type=int, default=2, metavar="N",
+    g.add_argument("--retries", type=_count, default=2, metavar="N",
                    help="retries of a source answering 429/503 (default 2)")
     g.add_argument("--no-check-certificate", action="store_true",
                    help="do not verify TLS certificates (checksums still apply)")
@@ -89,11 +89,36 @@ def _add_common(p):
     g.add_argument("--debug", action="store_true", help="--verbose, and tracebacks")
     g = p.add_argument_group("files")
     g.add_argument("--force", action="store_true", help="download again even if the file verifies")
-    g.add_argument("--lock-timeout", type=float, default=3600.0, metavar="S",
+    g.add_argument("--lock-timeout", type=_seconds, default=3600.0, metavar="S",
                    help="how long to wait for another sagedl on the same file (default 3600)")
     g.add_argument("--max-size", type=_byte_count, default=None, metavar="BYTES",
                    help="give up on a download whose size nobody states (no Content-Length, "
                         "no --size) once it passes BYTES (K, M, G suffixes; default 4G)")
+
+
+def _seconds(text):
+    """A duration for argparse: a finite number > 0 (nan, inf and -1 once
+    reached the socket layer as an internal error)."""
+    import argparse
+    try:
+        value = float(text)
+    except ValueError:
+        value = None
+    if value is None or not (0 < value < 1e9):      # also false for nan
+        raise argparse.ArgumentTypeError("invalid duration %r (seconds, a number > 0)" % text)
+    return value
+
+
+def _count(text):
+    """A whole number >= 0, for argparse."""
+    import argparse
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError("invalid count %r (a whole number >= 0)" % text)
+    return value
 
 
 def _byte_count(text):
@@ -228,6 +253,7 @@ def _list_parser():
 # sources.py's, many files bulk.py's, site mirrors sitemirror.py's.
 def cmd_fetch(session, to_stdout=False):
     """The sage-download-file form: one URL or tarball.  to_stdout: -o -."""
+    from sagedl import fsutil
     from sagedl.sources import plan_fetch
     from sagedl.urls import redact
     plan = plan_fetch(session)
@@ -243,38 +269,77 @@ def cmd_fetch(session, to_stdout=False):
         said(plan.sources)
     if plan.to_stdout:
         return _fetch_to_stdout(session, plan)
+    # A DESTINATION that names a device or FIFO (/dev/null, /dev/stdout, a
+    # pipe) is streamed into, never renamed or replaced (see fsutil).  A
+    # file inside a DESTINATION directory is a name sagedl writes: the
+    # engine refuses anything but a regular file there.
+    named = None if to_stdout else (session.args.output or session.args.destination)
+    user_dest = plan.copy_to if plan.copy_to is not None else plan.path
+    stream = None
+    if named and not os.path.isdir(named):
+        stream = fsutil.stream_destination(user_dest)
+    if stream and plan.copy_to is None:
+        return _fetch_to_stdout(session, plan, into=user_dest)
     result = session.fetch(plan.path, plan.sources, plan.expected, sage_mirrors=plan.sage_mirrors)
     if to_stdout:
-        _copy_to_stdout(session, result.path)
+        _copy_to_stream(result.path, session.stdout)
         return 0
-    if plan.copy_to is not None:
+    if stream:
+        _write_verified(result.path, user_dest)
+    elif plan.copy_to is not None:
         # Sage downloads into its distfiles, then copies to DESTINATION:
         # a copy, as Sage's save_as makes, not a link into the distfiles.
-        from sagedl.sitemirror import place
-        place(result.path, plan.copy_to, link=False)
+        fsutil.place(result.path, plan.copy_to, link=False)
     errors.debug("saved %s" % (plan.copy_to or result.path))
     return 0
 
 
-def _copy_to_stdout(session, path):
-    import shutil
-    out = getattr(session.stdout, "buffer", session.stdout)
-    with open(path, "rb") as f:
-        shutil.copyfileobj(f, out, 1 << 20)
-    out.flush()
-
-
-def _fetch_to_stdout(session, plan):
-    """sage-download-file URL (no destination) writes the content to stdout."""
+def _fetch_to_stdout(session, plan, into=None):
+    """sage-download-file URL (no destination) writes the content to stdout;
+    ``into``: a device or FIFO DESTINATION instead.  The bytes are fetched and
+    verified in a private temporary directory first, so only verified bytes
+    are ever written out (a checksum failure writes nothing: exit 4)."""
     import shutil
     import tempfile
     tmp = tempfile.mkdtemp(prefix="sagedl-")
     try:
         result = session.fetch(os.path.join(tmp, plan.name), plan.sources, plan.expected)
-        _copy_to_stdout(session, result.path)
+        if into is not None:
+            _write_verified(result.path, into)
+        else:
+            _copy_to_stream(result.path, session.stdout)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return 0
+
+
+def _write_verified(path, device):
+    from sagedl import fsutil
+    fd = fsutil.open_stream_destination(device)
+    try:
+        rfd = os.open(path, os.O_RDONLY)
+        try:
+            fsutil.copy_fd(rfd, fd)
+        finally:
+            os.close(rfd)
+    except OSError as e:
+        raise errors.DiskError("cannot write %s: %s" % (device, e.strerror or e))
+    finally:
+        os.close(fd)
+
+
+def _copy_to_stream(path, stream):
+    """A verified file's bytes to stdout (a SafeStream turns a failed write
+    into exit 6; a test's stream is written through its buffer)."""
+    from sagedl.fsutil import SafeStream
+    out = stream if isinstance(stream, SafeStream) else getattr(stream, "buffer", stream)
+    with open(path, "rb") as f:
+        while True:
+            block = f.read(1 << 20)
+            if not block:
+                break
+            out.write(block)
+    out.flush()
 
 
 def cmd_print_fastest_mirror(session):
@@ -573,8 +638,8 @@ def _destination_options(session):
 def main(argv=None, env=None, stdout=None, stderr=None):
     argv = list(sys.argv[1:] if argv is None else argv)
     env = os.environ if env is None else env
-    stdout = stdout or sys.stdout
-    stderr = stderr or sys.stderr
+    if stdout is None or stderr is None:
+        stdout, stderr = _process_streams(stdout, stderr)
     debug = "--debug" in argv
     if argv == ["--version"]:
         stdout.write(version_line())
@@ -643,6 +708,22 @@ def main(argv=None, env=None, stdout=None, stderr=None):
             ctx.close()
         errors.set_debug(None)
         _restore_sigterm(old_term)
+
+
+def _process_streams(stdout, stderr):
+    """The real stdout/stderr, made safe (issue 12): text survives any locale
+    (fsutil.SafeStream), a closed descriptor gets /dev/null so no file
+    sagedl opens lands on fd 1, and a failed write to stdout (closed,
+    /dev/full, a broken pipe) is a DiskError (exit 6), not a traceback."""
+    from sagedl import fsutil
+    closed = fsutil.guard_std_fds()
+    if stdout is None:
+        stdout = fsutil.ClosedStream("standard output") if 1 in closed or sys.stdout is None \
+            else fsutil.SafeStream(sys.stdout, "standard output")
+    if stderr is None:
+        stderr = fsutil.ClosedStream(None) if 2 in closed or sys.stderr is None \
+            else fsutil.SafeStream(sys.stderr, None)
+    return stdout, stderr
 
 
 def _report(stderr, e, debug):

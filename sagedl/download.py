@@ -83,8 +83,8 @@ import re
 import stat
 import time
 
-from sagedl.compat import (compat_monotonic, compat_replace, compat_text_types,
-                           compat_urlsplit)
+from sagedl.compat import (PY2, compat_monotonic, compat_replace, compat_str,
+                           compat_text_types, compat_urlsplit)
 from sagedl import fsutil
 from sagedl.errors import DiskError, SourceFailure, failure_error
 from sagedl.lock import FileLock
@@ -135,6 +135,10 @@ class Options(object):
 
 class Source(object):
     def __init__(self, url, label=None):
+        if PY2 and isinstance(url, compat_str):
+            # Mirror URLs come from TOML/JSON as unicode on 2.7; mixed with a
+            # non-ASCII byte path in a message they raised UnicodeDecodeError.
+            url = url.encode("utf-8")
         self.url = url
         self.label = label or source_label(url)
 

@@ -114,12 +114,13 @@ def create_exclusive(path, mode=0o644):
         raise
 
 
-def open_regular(path, flags, mode=0o644, doing="write"):
-    """os.open without following a symlink or blocking on a FIFO; the fd is
-    checked to be a regular file (else closed and UnsafePath).  ENOENT and
-    other OSErrors pass through for the caller to word."""
+def open_regular(path, flags, mode=0o644, doing="write", follow=False):
+    """os.open without following a symlink (unless ``follow``, for reading)
+    or blocking on a FIFO; the fd is checked to be a regular file (else
+    closed and UnsafePath).  ENOENT and other OSErrors pass through for the
+    caller to word."""
     try:
-        fd = os.open(path, flags | _SAFE_OPEN, mode)
+        fd = os.open(path, flags | (_SAFE_OPEN & ~O_NOFOLLOW if follow else _SAFE_OPEN), mode)
     except OSError as e:
         if e.errno in (errno.ELOOP, errno.EMLINK, errno.ENXIO, errno.EISDIR):
             k = _quiet_kind(path)
@@ -150,11 +151,12 @@ class TooLarge(ValueError):
     """A file to read is larger than the bound its reader set."""
 
 
-def read_bounded(path, limit):
+def read_bounded(path, limit, follow=False):
     """The bytes of the regular file ``path``, at most ``limit`` of them:
     TooLarge when there are more, UnsafePath when it is not a regular file
-    (a FIFO would block, /dev/zero would never end), OSError otherwise."""
-    fd = open_regular(path, os.O_RDONLY, doing="read")
+    (a FIFO would block, /dev/zero would never end), OSError otherwise.
+    ``follow``: a symlink to a regular file is read (Sage's metadata)."""
+    fd = open_regular(path, os.O_RDONLY, doing="read", follow=follow)
     try:
         chunks, total = [], 0
         while total <= limit:
@@ -272,19 +274,22 @@ STREAM_KINDS = ("char-device", "fifo")
 
 
 def stream_destination(path):
-    """For a DESTINATION given by the user: "stream" when it names (through
+    """For a DESTINATION the user named: "stream" when it is (through
     symlinks) a character device or FIFO (/dev/null, /dev/stdout, a pipe):
     sagedl then writes verified bytes into it as curl would, never renaming,
-    replacing or hashing it.  None for an absent or regular, non-symlink file
-    (the normal case).  UnsafePath for the rest: a symlink to a regular file
-    (sagedl does not write through symlinks), a socket, a block device."""
+    replacing or hashing it.  None when it is absent, a regular file, or a
+    symlink to one (the engine decides: it only reads such a link, as a
+    cached file a checksum verifies, and never replaces it).  UnsafePath
+    for the rest: a socket, a block device, a dangling or looping link."""
     k = _quiet_kind(path)
     if k in (None, "file"):
         return None
     target = _quiet_kind_follow(path)
     if target in STREAM_KINDS:
         return "stream"
-    raise UnsafePath(path, k)
+    if k == "symlink" and target == "file":
+        return None
+    raise UnsafePath(path, k if k != "symlink" or target is None else target)
 
 
 def _quiet_kind_follow(path):
@@ -311,11 +316,12 @@ def open_stream_destination(path):
 
 # -- names and streams in any locale ---------------------------------------------
 def native_name(text):
-    """A file name read from Sage's metadata (text, UTF-8 on disk) as the str
-    the OS calls take: UTF-8 bytes on 2.7 (joining unicode with a non-ASCII
-    byte path raised UnicodeDecodeError); on 3.x the name whose encoding in
-    the filesystem encoding is those UTF-8 bytes (3.6 in a C locale encodes
-    paths as ASCII with surrogateescape)."""
+    """A file name read from Sage's metadata (UTF-8 on disk) as the str the
+    OS calls take.  On 2.7 sage.py already reads metadata as UTF-8 bytes, the
+    native str (joining unicode with a non-ASCII byte path raised
+    UnicodeDecodeError), so this only encodes stray unicode.  On 3.x: the
+    name whose encoding in the filesystem encoding is those UTF-8 bytes (3.6
+    in a C locale encodes paths as ASCII with surrogateescape)."""
     if PY2:
         return text.encode("utf-8") if isinstance(text, unicode) else text  # noqa: F821
     if isinstance(text, bytes):
@@ -324,28 +330,39 @@ def native_name(text):
 
 
 def text_name(native):
-    """The inverse: an argv or path component (native str) as text, to compare
-    with names read from Sage's metadata."""
+    """The inverse: an argv or path component (native str) in the form names
+    read from Sage's metadata have, to compare them: text on 3.x, UTF-8
+    bytes on 2.7."""
     if PY2:
-        if isinstance(native, bytes):
-            return native.decode("utf-8", "replace")
-        return native
+        return native.encode("utf-8") if isinstance(native, unicode) else native  # noqa: F821
     if isinstance(native, bytes):
         return native.decode("utf-8", "surrogateescape")
-    return os.fsencode(native).decode("utf-8", "surrogateescape")
+    try:
+        return os.fsencode(native).decode("utf-8", "surrogateescape")
+    except UnicodeError:
+        return native   # already text (PyPy decodes argv as UTF-8 even under LANG=C)
+
+
+class StreamError(DiskError):
+    """stdout could not be written (closed, /dev/full, a broken pipe): exit 6."""
 
 
 class SafeStream(object):
-    """A text stream wrapper whose write never raises UnicodeError: text is
+    """A process stream whose write never raises UnicodeError: text is
     encoded in the stream's encoding when it can be, paths keep their bytes
-    (surrogateescape), and anything else is written as UTF-8.  On 2.7 bytes
-    go through unchanged and unicode is encoded.  Used for sys.stdout and
-    sys.stderr so that 3.6 under LANG=C (ASCII) prints mirror names, and 2.7
-    with a non-ASCII path prints messages."""
+    (surrogateescape), and anything else is written as UTF-8 (3.6 under
+    LANG=C has an ASCII stdout; 2.7 took unicode only as ASCII).  Bytes are
+    written as they are.  Every write is flushed.
 
-    def __init__(self, stream):
+    ``name`` ("standard output"): a failed write raises StreamError, and the
+    descriptor is pointed at /dev/null so the interpreter's own flush at exit
+    cannot fail again with a traceback.  ``name`` None (stderr): failures are
+    ignored -- there is nowhere left to report them."""
+
+    def __init__(self, stream, name=None):
         self._stream = stream
-        self._buffer = getattr(stream, "buffer", None)
+        self._name = name
+        self._buffer = None if PY2 else getattr(stream, "buffer", None)
         enc = getattr(stream, "encoding", None) or "utf-8"
         try:
             import codecs
@@ -368,23 +385,42 @@ class SafeStream(object):
             return _utf8_lenient(text)
 
     def write(self, text):
-        if PY2:
-            if isinstance(text, unicode):  # noqa: F821
-                text = self.encode(text)
-            return self._stream.write(text)
-        if isinstance(text, bytes):
-            data = text
-        else:
-            data = self.encode(text)
-        if self._buffer is None:
-            return self._stream.write(data.decode(self._encoding, "replace"))
-        self._stream.flush()
-        return self._buffer.write(data)
+        try:
+            if PY2:
+                if isinstance(text, unicode):  # noqa: F821
+                    text = self.encode(text)
+                self._stream.write(text)
+                self._stream.flush()
+                return
+            data = text if isinstance(text, (bytes, bytearray, memoryview)) else self.encode(text)
+            if self._buffer is None:
+                self._stream.write(bytes(data).decode(self._encoding, "replace"))
+                self._stream.flush()
+                return
+            self._stream.flush()
+            self._buffer.write(data)
+            self._buffer.flush()
+        except (IOError, OSError, ValueError) as e:
+            self._failed(e)
 
     def flush(self):
-        self._stream.flush()
-        if self._buffer is not None:
-            self._buffer.flush()
+        try:
+            self._stream.flush()
+            if self._buffer is not None:
+                self._buffer.flush()
+        except (IOError, OSError, ValueError) as e:
+            self._failed(e)
+
+    def _failed(self, e):
+        try:
+            null = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(null, self._stream.fileno())
+            os.close(null)
+        except (IOError, OSError, ValueError, AttributeError):
+            pass
+        if self._name is not None:
+            raise StreamError("cannot write to %s: %s"
+                              % (self._name, getattr(e, "strerror", None) or e))
 
     def isatty(self):
         try:
@@ -396,23 +432,30 @@ class SafeStream(object):
         return self._stream.fileno()
 
 
+class ClosedStream(object):
+    """Stands for a stream that was closed when sagedl started (``>&-``)."""
+
+    encoding = "utf-8"
+
+    def __init__(self, name):
+        self._name = name
+
+    def write(self, text):
+        if self._name is not None:
+            raise StreamError("cannot write to %s: it is closed" % self._name)
+
+    def flush(self):
+        pass
+
+    def isatty(self):
+        return False
+
+
 def _utf8_lenient(text):
     try:
         return text.encode("utf-8", "surrogateescape")
     except UnicodeError:
         return text.encode("utf-8", "replace")
-
-
-def safe_stream(stream):
-    """Wrap a real process stream (one with a file descriptor); pass test
-    streams (StringIO) through unchanged."""
-    if stream is None or isinstance(stream, SafeStream):
-        return stream
-    try:
-        stream.fileno()
-    except (AttributeError, ValueError, IOError, OSError):
-        return stream
-    return SafeStream(stream)
 
 
 def _stdio_closed(fd):

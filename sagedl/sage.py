@@ -33,11 +33,11 @@ Decisions worth knowing:
 
 from __future__ import absolute_import
 
-import io
+import errno
 import os
 import re
 
-from sagedl.compat import compat_text_types
+from sagedl.compat import PY2, compat_text_types
 from sagedl.errors import MetadataError, NotFoundError, UsageError
 from sagedl.verify import DIGEST_LENGTHS
 
@@ -85,7 +85,7 @@ def _few(names):
 # File names
 
 def check_filename(name, what="tarball name"):
-    """Return ``name`` as text if it is a plain file name, else raise UsageError.
+    """Return ``name`` (the native str) if it is a plain file name, else raise UsageError.
 
     Called before any I/O on a user-supplied name and on every file name read
     from checksums.ini: the name becomes a path under SAGE_DISTFILES and part
@@ -101,7 +101,9 @@ def check_filename(name, what="tarball name"):
     reason = _unsafe_reason(name)
     if reason:
         raise UsageError(MSG_UNSAFE % (what, _show(name), reason), HINT_UNSAFE)
-    return name
+    # 2.7: the native str (UTF-8 bytes), which joins with byte paths such as
+    # a non-ASCII SAGE_ROOT; unicode there raised UnicodeDecodeError (issue 12).
+    return name.encode("utf-8") if PY2 else name
 
 
 def _invisible_char(name):
@@ -351,9 +353,28 @@ def _norm(name):
     return name.lower().replace("-", "_").replace(".", "_")
 
 
-def _read_text(path):
-    with io.open(path, encoding="utf-8") as f:
-        return f.read()
+# A bound on what is read from one metadata file (checksums.ini, type,
+# package-version.txt, .upstream.d entries): Sage's largest is a few KiB; a
+# 200 MB package-version.txt once took 1.2 GB of memory (issue 12).
+MAX_METADATA_BYTES = 1 << 20
+
+
+def _read_text(path, limit=MAX_METADATA_BYTES):
+    """A metadata file's text: read at most ``limit`` bytes (more is a
+    MetadataError), only from a regular file (a FIFO or device is an
+    IOError, as an unreadable file), decoded as UTF-8 (UnicodeDecodeError).
+    Symlinks are followed: Sage links checksums.ini between packages.
+    On 2.7 the text is returned as UTF-8 bytes, the native str, so that it
+    mixes with byte paths and argv (see fsutil.native_name)."""
+    from sagedl import fsutil
+    try:
+        data = fsutil.read_bounded(path, limit, follow=True)
+    except fsutil.UnsafePath as e:
+        raise IOError(errno.EINVAL, "%s is %s, not a regular file" % (path, fsutil.describe(e.kind)))
+    except fsutil.TooLarge:
+        raise MetadataError(path, None, "larger than %d bytes: not a Sage metadata file" % limit)
+    text = data.decode("utf-8")
+    return text.encode("utf-8") if PY2 else text
 
 
 class SageTree(object):

@@ -24,6 +24,7 @@ import re
 
 from sagedl.compat import PY2, compat_quote, compat_str
 from sagedl.errors import UsageError
+from sagedl.fsutil import native_name, text_name
 
 MAX_DEAD_MIRRORS = 3
 SPREAD_OVER = 3     # a bulk download spreads its files over the k best mirrors
@@ -194,11 +195,21 @@ def url_basename(url):
 
 def destination(dest, name):
     """The absolute path to write: DESTINATION as a file, or ``name`` inside it
-    when it is a directory, or ``name`` here when there is none."""
+    when it is a directory, or ``name`` here when there is none.  An empty
+    DESTINATION is a usage error, and one ending in '/' names a directory,
+    which must exist (it was once saved as a file named after it)."""
+    from sagedl.errors import DiskError
+    name = native_name(name)
     if dest is None:
         return os.path.abspath(name)
+    if not dest:
+        raise UsageError("DESTINATION is empty", hint="give a file or directory name, or none "
+                                                      "to write to stdout")
     if os.path.isdir(dest):
         return os.path.abspath(os.path.join(dest, name))
+    if dest.endswith(os.sep) or (os.altsep and dest.endswith(os.altsep)):
+        raise DiskError("destination directory does not exist: %s" % dest,
+                        hint="create it first, or give a file name")
     return os.path.abspath(dest)
 
 
@@ -286,8 +297,10 @@ def plan_fetch(session):
     from sagedl.download import Source
     from sagedl.verify import Expected
     a = session.args
-    target = a.url_or_tarball
+    target = text_name(a.url_or_tarball)   # 3.6 in a C locale: argv has surrogates
     dest = a.output or a.destination
+    if dest:   # PyPy in a C locale decodes argv as UTF-8 but paths as ASCII
+        dest = native_name(text_name(dest))
     if is_url(target):
         from sagedl.urls import check_url
         check_url(target)
@@ -314,7 +327,7 @@ def plan_fetch(session):
 
     def sources():   # planned only if the file is not already there, verified
         return [Source(u) for u in tarball_sources(session, tree, tarball)]
-    cached = os.path.join(ensure_distfiles(session, tree), name)
+    cached = os.path.join(ensure_distfiles(session, tree), native_name(name))
     return FetchPlan(name, cached, sources, expected, sage_mirrors=True,
                      copy_to=None if dest is None else destination(dest, name))
 
@@ -339,5 +352,5 @@ def plan_tarballs(session, tree, tarballs):
                 urls = tarball_sources(session, tree, t, rotated(session.mirror_bases(), i))
             return [Source(u) for u in urls]
         return sources
-    return [(t, os.path.join(distfiles, t.filename), planner(i, t))
+    return [(t, os.path.join(distfiles, native_name(t.filename)), planner(i, t))
             for i, t in enumerate(tarballs)]

@@ -91,16 +91,20 @@ CHECKS = textwrap.dedent(r'''
     for name in ("link", "null", "fifo"):
         raises(fsutil.UnsafePath, fsutil.place, p("copy"), p(name))
     raises(fsutil.UnsafePath, fsutil.place, p("fifo"), p("copy2"), link=False)
+    assert fsutil.read_bounded(p("link"), 100, follow=True) == b"precious"
+    raises(fsutil.UnsafePath, fsutil.read_bounded, p("fifo"), 100, follow=True)
 
     # stream destinations: devices and FIFOs (through symlinks) stream;
-    # a symlink to a regular file, a socket, a block device are refused
+    # a socket, a block device, a dangling link are refused
     os.symlink(p("null"), p("null-link"))
     assert fsutil.stream_destination(p("null")) == "stream"
     assert fsutil.stream_destination(p("null-link")) == "stream"
     assert fsutil.stream_destination(p("fifo")) == "stream"
     assert fsutil.stream_destination(p("victim")) is None
     assert fsutil.stream_destination(p("absent")) is None
-    raises(fsutil.UnsafePath, fsutil.stream_destination, p("link"))
+    assert fsutil.stream_destination(p("link")) is None     # the engine refuses to replace it
+    os.symlink(p("nowhere"), p("dangling"))
+    raises(fsutil.UnsafePath, fsutil.stream_destination, p("dangling"))
     os.mknod(p("blk"), stat.S_IFBLK | 0o600, os.makedev(7, 200))
     raises(fsutil.UnsafePath, fsutil.stream_destination, p("blk"))
 
@@ -108,7 +112,8 @@ CHECKS = textwrap.dedent(r'''
     name = fsutil.native_name(u"pkg-\u00e9t\u00e9.tar.gz")
     fd = fsutil.create_exclusive(os.path.join(d, name))
     os.close(fd)
-    assert fsutil.text_name(name) == u"pkg-\u00e9t\u00e9.tar.gz"
+    expect = u"pkg-\u00e9t\u00e9.tar.gz"
+    assert fsutil.text_name(name) == (expect.encode("utf-8") if sys.version_info[0] == 2 else expect)
     listed = [n for n in os.listdir(d) if n.startswith("pkg-")]
     assert listed == [name], (listed, name)
     print("OK")
