@@ -218,6 +218,8 @@ def place(src, dest, link=True):
     if os.path.abspath(src) == os.path.abspath(dest):
         return
     refuse_unless_regular(dest)
+    if _same_file(src, dest):
+        return
     tmp = temp_name(dest)
     try:
         linked = False
@@ -237,6 +239,18 @@ def place(src, dest, link=True):
     except (IOError, OSError) as e:
         _unlink_quietly(tmp)
         raise DiskError("cannot write %s: %s" % (dest, getattr(e, "strerror", None) or e))
+
+
+def _same_file(src, dest):
+    """dest is already src itself (a hard link of it, say from the last
+    make-mirror): rename(2) of one link over another of the same inode does
+    nothing and leaves the temporary name behind, so there is nothing to do.
+    lstat: a symlink at dest is never "the same file"."""
+    try:
+        d, s = os.lstat(dest), os.stat(src)
+    except OSError:
+        return False
+    return stat.S_ISREG(d.st_mode) and (d.st_dev, d.st_ino) == (s.st_dev, s.st_ino)
 
 
 def _copy(src, tmp, mode=0o644):

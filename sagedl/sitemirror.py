@@ -8,8 +8,11 @@ server can serve to a site's build machines; and a checker for it.
                                      since a stock Sage client asks for it
                                      under the name it was given
     DIR/SHA256SUMS                   "HEX  spkg/upstream/PKG/TARBALL" lines
+                                     for every file DIR serves, not only
+                                     this run's
     DIR/mirror_list                  Sage's mirror_list format (comments, then
-                                     a list literal) naming --base-url
+                                     a list literal) naming --base-url; left
+                                     as it is without --base-url
 
 Files are hard-linked from the distfiles when both are on one filesystem
 (no space used twice), else copied; either way through a temporary name and
@@ -20,6 +23,7 @@ from __future__ import absolute_import
 
 import os
 import shutil
+import stat
 
 from sagedl.compat import compat_makedirs, compat_replace
 from sagedl.errors import (EXIT_CHECKSUM, EXIT_NOT_FOUND, DiskError, UsageError)
@@ -49,7 +53,7 @@ def unique(tarballs):
 def place(src, dest, link=True):
     """Put a verified file at dest atomically (a temporary name beside it,
     then a rename): a hard link when ``link`` and possible, else a copy."""
-    if os.path.abspath(src) == os.path.abspath(dest):
+    if os.path.abspath(src) == os.path.abspath(dest) or _same_file(src, dest):
         return
     d = os.path.dirname(dest)
     tmp = dest + ".part"
@@ -71,18 +75,70 @@ def place(src, dest, link=True):
         raise DiskError("cannot write %s: %s" % (dest, getattr(e, "strerror", None) or e))
 
 
+def _same_file(src, dest):
+    """dest is already src itself (a hard link of it, say from the last
+    make-mirror): rename(2) of one link over another of the same inode does
+    nothing and leaves the temporary name behind, so there is nothing to do.
+    lstat: a symlink at dest is never "the same file"."""
+    try:
+        d, s = os.lstat(dest), os.stat(src)
+    except OSError:
+        return False
+    return stat.S_ISREG(d.st_mode) and (d.st_dev, d.st_ino) == (s.st_dev, s.st_ino)
+
+
+def read_sums(path):
+    """{key: sha256} of an existing SHA256SUMS; {} when there is none or it
+    is unreadable (it is rebuilt from the files then)."""
+    sums = {}
+    try:
+        with open(path) as f:
+            for line in f:
+                parts = line.rstrip("\n").split("  ", 1)
+                if len(parts) == 2 and len(parts[0]) == 64:
+                    sums[parts[1]] = parts[0].lower()
+    except (IOError, OSError, UnicodeError):
+        return {}
+    return sums
+
+
+def served_files(directory):
+    """The keys (spkg/upstream/PKG/FILE) of the files DIR serves now."""
+    found = scan(directory)[0] if os.path.isdir(os.path.join(directory, *MIRROR_DIR.split("/"))) else {}
+    return dict((k, p) for k, p in found.items() if not k.endswith(OWN_SUFFIXES)
+                and os.path.isfile(p))
+
+
 def write_index(directory, placed, base_url=None):
-    """placed: [(tarball, [key])]."""
-    lines = sorted("%s  %s\n" % (t.sha256, key) for t, keys in placed for key in keys)
-    _write_atomic(os.path.join(directory, "SHA256SUMS"), "".join(lines))
-    base = base_url or "http://localhost/"
-    if not base.endswith("/"):
-        base += "/"
+    """SHA256SUMS for every file DIR serves -- this run's and earlier runs'
+    (a one-package run once turned a 6-file mirror's index into one line,
+    and a failed run into an empty one) -- and mirror_list when --base-url
+    says where DIR is served.  placed: [(tarball, [key])] of this run.
+
+    Digests come from this run's verified files, else the previous index,
+    else hashing the file.  Returns False when no mirror_list exists and
+    none could be written (no --base-url), for the caller to say so."""
+    from sagedl.verify import Expected, hash_file
+    sums_path = os.path.join(directory, "SHA256SUMS")
+    previous = read_sums(sums_path)
+    now = dict((key, t.sha256) for t, keys in placed for key in keys)
+    lines = []
+    for key, path in sorted(served_files(directory).items()):
+        digest = now.get(key) or previous.get(key)
+        if digest is None:
+            digest = hash_file(path, Expected()).sha256.hexdigest()
+        lines.append("%s  %s\n" % (digest, key))
+    _write_atomic(sums_path, "".join(lines))
+    list_path = os.path.join(directory, "mirror_list")
+    if not base_url:
+        return os.path.exists(list_path)   # kept as it is: never a guessed URL
+    base = base_url if base_url.endswith("/") else base_url + "/"
     text = ("## Sage mirror list, written by sagedl make-mirror.\n"
             "## Serve this directory at the URL below; point SAGE_SERVER (or\n"
             "## sagedl --mirror) at it.\n"
             "[%r]\n" % str(base))
-    _write_atomic(os.path.join(directory, "mirror_list"), text)
+    _write_atomic(list_path, text)
+    return True
 
 
 def _write_atomic(path, text):
@@ -115,7 +171,9 @@ def cmd_make_mirror(ctx):
         compat_makedirs(directory)
     except OSError as e:
         raise DiskError("cannot create %s: %s" % (directory, e.strerror or e))
-    write_index(directory, placed, a.base_url)
+    if not write_index(directory, placed, a.base_url):
+        ctx.warn("no %s written: give --base-url URL, the URL this directory is served at"
+                 % os.path.join(directory, "mirror_list"))
     ctx.say("mirror %s: %d of %d tarballs" % (directory, len(placed), len(tarballs)))
     return code
 
