@@ -64,7 +64,6 @@ TYPES = ("base", "standard", "optional", "experimental")
 PURL_PREFIXES = ("pkg:", "pypi/", "generic")
 # expand_class.include_recursive_dependencies: Makefile variables -> packages
 SUBSTITUTED = {"PYTHON": "python3", "MP_LIBRARY": "gmp", "BLAS": "openblas"}
-ORDER_ONLY_PACKAGES = ("sage_conf",)
 
 MSG_NOT_A_TREE = "%s is not a Sage tree: it has no build/pkgs directory"
 MSG_NO_PACKAGE = "no package %s in the Sage tree at %s (no build/pkgs/%s/type)"
@@ -622,9 +621,9 @@ def properties_lines(tree, selectors, fmt="plain"):
             value = getattr(pkg, prop)
             if value is None:
                 value = "none" if prop.startswith("version") else ""
-            if fmt == "plain":
-                lines.append(["        ", (prop + ":").ljust(28), " ", str(value)
-                              if isinstance(value, bool) else value])
+            if fmt == "plain":   # Sage: u"        {0:28} {1}".format(prop + ":", value)
+                shown = str(value) if isinstance(value, bool) else value
+                lines.append(["        ", (prop + ":").ljust(28), " ", shown])
             else:
                 if isinstance(value, bool):
                     value = str(value)
