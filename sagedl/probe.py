@@ -19,6 +19,8 @@ import time
 from sagedl import __version__
 from sagedl.compat import compat_monotonic, compat_urlsplit
 from sagedl.mirrorlist import Mirror
+from sagedl.reachability import (CONNECT_TIMEOUT, DNS_TIMEOUT, SILENT, cause_of_connect,
+                                 cause_of_lookup)
 from sagedl.urls import (Lookup, base_url_problem, getaddrinfo, numeric_addresses, port_of,
                          proxy_endpoint, proxy_for)
 
@@ -40,15 +42,18 @@ class Ranked(object):
     status OK: ``latency`` is the seconds from connect start to the first
     byte of the response.  FAILED: latency None, ``reason`` says why.
     SKIPPED: latency None; the ranking stopped before this mirror answered.
+    ``cause``: for a network failure, its reachability cause (DNS lookups
+    time out, connection refused, ...), else None.
     """
 
-    __slots__ = ("mirror", "status", "latency", "reason")
+    __slots__ = ("mirror", "status", "latency", "reason", "cause")
 
-    def __init__(self, mirror, status, latency=None, reason=None):
+    def __init__(self, mirror, status, latency=None, reason=None, cause=None):
         self.mirror = mirror
         self.status = status
         self.latency = latency
         self.reason = reason
+        self.cause = cause
 
     @property
     def ok(self):
@@ -195,6 +200,7 @@ class _Probe(object):
         self.last_start = None
         self.result = None       # Ranked once finished
         self.last_error = None
+        self.last_cause = None   # reachability cause of last_error
         self.first_byte = None   # monotonic time the answer's first byte arrived
         self.phase = "resolving"
 
@@ -446,14 +452,16 @@ class _Prober(object):
                 return
             except EnvironmentError as e:
                 p.last_error = _describe(e)
+                p.last_cause = cause_of_connect(e)
         if not p.attempts:
-            self._fail(p, "cannot connect%s: %s" % (p.target.via, p.last_error or "no address"))
+            self._fail(p, "cannot connect%s: %s" % (p.target.via, p.last_error or "no address"),
+                       p.last_cause)
 
-    def _fail(self, p, reason):
+    def _fail(self, p, reason, cause=None):
         for a in p.attempts:
             a.close()
         p.attempts = []
-        p.result = Ranked(p.mirror, FAILED, None, reason)
+        p.result = Ranked(p.mirror, FAILED, None, reason, cause)
 
     def _stop_time(self, probes, answered):
         """When ranking may stop early (see rank()), or None while it may not."""
@@ -471,7 +479,8 @@ class _Prober(object):
                 for p in self.waiting.pop(key, []):
                     if err is not None:
                         self._fail(p, "cannot resolve %s%s: %s"
-                                   % (key[0], " (proxy)" if p.target.via else "", _describe(err)))
+                                   % (key[0], " (proxy)" if p.target.via else "", _describe(err)),
+                                   cause_of_lookup(err))
                     else:
                         self._resolved(p, addrs, now)
             for p in probes:  # Happy Eyeballs (RFC 8305): try the next address too
@@ -508,7 +517,8 @@ class _Prober(object):
                 p.result = Ranked(p.mirror, SKIPPED, None,
                                   "not measured: %d faster mirrors answered first" % answered)
             else:
-                self._fail(p, "timed out after %.1f s %s" % (self.deadline, _phase_words(p)))
+                cause = {"resolving": DNS_TIMEOUT, "connect": CONNECT_TIMEOUT}.get(p.phase, SILENT)
+                self._fail(p, "timed out after %.1f s %s" % (self.deadline, _phase_words(p)), cause)
 
     def _step(self, a, now):
         p = a.probe
@@ -521,6 +531,7 @@ class _Prober(object):
             p.attempts.remove(a)
             p.last_error = _describe(e)
             if p.phase == "connect" and a.phase == "connect":
+                p.last_cause = cause_of_connect(e) if isinstance(e, EnvironmentError) else None
                 if not p.attempts:
                     self._next_attempt(p, now)
                 return

@@ -30,6 +30,10 @@ MAX_HEAD_BYTES = 64 * 1024      # a response head larger than this is hostile
 MAX_HEADERS = 200
 MAX_REDIRECTS = 10
 MAX_INTERIM = 10                # 1xx responses skipped before the final one
+# A TCP connect (three SYNs: 1 + 2 + 4 s) or a name lookup that has not
+# succeeded by then will not: the connect deadline, shorter than the read
+# timeout, bounds what an unreachable server costs (issue 11).
+CONNECT_TIMEOUT = 10.0
 REDIRECT_CODES = (301, 302, 303, 307, 308)
 # Request headers that carry credentials: never sent to another origin.
 CREDENTIAL_HEADERS = ("authorization", "cookie", "proxy-authorization")
@@ -194,11 +198,12 @@ HEAD_DEADLINE = "timed out waiting for the response (the whole head must arrive 
 class Connection(object):
     """One socket to one origin (or proxy), with the bytes read past a head."""
 
-    def __init__(self, pool, key, sock, timeout):
+    def __init__(self, pool, key, sock, timeout, head_timeout=None):
         self.pool = pool
         self.key = key
         self.sock = sock
         self.timeout = timeout
+        self.head_timeout = head_timeout or timeout   # the whole response head
         self.buf = bytearray()    # bytes received but not consumed yet
         # An SSLSocket (it has pending()) returns one TLS record, at most
         # 16 KiB, per recv_into: see _drain_tls.
@@ -218,7 +223,7 @@ class Connection(object):
         if deadline is not None:
             left = deadline - compat_monotonic()
             if left <= 0:
-                raise SourceFailure(SourceFailure.KIND_NETWORK, HEAD_DEADLINE % self.timeout)
+                raise _silent(HEAD_DEADLINE % self.head_timeout)
             by_deadline = left < timeout
             timeout = min(timeout, left)
         self.sock.settimeout(timeout)
@@ -229,9 +234,8 @@ class Connection(object):
             return got
         except socket.timeout:
             if by_deadline:
-                raise SourceFailure(SourceFailure.KIND_NETWORK, HEAD_DEADLINE % self.timeout)
-            raise SourceFailure(SourceFailure.KIND_NETWORK,
-                                "no data for %gs (read timeout)" % self.timeout)
+                raise _silent(HEAD_DEADLINE % self.head_timeout)
+            raise _silent("no data for %gs (read timeout)" % self.timeout)
         except _NETWORK_ERRORS as e:
             if getattr(e, "errno", None) == errno.EINTR:
                 return self._recv(view, n, deadline)
@@ -342,6 +346,18 @@ class Connection(object):
                 pass
 
 
+def server_key(parts, env):
+    """(scheme, host, port, proxy) of a split URL: what a connection is made
+    to, the key of the connection pool and of the run's HostMemory."""
+    return (parts.scheme.lower(), ascii_host(parts.hostname), port_of(parts),
+            proxy_for(parts.geturl(), env))
+
+
+def _silent(message):
+    from sagedl.reachability import SILENT, tag
+    return tag(SourceFailure(SourceFailure.KIND_NETWORK, message), SILENT)
+
+
 def _is_ascii(text):
     try:
         text.encode("ascii")
@@ -360,14 +376,18 @@ class Transport(object):
     """Connections, proxies, TLS and redirects.  One per process (or per thread).
 
     timeout: the network timeout: no recv waits longer, and the whole response
-    head must arrive within it.  connect_timeout defaults to the same, capped
-    at 30 s (a connect that has not completed by then will not).
+    head must arrive within it.  connect_timeout: for the name lookup and the
+    TCP connect, each; defaults to CONNECT_TIMEOUT (or timeout, if shorter).
+    hosts: the run's reachability.HostMemory, shared by the transports of
+    one run: servers found dead are skipped, servers that missed the
+    ranking probe get short deadlines.
     """
 
     def __init__(self, timeout=30.0, connect_timeout=None, env=None, ca_bundle=None,
-                 verify=True, user_agent=USER_AGENT):
+                 verify=True, user_agent=USER_AGENT, hosts=None):
         self.timeout = float(timeout)
-        self.connect_timeout = float(connect_timeout or min(self.timeout, 30.0))
+        self.connect_timeout = float(connect_timeout or min(self.timeout, CONNECT_TIMEOUT))
+        self.hosts = hosts
         self.env = env if env is not None else {}
         self.ca_bundle = ca_bundle
         self.verify = verify
@@ -386,61 +406,78 @@ class Transport(object):
         self._idle.clear()
 
     def _connect(self, parts):
-        scheme = parts.scheme.lower()
-        host = ascii_host(parts.hostname)
-        port = port_of(parts)
-        proxy_url = proxy_for(parts.geturl(), self.env)
-        key = (scheme, host, port, proxy_url)
+        key = server_key(parts, self.env)
+        scheme, host, port, proxy_url = key
         idle = self._idle.get(key)
         while idle:
             conn = idle.pop()
             if _is_reusable(conn.sock):
                 return conn, proxy_url, True
             conn.close()
-        sock = self._socket(scheme, host, port, proxy_url)
-        if scheme == "https":
-            # reconnect: after a certificate error, tls.py handshakes again
-            # to tell the user which check failed (2.7 and 3.6 do not say).
-            sock = self._tls().wrap(sock, host, self.connect_timeout,
-                                    reconnect=lambda: self._socket(scheme, host, port, proxy_url))
-        return Connection(self, key, sock, self.timeout), (proxy_url if scheme == "http" else None), False
+        connect_timeout, head_timeout = self.connect_timeout, self.timeout
+        if self.hosts is not None:
+            connect_timeout, head_timeout = self.hosts.deadlines(key, connect_timeout, head_timeout)
+            known = self.hosts.before_connect(key, connect_timeout + head_timeout + 1.0)
+            if known is not None:
+                from sagedl.reachability import tag
+                raise tag(SourceFailure(SourceFailure.KIND_NETWORK,
+                                        "skipped: failed earlier in this run (%s)" % known),
+                          getattr(known, "cause", None))
+        try:
+            sock = self._socket(scheme, host, port, proxy_url, connect_timeout)
+            if scheme == "https":
+                # reconnect: after a certificate error, tls.py handshakes again
+                # to tell the user which check failed (2.7 and 3.6 do not say).
+                sock = self._tls().wrap(sock, host, connect_timeout,
+                                        reconnect=lambda: self._socket(scheme, host, port,
+                                                                       proxy_url, connect_timeout))
+        except SourceFailure as f:
+            if self.hosts is not None:
+                self.hosts.failed(key, f)
+            raise
+        conn = Connection(self, key, sock, self.timeout, head_timeout)
+        return conn, (proxy_url if scheme == "http" else None), False
 
-    def _socket(self, scheme, host, port, proxy_url):
+    def _socket(self, scheme, host, port, proxy_url, connect_timeout):
         """A connected TCP socket to the origin, or a tunnel to it through the proxy."""
         if not proxy_url:
-            return self._tcp(host, port, host)
+            return self._tcp(host, port, host, connect_timeout)
         phost, pport, pauth = _proxy_endpoint(proxy_url)
-        sock = self._tcp(phost, pport, "proxy " + redact(proxy_url))
+        sock = self._tcp(phost, pport, "proxy " + redact(proxy_url), connect_timeout)
         if scheme == "https":
             sock = self._tunnel(sock, host, port, pauth)
         return sock
 
-    def _tcp(self, host, port, label):
+    def _tcp(self, host, port, label, connect_timeout):
+        from sagedl.reachability import cause_of_connect, cause_of_lookup, tag
         # An ASCII host as bytes: a str host makes getaddrinfo import the
         # idna codec (7 ms of start-up on 3.13).
         addr = host.encode("ascii") if not isinstance(host, bytes) and _is_ascii(host) else host
         try:
-            infos = resolve(addr, port, self.connect_timeout)
-        except socket.timeout:
-            raise SourceFailure(SourceFailure.KIND_NETWORK, "timed out resolving %s (%gs)"
-                                % (label, self.connect_timeout))
+            infos = resolve(addr, port, connect_timeout)
+        except socket.timeout as e:
+            raise tag(SourceFailure(SourceFailure.KIND_NETWORK, "timed out resolving %s (%gs)"
+                                    % (label, connect_timeout)), cause_of_lookup(e))
         except _NETWORK_ERRORS as e:
-            raise SourceFailure(SourceFailure.KIND_NETWORK,
-                                "cannot connect to %s:%s: %s" % (label, port, _strerror(e)))
+            raise tag(SourceFailure(SourceFailure.KIND_NETWORK,
+                                    "cannot connect to %s:%s: %s" % (label, port, _strerror(e))),
+                      cause_of_lookup(e))
         error = None
         for family, _, _, _, sockaddr in infos:
             try:
                 # A numeric address: create_connection resolves nothing more.
-                sock = socket.create_connection(sockaddr[:2], self.connect_timeout)
+                sock = socket.create_connection(sockaddr[:2], connect_timeout)
                 break
             except (socket.timeout,) + _NETWORK_ERRORS as e:
                 error = e
         else:
             if isinstance(error, socket.timeout):
-                raise SourceFailure(SourceFailure.KIND_NETWORK,
-                                    "timed out connecting to %s:%s" % (label, port))
-            raise SourceFailure(SourceFailure.KIND_NETWORK,
-                                "cannot connect to %s:%s: %s" % (label, port, _strerror(error)))
+                raise tag(SourceFailure(SourceFailure.KIND_NETWORK,
+                                        "timed out connecting to %s:%s (%gs)"
+                                        % (label, port, connect_timeout)), cause_of_connect(error))
+            raise tag(SourceFailure(SourceFailure.KIND_NETWORK,
+                                    "cannot connect to %s:%s: %s" % (label, port, _strerror(error))),
+                      cause_of_connect(error))
         try:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         except _NETWORK_ERRORS:
@@ -556,7 +593,7 @@ class Transport(object):
             raise SourceFailure(SourceFailure.KIND_PROTOCOL, "cannot encode the request headers")
         try:
             conn.send(data)
-            deadline = compat_monotonic() + self.timeout
+            deadline = compat_monotonic() + conn.head_timeout
             status, reason, rheaders = conn.read_head(deadline)
             interim = 0
             while 100 <= status < 200 and status != 101:
@@ -567,12 +604,16 @@ class Transport(object):
                     raise SourceFailure(SourceFailure.KIND_PROTOCOL,
                                         "more than %d interim (1xx) responses" % MAX_INTERIM)
                 status, reason, rheaders = conn.read_head(deadline)
-        except SourceFailure:
+        except SourceFailure as f:
             conn.close()
             if reused:
                 # A kept-alive connection the server closed meanwhile: one fresh try.
                 return self._open_once(url, method, headers)
+            if self.hosts is not None:
+                self.hosts.failed(conn.key, f)
             raise
+        if self.hosts is not None and not reused:
+            self.hosts.connected(conn.key)   # it answers: the workers waiting on it go ahead
         try:
             return Response(conn, method, url, status, reason, rheaders)
         except SourceFailure:
