@@ -104,12 +104,13 @@ class Job(object):
         self.error = None
 
 
-def run_jobs(jobs, fetch_one, nworkers, progress, stop_on_error, emit):
+def run_jobs(jobs, fetch_one, nworkers, progress, stop_on_error, emit, stop_after=None):
     """Run ``fetch_one(job, worker_state)`` for each job on ``nworkers`` threads.
 
     ``emit(job)`` is called in job order as soon as the jobs before it are
     done, so stdout lists paths in the order the packages were asked for.
-    With stop_on_error, no new job starts after the first failure.
+    With stop_on_error, no new job starts after the first failure; nor
+    after a finished job for which ``stop_after(job)`` is true.
     """
     import threading
     lock = threading.Lock()
@@ -152,6 +153,8 @@ def run_jobs(jobs, fetch_one, nworkers, progress, stop_on_error, emit):
                     return
                 with lock:
                     if job.error is not None and stop_on_error:
+                        state["stop"] = True
+                    if stop_after is not None and stop_after(job):
                         state["stop"] = True
                     done[job.index] = job
                     for twin in job.same:
@@ -266,10 +269,10 @@ def fetch_tarballs(session, tree, tarballs, emit):
             result = fetch(job.path, job.sources,
                            Expected(None, job.tarball.sha256, job.tarball.sha1),
                            transport, progress, options, on_result=recorder, notify=progress.note)
-        except SagedlError:
+        except SagedlError as e:
             if agg is not None:
                 agg.file_done(job.tarball.filename, False)
-            raise
+            raise session.explained(e)
         if agg is not None:
             agg.file_done(job.tarball.filename, True, result.nbytes)
         elif result.status == "present":
@@ -284,9 +287,11 @@ def fetch_tarballs(session, tree, tarballs, emit):
                                                                    job.error))
 
     session.aggregate = agg
+    streak = NetworkStreak()
     start = now()
     try:
-        run_jobs(jobs, fetch_one, nworkers, agg, a.on_error == "stop", emit_or_warn)
+        run_jobs(jobs, fetch_one, nworkers, agg, a.on_error == "stop", emit_or_warn,
+                 stop_after=streak)
     except KeyboardInterrupt:
         # The workers are daemon threads: they die at exit without their
         # cleanup, so their locks are released here; the line says so.
@@ -299,6 +304,11 @@ def fetch_tarballs(session, tree, tarballs, emit):
         recorder.flush()
     if agg is not None:
         agg.finish()
+    if streak.tripped:
+        # Not forgiven by --on-error warn: nothing could have been fetched.
+        session.stderr.write(summarize(jobs, now() - start) + "\n")
+        report(session.stderr, streak.error(session), session.debug)
+        return streak.error(session).exit_code
     failed = [j for j in jobs if j.error is not None]
     if a.on_error == "warn":
         failed = [j for j in failed if not isinstance(j.error, UNAVAILABLE)]
@@ -328,6 +338,42 @@ def _above(session, job, emit):
         emit(job)
     else:
         agg.above(lambda: emit(job))
+
+
+class NetworkStreak(object):
+    """The bulk early stop (issue 11): when every source of EARLY_STOP files
+    in a row failed at the network level, the network looks unreachable and
+    the rest of the run would only repeat that, one timeout and one message
+    per file.  Called with each finished job (run_jobs' stop_after)."""
+
+    EARLY_STOP = 3
+
+    def __init__(self):
+        self.count = 0
+        self.tripped = False
+        self.last = None
+
+    def __call__(self, job):
+        if isinstance(job.error, NetworkError):
+            self.count += 1
+            self.last = job.error
+        elif job.error is not None or job.result is not None:
+            self.count = 0
+        if self.count >= self.EARLY_STOP:
+            self.tripped = True
+        return self.tripped
+
+    def error(self, session):
+        from sagedl.reachability import UNREACHABLE_SENTENCE
+        if session.verdict is not None and session.verdict.conclusive:
+            text = session.verdict.sentence()
+        else:
+            dead = session.hosts.dead_servers()
+            text = "%s: %d files in a row failed at the network level" % (
+                UNREACHABLE_SENTENCE, self.count)
+            if dead:
+                text += "; unreachable: %s" % "; ".join(dead)
+        return NetworkError(text + "; stopped", hint=self.last.hint if self.last else None)
 
 
 # What sage_bootstrap calls FileNotMirroredError: no source has the file, or

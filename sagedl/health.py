@@ -4,7 +4,10 @@
   collects them and writes them once per run); a mirror whose last result,
   less than a day ago, was a failure goes behind the others in a ranking.
 * The ranking cache: probe.py's latencies, kept for an hour, so a run does
-  not probe again what the previous one just measured.
+  not probe again what the previous one just measured.  A probe in which
+  nothing answered is kept too, with each mirror's failure cause, but only
+  for reachability.VERDICT_TTL: the next runs (Sage's make starts one per
+  package) report the dead network at once instead of probing it again.
 
 Both are caches under cache_dir(): a corrupt or unwritable file is ignored
 and rewritten next time, never fatal.
@@ -19,6 +22,7 @@ from sagedl.compat import compat_makedirs, compat_text_types
 from sagedl.errors import LockTimeout, SagedlError
 from sagedl.mirrorlist import _is_fresh, _write_quietly
 from sagedl.paths import cache_dir
+from sagedl.reachability import VERDICT_TTL
 from sagedl.probe import (FAILED, OK, RANK_DEADLINE, RANK_WANT, SKIPPED, Ranked, _as_mirrors,
                           _Prober, order_ranking)
 from sagedl.urls import origin_key, proxy_for
@@ -147,8 +151,14 @@ def _cached_ranking(path, key, mirrors, now, ttl):
             return None
         if status not in (OK, FAILED, SKIPPED) or (status == OK) != _number(latency):
             return None
-        results.append(Ranked(mirror, status, latency, reason))
-    return results if not by_url else None  # every mirror must be in it
+        cause = item.get("cause")
+        results.append(Ranked(mirror, status, latency, reason,
+                              cause if isinstance(cause, compat_text_types) else None))
+    if by_url:
+        return None   # every mirror must be in it
+    if not any(r.ok for r in results) and not _is_fresh(data["saved"], now, VERDICT_TTL):
+        return None   # "offline" is believed briefly only
+    return results
 
 
 def rank_cached(mirrors, env=None, clock=time.time, ttl=RANKING_TTL, refresh=False,
@@ -159,7 +169,8 @@ def rank_cached(mirrors, env=None, clock=time.time, ttl=RANKING_TTL, refresh=Fal
 
     The cache keeps latencies, not the order: the near-best choice is drawn
     again on each call, so one cached ranking still spreads the load.  A
-    ranking where nothing answered is not cached (offline now, maybe not soon).
+    ranking where nothing answered is believed for VERDICT_TTL only
+    (offline now, maybe not soon).
     """
     mirrors = _as_mirrors(mirrors)
     now = clock()
@@ -168,11 +179,10 @@ def rank_cached(mirrors, env=None, clock=time.time, ttl=RANKING_TTL, refresh=Fal
     results = None if refresh else _cached_ranking(cache_path, key, mirrors, now, ttl)
     if results is None:
         results = _Prober(mirrors, deadline, want, env, ssl_context, path, None).run()
-        if any(r.ok for r in results):
-            _write_json(cache_path, {
-                "version": 1, "saved": now, "key": key,
-                "results": [{"url": r.mirror.url, "status": r.status, "latency": r.latency,
-                             "reason": r.reason} for r in results]})
+        _write_json(cache_path, {
+            "version": 1, "saved": now, "key": key,
+            "results": [{"url": r.mirror.url, "status": r.status, "latency": r.latency,
+                         "reason": r.reason, "cause": r.cause} for r in results]})
     return demote_unhealthy(order_ranking(results, rng), load_health(env), now, health_window)
 
 

@@ -17,10 +17,13 @@ from __future__ import absolute_import
 
 import os
 
-from sagedl.errors import ChecksumError, UsageError
+from sagedl.errors import ChecksumError, NetworkError, UsageError
 
 PROG = "sagedl"
 SMALL_DOCUMENT_BYTES = 256 * 1024
+UNREACHABLE_HINT = ("check the network, DNS or proxy (http_proxy/https_proxy); a probe in which "
+                    "no mirror answered is believed for 2 minutes; SAGE_SERVER or --mirror URL "
+                    "are tried regardless")
 
 
 class Session(object):
@@ -42,6 +45,11 @@ class Session(object):
         self._resolved_lists = {}
         self._live_lists = {}
         self._warned = set()
+        # What this run learned about reachability (reachability.py): the
+        # servers found dead, and why the last probe found no mirror.
+        from sagedl.reachability import HostMemory
+        self.hosts = HostMemory()
+        self.verdict = None
 
     # -- messages -------------------------------------------------------------
     def say(self, text):
@@ -80,7 +88,8 @@ class Session(object):
         """A transport of its own (one per worker thread: connections are not shared)."""
         from sagedl.transport import Transport
         return Transport(timeout=timeout or self.args.timeout or 30.0, env=self.env,
-                   ca_bundle=self.args.ca_bundle, verify=not self.args.no_check_certificate)
+                         ca_bundle=self.args.ca_bundle, verify=not self.args.no_check_certificate,
+                         hosts=self.hosts)
 
     def options(self):
         from sagedl.download import Options
@@ -118,13 +127,45 @@ class Session(object):
     def mirror_bases(self):
         """Mirror base URLs in the order to try: the explicit ones, or the ranked list."""
         if self._bases is None:
-            from sagedl.sources import usable_bases, with_slash
+            from sagedl.sources import with_slash
             explicit = self.explicit_mirrors()
             if explicit:
                 self._bases = [with_slash(m) for m in explicit]
             else:
-                self._bases = usable_bases(self.ranked(self.configured_mirrors()))
+                self._bases = self.usable(self.ranked(self.configured_mirrors()))
         return self._bases
+
+    def usable(self, ranked):
+        """The base URLs of a ranking worth trying (sources.bases_and_verdict);
+        when no mirror answered, the run keeps the verdict, and the mirrors
+        still tried get short deadlines."""
+        from sagedl.sources import bases_and_verdict
+        from sagedl.transport import server_key
+        from sagedl.compat import compat_urlsplit
+        bases, verdict = bases_and_verdict(ranked)
+        if verdict is not None:
+            self.verdict = verdict
+            if bases:
+                self.say("no mirror answered the ranking probe (%s); trying %d of them on "
+                         "short deadlines" % (verdict.sentence().split(": ", 1)[1], len(bases)))
+                self.hosts.set_probation(server_key(compat_urlsplit(b), self.env) for b in bases)
+        return bases
+
+    def explained(self, error):
+        """A download's error, with the probe's verdict as its hint when
+        every source failed at the network level after no mirror answered."""
+        from sagedl.errors import NetworkError
+        if isinstance(error, NetworkError) and self.verdict is not None \
+                and UNREACHABLE_HINT not in (error.hint or ""):
+            error.hint = "%s; %s" % (self.verdict.sentence(), UNREACHABLE_HINT)
+        return error
+
+    def unreachable(self, name=None):
+        """The error of a run whose probe found the network unreachable."""
+        from sagedl.errors import NetworkError
+        text = self.verdict.sentence()
+        return NetworkError(("could not download %s: %s" % (name, text)) if name else text,
+                            hint=UNREACHABLE_HINT)
 
     def upstream_d(self, tree):
         """The tree's .upstream.d entries, read once."""
@@ -152,8 +193,6 @@ class Session(object):
                                         want=None)
         else:
             ranked = health.rank_cached(listed, env=self.env, ssl_context=ctx)
-        if not any(r.ok for r in ranked):
-            self.say("no mirror answered the ranking probe; trying them by priority")
         return ranked
 
     def fetch_small(self, url, timeout):
@@ -190,8 +229,7 @@ class Session(object):
         """For .upstream.d lines naming a mirror_list URL: that live list, ranked."""
         def resolve(url):
             if url not in self._resolved_lists:
-                from sagedl.sources import usable_bases
-                self._resolved_lists[url] = usable_bases(self.ranked(self.live_list(url)))
+                self._resolved_lists[url] = self.usable(self.ranked(self.live_list(url)))
             return self._resolved_lists[url]
         return resolve
 
@@ -216,6 +254,8 @@ class Session(object):
                 detail = getattr(e, "detail", None)
                 e.hint = (detail + "; " if detail else "") + URL_CHECKSUM_ADVICE
             raise
+        except NetworkError as e:
+            raise self.explained(e)
         finally:
             if recorder is not None:
                 recorder.flush()

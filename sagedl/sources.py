@@ -159,13 +159,28 @@ def _dedupe(items):
 
 
 def usable_bases(ranked):
-    """Base URLs to try: every mirror that answered the probe (or was not
-    measured), best first.  Mirrors whose probe failed are dropped -- trying
-    each would cost a timeout apiece -- unless none answered at all
-    (offline, or a probe-hostile network): then the first few by priority."""
+    """Base URLs to try (see bases_and_verdict)."""
+    return bases_and_verdict(ranked)[0]
+
+
+def bases_and_verdict(ranked):
+    """(base URLs to try, reachability.Verdict or None), from a ranking.
+
+    Every mirror that answered the probe (or was not measured), best first;
+    mirrors whose probe failed are dropped -- trying each would cost a
+    timeout apiece.  When none answered, the Verdict says why: if every
+    mirror failed in a way retrying cannot fix (DNS, no route, refused), no
+    mirror is tried; otherwise (timeouts: a slow link misses a 1.2 s probe)
+    the first few by priority are, on probation (short deadlines)."""
     from sagedl.probe import FAILED
+    from sagedl.reachability import verdict
     alive = [r.mirror.url for r in ranked if r.status != FAILED]
-    return alive or [r.mirror.url for r in ranked[:MAX_DEAD_MIRRORS]]
+    if alive or not ranked:
+        return alive, None
+    v = verdict(ranked)
+    if v.conclusive:
+        return [], v
+    return [r.mirror.url for r in ranked[:MAX_DEAD_MIRRORS]], v
 
 
 def rotated(bases, i, k=SPREAD_OVER):
@@ -247,6 +262,8 @@ def tarball_sources(session, tree, tarball, bases=None):
     urls = source_urls(tarball, env, entries, bases, allow_upstream, mirror_lists, skipped)
     for what, url, problem in skipped:
         session.warn_once(what, "skipping %s: URL %s %s" % (what, _shown(url), problem))
+    if not urls and session.verdict is not None:
+        raise session.unreachable(tarball.filename)
     return urls
 
 
