@@ -350,15 +350,19 @@ def cmd_print_fastest_mirror(session):
     mirror_list line, else Sage's own) is refreshed when a day old; offline
     that download fails, which is said, and the cached or shipped list is
     ranked instead (exit 0).  $SAGE_SERVER, when set, is the answer.  With
-    --mirror or $SAGEDL_MIRRORS: the first of those; with --mirrors-file or
-    outside a tree: the best of the configured list.
+    --mirror or $SAGEDL_MIRRORS: the best of those, measured (issue 11);
+    with --mirrors-file or outside a tree: the best of the configured list.
+    When no mirror answers, the first by priority (as Sage, whose own
+    offline test expects a URL and exit 0).
     """
     from sagedl.sources import usable_bases
-    if session.explicit_mirrors():
-        session.stdout.write(session.mirror_bases()[0] + "\n")
-        return 0
     tree = session.tree()
-    if tree is not None and not session.args.mirrors_file:
+    explicit = session.explicit_mirrors()
+    if explicit:
+        from sagedl.mirrorlist import Mirror
+        from sagedl.sources import with_slash
+        listed = [Mirror(with_slash(u)) for u in explicit]
+    elif tree is not None and not session.args.mirrors_file:
         from sagedl.mirrorlist import MIRROR_LIST_URL
         from sagedl.sources import mirror_list_urls
         lists = mirror_list_urls(session.upstream_d(tree), session.env) or [MIRROR_LIST_URL]
@@ -375,7 +379,7 @@ def cmd_print_fastest_mirror(session):
             session.say("%5d ms  %s" % (round(r.latency * 1000), r.mirror.url))
         elif r.reason and r.status != "skipped":
             session.say("unreachable  %s (%s)" % (r.mirror.url, r.reason))
-    session.stdout.write(usable_bases(ranked)[0] + "\n")
+    session.stdout.write((usable_bases(ranked) or [ranked[0].mirror.url])[0] + "\n")
     return 0
 
 
