@@ -15,10 +15,12 @@ import socket
 import subprocess
 import sys
 
+import pytest
+
 import netns
-from conftest import REPO, clean_env, make_data
+from helpers import REPO, clean_env, make_data
 from faultserver import FaultServer
-from sagedl.errors import EXIT_OK
+from sagedl.errors import EXIT_NETWORK, EXIT_OK
 
 TIMEOUT = 120   # per sagedl run: a safety net, never a measure of speed
 
@@ -76,7 +78,104 @@ def error_lines(err):
     return [l for l in err.splitlines() if l.startswith("sagedl: error:")]
 
 
-# -- a dead mirror, remembered -------------------------------------------------------
+# -- tarball already verified in SAGE_DISTFILES: no network at all -----------------
+
+def test_verified_cached_tarball_makes_no_dns_query_and_no_connection(tmp_path):
+    tree = Tree(tmp_path / "sage")
+    tree.cache(tree.names[0])
+    with netns.offline(dns_hole=True) as net:
+        r = net.run(sagedl(tree.names[0]), env_for(tmp_path, tree), timeout=TIMEOUT)
+        assert r.code == EXIT_OK, r
+        assert net.dns.queries == 0, net.dns.names
+        assert net.attempts() == 0
+    assert "Using cached file" in r.err, r
+    assert "probe" not in r.err, r
+
+
+def test_verified_cached_package_download_makes_no_connection(tmp_path):
+    tree = Tree(tmp_path / "sage", count=3)
+    for name in tree.names:
+        tree.cache(name)
+    with netns.offline(dns_hole=True) as net:
+        r = net.run(sagedl("download", ":all:"), env_for(tmp_path, tree), timeout=TIMEOUT)
+        assert r.code == EXIT_OK, r
+        assert net.dns.queries == 0, net.dns.names
+        assert net.attempts() == 0
+    assert len(r.out.splitlines()) == 3, r
+
+
+# -- not cached, the default (shipped) mirror list, offline ------------------------
+
+@pytest.mark.parametrize("dns_hole", [False, True], ids=["no-network", "dns-never-answers"])
+def test_offline_with_the_default_list_says_the_network_looks_unreachable(tmp_path, dns_hole):
+    tree = Tree(tmp_path / "sage")
+    with netns.offline(dns_hole=dns_hole) as net:
+        r = net.run(sagedl(tree.names[0], "--progress", "lines"), env_for(tmp_path, tree),
+                    timeout=TIMEOUT)
+    assert r.code == EXIT_NETWORK, r
+    errors = error_lines(r.err)
+    assert len(errors) == 1, r
+    assert "network looks unreachable" in errors[0], r
+    cause = "DNS lookups time out" if dns_hole else "DNS lookups fail"
+    assert cause in errors[0], r
+    # One line for the error (and a hint): not a line per mirror.
+    assert len(r.err_lines) <= 3, r
+    assert not (tree.distfiles / (tree.names[0] + ".part")).exists()
+
+
+# -- download :all: --on-error warn, offline ----------------------------------------
+
+@pytest.mark.parametrize("dns_hole", [False, True], ids=["no-network", "dns-never-answers"])
+def test_bulk_download_offline_stops_early_in_few_lines(tmp_path, dns_hole):
+    tree = Tree(tmp_path / "sage", count=40)
+    with netns.offline(dns_hole=dns_hole) as net:
+        r = net.run(sagedl("download", ":all:", "--on-error", "warn"), env_for(tmp_path, tree),
+                    timeout=TIMEOUT)
+        queries = net.dns.queries if dns_hole else None
+    assert r.code == EXIT_NETWORK, r
+    assert len(r.err_lines) <= 30, r
+    assert "network looks unreachable" in r.err, r
+    assert r.out == "", r
+    if dns_hole:
+        # Each mirror host is asked about a bounded number of times, not once per file.
+        shipped = 38
+        assert queries <= 4 * 2 * shipped, queries
+
+
+# -- a mirror list of 2 blackholed + 2 mute mirrors ---------------------------------
+
+def test_blackholed_and_mute_mirrors_fail_with_network_exit_and_few_attempts(tmp_path):
+    tree = Tree(tmp_path / "sage")
+    with netns.offline() as net:
+        dead = [net.blackhole(), net.blackhole(), net.mute(), net.mute()]
+        mfile = mirrors_file(tmp_path, [d.url for d in dead])
+        r = net.run(sagedl(tree.names[0], "--mirrors-file", mfile, "--progress", "lines"),
+                    env_for(tmp_path, tree), timeout=TIMEOUT)
+        per_mirror = [net.attempts(d.port) for d in dead]
+    assert r.code == EXIT_NETWORK, r
+    assert len(error_lines(r.err)) == 1, r
+    # The probe's one attempt, and at most one more on a short deadline.
+    assert all(1 <= n <= 2 for n in per_mirror), per_mirror
+    assert "network looks unreachable" in r.err or "did not answer" in r.err, r
+
+
+# -- download -j4 of 12 files, mirrors [blackhole, good] -----------------------------
+
+def test_a_dead_mirror_is_dropped_for_the_rest_of_the_run(tmp_path):
+    tree = Tree(tmp_path / "sage", count=12)
+    with netns.offline() as net:
+        hole = net.blackhole()
+        with FaultServer(tree.files) as good:
+            r = net.run(sagedl("download", ":all:", "-j4", "--mirror", hole.url,
+                               "--mirror", good.url + "/ok/", "--timeout", "5"),
+                        env_for(tmp_path, tree), timeout=TIMEOUT)
+            served = len([q for q in good.requests if q.method == "GET"])
+        tried = net.attempts(hole.port)
+    assert r.code == EXIT_OK, r
+    assert len(r.out.splitlines()) == 12, r
+    assert served == 12
+    assert tried == 1, "the dead mirror was tried %d times" % tried
+
 
 def test_the_health_record_carries_a_dead_mirror_to_the_next_run(tmp_path):
     tree = Tree(tmp_path / "sage", count=2)
@@ -106,6 +205,23 @@ def test_upstream_only_does_not_probe_the_mirrors(tmp_path):
             assert r.code == EXIT_OK, r
             assert net.dns.queries == 0, net.dns.names
             assert net.attempts() == 1     # the upstream server, once
+
+
+@pytest.mark.parametrize("command", ["make-mirror", "verify"])
+def test_site_mirror_commands_from_complete_distfiles_make_no_connection(tmp_path, command):
+    tree = Tree(tmp_path / "sage", count=3)
+    for name in tree.names:
+        tree.cache(name)
+    target = tmp_path / "site"
+    env = env_for(tmp_path, tree)
+    with netns.offline(dns_hole=True) as net:
+        if command == "verify":
+            r = net.run(sagedl("make-mirror", target), env, timeout=TIMEOUT)
+            assert r.code == EXIT_OK, r
+        r = net.run(sagedl(command, target), env, timeout=TIMEOUT)
+        assert r.code == EXIT_OK, r
+        assert net.dns.queries == 0, net.dns.names
+        assert net.attempts() == 0
 
 
 # -- an endless body, sha256 known, no size ---------------------------------------------
@@ -179,3 +295,20 @@ def test_max_size_leaves_bodies_of_stated_size_alone(tmp_path):
                            env=env_for(tmp_path, tree), stdout=subprocess.PIPE,
                            stderr=subprocess.PIPE, timeout=TIMEOUT)
         assert p.returncode == EXIT_OK, p.stderr   # Content-Length states it: no cap
+
+
+# -- --print-fastest-mirror --mirror A --mirror B: measures them ------------------------
+
+def test_print_fastest_mirror_measures_the_given_mirrors(tmp_path):
+    tree = Tree(tmp_path / "sage")
+    with netns.offline() as net:
+        hole = net.blackhole()
+        with FaultServer({}) as good:
+            r = net.run(sagedl("--print-fastest-mirror", "--mirror", hole.url,
+                               "--mirror", good.url + "/ok/"), env_for(tmp_path, tree),
+                        timeout=TIMEOUT)
+            assert net.attempts(hole.port) == 1
+            probed = [q for q in good.requests if q.method == "HEAD"]
+    assert r.code == EXIT_OK, r
+    assert r.out == good.url + "/ok/\n", r
+    assert probed, "the given mirrors were not measured"
