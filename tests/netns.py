@@ -13,6 +13,8 @@ own, holding only loopback:
         net.syns.count(hole.port)               # connection attempts seen
         net.dns.queries                         # DNS questions that reached the hole
 
+Endless() is a server whose body never ends; it needs no namespace.
+
 How it works.  On Linux a namespace belongs to a thread, not a process: the
 calling thread unshares its network namespace (the rest of pytest stays
 where it was), brings ``lo`` up, and every thread and process it starts from
@@ -309,3 +311,42 @@ class Mute(object):
 
     def close(self):
         self._listener.close()
+
+
+class Endless(object):
+    """Answers every request with 200, no Content-Length, and zero bytes
+    until the client hangs up: a body with no end and no stated size."""
+
+    def __init__(self):
+        self._listener = socket.socket()
+        self._listener.bind(("127.0.0.1", 0))
+        self._listener.listen(8)
+        self.port = self._listener.getsockname()[1]
+        self.url = "http://127.0.0.1:%d/" % self.port
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def _serve(self):
+        while not self._stop.is_set():
+            try:
+                conn, _ = self._listener.accept()
+            except OSError:
+                return
+            try:
+                conn.settimeout(10)
+                conn.recv(65536)
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\n"
+                             b"Connection: close\r\n\r\n")
+                block = b"\0" * 65536
+                while not self._stop.is_set():
+                    conn.sendall(block)
+            except OSError:
+                pass
+            finally:
+                conn.close()
+
+    def close(self):
+        self._stop.set()
+        self._listener.close()
+        self._thread.join(10)

@@ -11,7 +11,6 @@ lines, the exit code, the cause named in the message.
 
 import hashlib
 import os
-import socket
 import subprocess
 import sys
 
@@ -123,6 +122,26 @@ def test_offline_with_the_default_list_says_the_network_looks_unreachable(tmp_pa
     assert not (tree.distfiles / (tree.names[0] + ".part")).exists()
 
 
+def test_a_probe_where_nothing_answered_is_believed_by_the_next_run(tmp_path):
+    tree = Tree(tmp_path / "sage")
+    env = env_for(tmp_path, tree)
+    with netns.offline(dns_hole=True) as net:
+        first = net.run(sagedl(tree.names[0]), env, timeout=TIMEOUT)
+        asked = net.dns.queries
+        second = net.run(sagedl(tree.names[0]), env, timeout=TIMEOUT)
+        asked_again = net.dns.queries - asked
+    assert asked > 0
+    assert asked_again == 0, "the next run probed the dead network again"
+    assert first.code == second.code == EXIT_NETWORK, (first, second)
+    assert error_lines(first.err) == error_lines(second.err), (first, second)
+
+
+def test_the_connect_deadline_is_shorter_than_the_read_timeout():
+    from sagedl.transport import CONNECT_TIMEOUT, Transport
+    assert Transport(timeout=30).connect_timeout == CONNECT_TIMEOUT < 30
+    assert Transport(timeout=2).connect_timeout == 2
+
+
 # -- download :all: --on-error warn, offline ----------------------------------------
 
 @pytest.mark.parametrize("dns_hole", [False, True], ids=["no-network", "dns-never-answers"])
@@ -154,8 +173,11 @@ def test_blackholed_and_mute_mirrors_fail_with_network_exit_and_few_attempts(tmp
         per_mirror = [net.attempts(d.port) for d in dead]
     assert r.code == EXIT_NETWORK, r
     assert len(error_lines(r.err)) == 1, r
-    # The probe's one attempt, and at most one more on a short deadline.
+    # The probe's one attempt, and at most one more on short deadlines.
     assert all(1 <= n <= 2 for n in per_mirror), per_mirror
+    from sagedl.reachability import PROBATION_CONNECT, PROBATION_HEAD
+    assert "connecting to 127.0.0.1:%d (%gs)" % (dead[0].port, PROBATION_CONNECT) in r.err, r
+    assert "must arrive within %gs" % PROBATION_HEAD in r.err, r
     assert "network looks unreachable" in r.err or "did not answer" in r.err, r
 
 
@@ -226,48 +248,10 @@ def test_site_mirror_commands_from_complete_distfiles_make_no_connection(tmp_pat
 
 # -- an endless body, sha256 known, no size ---------------------------------------------
 
-class EndlessServer(object):
-    """Answers every GET with 200, no Content-Length, and bytes until hung up."""
-
-    def __init__(self):
-        import threading
-        self.listener = socket.socket()
-        self.listener.bind(("127.0.0.1", 0))
-        self.listener.listen(8)
-        self.url = "http://127.0.0.1:%d/" % self.listener.getsockname()[1]
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self._serve, daemon=True)
-        self.thread.start()
-
-    def _serve(self):
-        while not self.stop.is_set():
-            try:
-                conn, _ = self.listener.accept()
-            except OSError:
-                return
-            try:
-                conn.settimeout(10)
-                conn.recv(65536)
-                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\n"
-                             b"Connection: close\r\n\r\n")
-                block = b"\0" * 65536
-                while not self.stop.is_set():
-                    conn.sendall(block)
-            except OSError:
-                pass
-            finally:
-                conn.close()
-
-    def close(self):
-        self.stop.set()
-        self.listener.close()
-        self.thread.join(10)
-
-
 def test_endless_body_of_unknown_size_is_capped_and_discarded(tmp_path):
     tree = Tree(tmp_path / "sage")
     name = tree.names[0]
-    endless = EndlessServer()
+    endless = netns.Endless()
     try:
         p = subprocess.run(sagedl(name, "--mirror", endless.url, "--max-size", "3M",
                                   "--progress", "none"),
