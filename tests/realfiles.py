@@ -9,8 +9,8 @@ and entries with and without sha1.
     python3 tests/realfiles.py     # prefetch (.ci/run does), print the list
 
 The cache is ~/.cache/sagedl-tests/realfiles, or $SAGEDL_TEST_CACHE.
-Sage's metadata is found at $SAGEDL_SAGE_PKGS, else shared/sage-pkgs beside
-the repository (where CI puts it), else /work/shared/sage-pkgs.
+Sage's metadata is found at $SAGEDL_SAGE_PKGS, else ../shared/sage-pkgs
+beside the repository (where CI and the development machines put it).
 """
 
 from __future__ import annotations
@@ -33,8 +33,7 @@ class RealFileError(RuntimeError):
 
 def sage_pkgs_dir():
     candidates = [os.environ.get("SAGEDL_SAGE_PKGS"),
-                  os.path.join(os.path.dirname(REPO), "shared", "sage-pkgs"),
-                  "/work/shared/sage-pkgs"]
+                  os.path.join(os.path.dirname(REPO), "shared", "sage-pkgs")]
     for candidate in candidates:
         if candidate and os.path.isdir(os.path.join(candidate, "build", "pkgs")):
             return candidate

@@ -13,7 +13,7 @@ src/bin/sage-src-env-config and build/bin/sage-build-env-config from their
 @SAGE_ROOT@ and friends substituted and every other @VAR@ emptied.
 
 The tree is found at $SAGEDL_SAGE_TREE, else shared/sage-tree beside the
-repository (CI), else /work/shared/sage-tree.
+repository (CI and the development machines).
 """
 
 from __future__ import annotations
@@ -30,8 +30,7 @@ OFFLINE = os.path.join(os.path.dirname(REPO), "shared", "tools", "offline")
 def shared_tree():
     """Path of the shared Sage tree, or None."""
     for candidate in (os.environ.get("SAGEDL_SAGE_TREE"),
-                      os.path.join(os.path.dirname(REPO), "shared", "sage-tree"),
-                      "/work/shared/sage-tree"):
+                      os.path.join(os.path.dirname(REPO), "shared", "sage-tree")):
         if candidate and os.path.isfile(os.path.join(candidate, "build", "bin", "sage-spkg")):
             return candidate
     return None

@@ -31,7 +31,7 @@ from sagedl.paths import cache_dir, config_dir
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 def _mirrors_yaml():
-    # The shared data sits beside the clone in CI (../shared), at /work/shared here.
+    # The shared data sits beside the clone (../shared), or $SAGEDL_SAGE_PKGS.
     from realfiles import sage_pkgs_dir
     return os.path.join(sage_pkgs_dir(), "mirrors.yaml")
 

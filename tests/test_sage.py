@@ -1,6 +1,6 @@
 """Sage tree metadata: checksums.ini parsing, templates, resolution, sources.
 
-The real metadata (SAGEDL_SAGE_PKGS, default /work/shared/sage-pkgs: the
+The real metadata (SAGEDL_SAGE_PKGS, default ../shared/sage-pkgs: the
 directory holding build/pkgs) is walked in full; the odd cases (malformed
 files, symlinks, .upstream.d) are built per test under tmp_path.
 """
@@ -17,7 +17,7 @@ from sagedl.sage import (HINT_BROKEN, SageTree, Tarball, check_filename, expand,
                          parse_checksums_ini, read_upstream_d, strip_patchlevel)
 from sagedl.sources import source_urls
 
-from realfiles import sage_pkgs_dir  # $SAGEDL_SAGE_PKGS, ../shared beside the clone, /work/shared
+from realfiles import sage_pkgs_dir  # $SAGEDL_SAGE_PKGS, else ../shared beside the clone
 
 REAL_ROOT = sage_pkgs_dir()
 REAL_PKGS = os.path.join(REAL_ROOT, "build", "pkgs")

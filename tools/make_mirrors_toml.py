@@ -20,7 +20,8 @@ import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
-DEFAULT_YAML = "/work/shared/sage-pkgs/mirrors.yaml"
+# The Sage website's mirror list, in the shared data beside the clone.
+DEFAULT_YAML = os.path.join(os.path.dirname(ROOT), "shared", "sage-pkgs", "mirrors.yaml")
 DEFAULT_OUT = os.path.join(ROOT, "sagedl", "mirrors.toml")
 
 # A missing priority means "no preference".  The explicit values in
