@@ -5,7 +5,7 @@
 
 8 mirrors whose accept queue is full (connects hang), 8 that accept and
 never answer, 8 healthy HTTP responders, all on 127.0.0.1 (the fixtures of
-tests/test_mirrors.py).  Two measurements, each against the 1.5 s target:
+tests/test_mirror_ranking.py).  Two measurements, each against the 1.5 s target:
 
 * default    rank() as the CLI calls it (want=3: stops once 3 answered);
 * worst case want=None: waits for every mirror, so the hung ones run into
@@ -24,7 +24,7 @@ sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.join(ROOT, "tests"))
 
 from sagedl import probe  # noqa: E402
-from test_mirrors import LoopbackServers  # noqa: E402
+from loopback import LoopbackServers  # noqa: E402
 
 TARGET = 1.5
 RUNS = 5

@@ -43,3 +43,25 @@ def run_cli(tmp_path, monkeypatch):
             monkeypatch.chdir(cwd)
         return run_in_process(argv, env)
     return run
+
+
+# -- the mirror tests' loopback world (tests/loopback.py) -------------------------
+@pytest.fixture
+def servers():
+    from loopback import LoopbackServers
+    s = LoopbackServers()
+    yield s
+    s.close()
+
+
+@pytest.fixture
+def env(tmp_path):
+    """An environment with private config/cache dirs and no proxies."""
+    return {"HOME": str(tmp_path / "home"), "XDG_CACHE_HOME": str(tmp_path / "cache"),
+            "XDG_CONFIG_HOME": str(tmp_path / "config")}
+
+
+@pytest.fixture(scope="module")
+def tls_files(tmp_path_factory):
+    from loopback import make_tls_files
+    return make_tls_files(tmp_path_factory.mktemp("tls"))

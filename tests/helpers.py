@@ -89,6 +89,14 @@ def wait_until(predicate, timeout=20.0):
         time.sleep(0.01)
 
 
+def write_text(path, text):
+    """Write ``text`` (UTF-8) to ``path``, making its directory; returns path."""
+    os.makedirs(os.path.dirname(str(path)), exist_ok=True)
+    with open(str(path), "w", encoding="utf-8") as f:
+        f.write(text)
+    return path
+
+
 def size_of(path):
     """A file's size, or -1 when it does not exist."""
     try:

@@ -85,8 +85,8 @@ CPYTHONS = tuple(l for l in pyzmod.LABELS if l != "pypy3")
 def test_real_download_with_a_half_installed_library_on_pythonpath(label, served, tmp_path):
     """Sage's seed race: python3 sagedl.pyz while PYTHONPATH holds a broken
     functools.py/contextlib.py.  (PyPy3 dies in its own start-up there, before
-    any archive code runs: tests/test_seed_race.py pins that as a strict xfail
-    and shows ./sagedl.pyz works instead.)"""
+    any archive code runs: tests/test_pyz_starts_despite_a_broken_python.py
+    pins that as a strict xfail and shows ./sagedl.pyz works instead.)"""
     python = require_interpreter(label)
     s, p = served
     broken = pyzmod.make_broken_stdlib(str(tmp_path / "broken"))

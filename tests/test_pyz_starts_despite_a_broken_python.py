@@ -15,7 +15,9 @@ from pyz import (CPYTHON_LABELS, REPO, clean_env, interpreter_params, interprete
 PREAMBLE = os.path.join(REPO, "zipapp", "preamble.sh")
 BROKEN_PYTHON = '#!/bin/sh\necho "ImportError: No module named _functools" >&2\nexit 1\n'
 FALLBACK_LOOP = "for sagedl_py in /usr/bin/python3 /usr/local/bin/python3; do"
-VERSION_RE = re.compile(r"^sagedl %s \(Python (\d+\.\d+\.\d+)\)$" % re.escape(sagedl.__version__))
+# PyPy names itself too: "sagedl 0.1.0 (PyPy 7.3.11, Python 3.9.16)".
+VERSION_RE = re.compile(r"^sagedl %s \((?:PyPy [0-9.]+, )?Python (\d+\.\d+\.\d+)\)$"
+                        % re.escape(sagedl.__version__))
 
 
 def reported_version(proc):
