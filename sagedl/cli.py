@@ -5,7 +5,10 @@ Two call forms, both drop-in compatible with Sage's tools:
   sagedl [options] URL_OR_TARBALL [DESTINATION]      (sage-download-file)
   sagedl download [options] PKG_OR_CLASS...          (sage-package download)
 
-plus ``sagedl --print-fastest-mirror`` and ``sagedl list-mirrors``.
+plus ``sagedl --print-fastest-mirror``, ``list-mirrors``, ``make-mirror``,
+``verify`` and sage-package's read-only subcommands.  This module parses,
+dispatches to the module that does the work, and turns errors into exit
+codes; it plans nothing.
 
 stdout carries machine output only (paths, the fastest mirror, a URL's
 content when no destination is given, as sage-download-file does); progress
@@ -248,232 +251,10 @@ def _list_parser():
     return p
 
 
-# -- the commands ---------------------------------------------------------------
-# Each takes the run's Session; planning (which sources, in which order) is
-# sources.py's, many files bulk.py's, site mirrors sitemirror.py's.
-def cmd_fetch(session, to_stdout=False):
-    """The sage-download-file form: one URL or tarball.  to_stdout: -o -."""
-    from sagedl import fsutil
-    from sagedl.sources import plan_fetch
-    from sagedl.urls import redact
-    plan = plan_fetch(session)
-
-    def said(sources):          # -v: the sources, once they are planned
-        errors.debug("sources for %s: %s" % (plan.name, ", ".join(redact(s.url) for s in sources)
-                                             or "none"))
-        return sources
-    if callable(plan.sources):
-        planner = plan.sources
-        plan.sources = lambda: said(planner())
-    else:
-        said(plan.sources)
-    if plan.to_stdout:
-        return _fetch_to_stdout(session, plan)
-    # A DESTINATION that names a device or FIFO (/dev/null, /dev/stdout, a
-    # pipe) is streamed into, never renamed or replaced (see fsutil).  A
-    # file inside a DESTINATION directory is a name sagedl writes: the
-    # engine refuses anything but a regular file there.
-    named = None if to_stdout else (session.args.output or session.args.destination)
-    user_dest = plan.copy_to if plan.copy_to is not None else plan.path
-    stream = None
-    if named and not os.path.isdir(named):
-        stream = fsutil.stream_destination(user_dest)
-    if stream and plan.copy_to is None:
-        return _fetch_to_stdout(session, plan, into=user_dest)
-    result = session.fetch(plan.path, plan.sources, plan.expected, sage_mirrors=plan.sage_mirrors)
-    if to_stdout:
-        _copy_to_stream(result.path, session.stdout)
-        return 0
-    if stream:
-        _write_verified(result.path, user_dest)
-    elif plan.copy_to is not None:
-        # Sage downloads into its distfiles, then copies to DESTINATION:
-        # a copy, as Sage's save_as makes, not a link into the distfiles.
-        fsutil.place(result.path, plan.copy_to, link=False)
-    errors.debug("saved %s" % (plan.copy_to or result.path))
-    return 0
-
-
-def _fetch_to_stdout(session, plan, into=None):
-    """sage-download-file URL (no destination) writes the content to stdout;
-    ``into``: a device or FIFO DESTINATION instead.  The bytes are fetched and
-    verified in a private temporary directory first, so only verified bytes
-    are ever written out (a checksum failure writes nothing: exit 4)."""
-    import shutil
-    import tempfile
-    tmp = tempfile.mkdtemp(prefix="sagedl-")
-    try:
-        result = session.fetch(os.path.join(tmp, plan.name), plan.sources, plan.expected)
-        if into is not None:
-            _write_verified(result.path, into)
-        else:
-            _copy_to_stream(result.path, session.stdout)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return 0
-
-
-def _write_verified(path, device):
-    from sagedl import fsutil
-    fd = fsutil.open_stream_destination(device)
-    try:
-        rfd = os.open(path, os.O_RDONLY)
-        try:
-            fsutil.copy_fd(rfd, fd)
-        finally:
-            os.close(rfd)
-    except OSError as e:
-        raise errors.DiskError("cannot write %s: %s" % (device, e.strerror or e))
-    finally:
-        os.close(fd)
-
-
-def _copy_to_stream(path, stream):
-    """A verified file's bytes to stdout (a SafeStream turns a failed write
-    into exit 6; a test's stream is written through its buffer)."""
-    from sagedl.fsutil import SafeStream
-    out = stream if isinstance(stream, SafeStream) else getattr(stream, "buffer", stream)
-    with open(path, "rb") as f:
-        while True:
-            block = f.read(1 << 20)
-            if not block:
-                break
-            out.write(block)
-    out.flush()
-
-
-def cmd_print_fastest_mirror(session):
-    """sage-download-file --print-fastest-mirror: one base URL on stdout, the
-    ranking on stderr (one line per mirror measured).
-
-    In a Sage tree, as Sage: the live mirror list (the tree's .upstream.d
-    mirror_list line, else Sage's own) is refreshed when a day old; offline
-    that download fails, which is said, and the cached or shipped list is
-    ranked instead (exit 0).  $SAGE_SERVER, when set, is the answer.  With
-    --mirror or $SAGEDL_MIRRORS: the best of those, measured (issue 11);
-    with --mirrors-file or outside a tree: the best of the configured list.
-    When no mirror answers, the first by priority (as Sage, whose own
-    offline test expects a URL and exit 0).
-    """
-    from sagedl.sources import usable_bases
-    tree = session.tree()
-    explicit = session.explicit_mirrors()
-    if explicit:
-        from sagedl.mirrorlist import Mirror
-        from sagedl.sources import with_slash
-        listed = [Mirror(with_slash(u)) for u in explicit]
-    elif tree is not None and not session.args.mirrors_file:
-        from sagedl.mirrorlist import MIRROR_LIST_URL
-        from sagedl.sources import mirror_list_urls
-        lists = mirror_list_urls(session.upstream_d(tree), session.env) or [MIRROR_LIST_URL]
-        listed = session.live_list(lists[0])
-        server = (session.env.get("SAGE_SERVER") or "").rstrip("/")
-        if server:
-            session.stdout.write(server + "/\n")
-            return 0
-    else:
-        listed = session.configured_mirrors()
-    ranked = session.ranked(listed)
-    for r in ranked:
-        if r.ok:
-            session.say("%5d ms  %s" % (round(r.latency * 1000), r.mirror.url))
-        elif r.reason and r.status != "skipped":
-            session.say("unreachable  %s (%s)" % (r.mirror.url, r.reason))
-    session.stdout.write((usable_bases(ranked) or [ranked[0].mirror.url])[0] + "\n")
-    return 0
-
-
-def cmd_list_mirrors(session):
-    """A table of the configured mirrors, freshly ranked: name, region,
-    latency, health, last result."""
-    from sagedl import health
-    from sagedl.mirrorlist import Mirror
-    from sagedl.probe import SKIPPED, Ranked
-    if session.explicit_mirrors():
-        listed = [Mirror(u) for u in session.mirror_bases()]
-    else:
-        listed = session.configured_mirrors()
-    if session.args.no_probe:
-        ranked = [Ranked(m, SKIPPED, None, "not measured") for m in listed]
-    else:
-        ranked = session.ranked(listed, fresh=True)
-    text = format_table(ranked, health.load_health(session.env))
-    if sys.version_info[0] == 2 and not isinstance(text, bytes):
-        text = text.encode("utf-8")   # mirror names are unicode; a pipe takes bytes on 2.7
-    session.stdout.write(text)
-    return 0
-
-
-def _ago(seconds):
-    if seconds < 60:
-        return "just now"
-    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
-        if seconds >= size:
-            return "%d %s ago" % (seconds // size, unit)
-
-
-TABLE_WIDTH = 79   # an 80-column terminal, without touching its last column
-
-
-def format_table(ranked, health, now=None, window=None):
-    """Pure: a text table of a ranking that fits 80 columns: per mirror one
-    line with rank, latency, health and URL (the URL whole: it is what
-    --mirror and SAGE_SERVER take), and one indented line with its name,
-    region, why the probe failed and the last result.
-
-     #  latency  health   url
-     1  12 ms    ok       https://mirrors.mit.edu/sage/
-        MIT, Cambridge, MA, USA (na); last: ok, 2 h ago
-    """
-    from sagedl.health import HEALTH_WINDOW, is_unhealthy
-    from sagedl.probe import SKIPPED
-    from sagedl.urls import origin_key
-    import time
-    now = time.time() if now is None else now
-    window = HEALTH_WINDOW if window is None else window
-    rows = [("#", "latency", "health", "url", None)]
-    for n, r in enumerate(ranked, 1):
-        about = [r.mirror.name + (" (%s)" % r.mirror.region if r.mirror.region else "")]
-        if r.ok:
-            latency = ("%.1f ms" if r.latency < 0.01 else "%.0f ms") % (r.latency * 1000)
-        elif r.status == SKIPPED:
-            latency = "-"
-        else:
-            latency = "failed"
-            about.append("probe: %s" % " ".join(compat_text(r.reason).split()))
-        rec = health.get(origin_key(r.mirror.url))
-        if not rec:
-            state = "unknown"
-        else:
-            state = "failing" if is_unhealthy(rec, now, window) else "ok"
-            what = "ok" if rec["ok"] else _clip(rec.get("reason") or "failed", 40)
-            about.append("last: %s, %s" % (what, _ago(max(0, now - rec["last"]))))
-        rows.append((str(n), latency, state, r.mirror.url, "; ".join(about)))
-    widths = [max(len(row[i]) for row in rows) for i in range(3)]
-    indent = " " * (widths[0] + 2)
-    lines = []
-    for row in rows:
-        cells = [row[0].rjust(widths[0]), row[1].ljust(widths[1]), row[2].ljust(widths[2]), row[3]]
-        lines.append("  ".join(cells).rstrip())
-        if row[4]:
-            lines.append(_clip_line(indent + row[4], TABLE_WIDTH))
-    return "\n".join(lines) + "\n"
-
-
-def compat_text(value):
-    from sagedl.compat import compat_str
-    return compat_str(value)
-
-
-def _clip_line(text, width):
-    return text if len(text) <= width else text[:width - 3] + "..."
-
-
-def _clip(text, width):
-    from sagedl.compat import compat_str
-    text = " ".join(compat_str(text).split())
-    return text if len(text) <= width else text[:width - 3] + "..."
-
+# -- the commands live beside what they do, each taking the run's Session:
+# single.py (URL_OR_TARBALL), bulk.py (download), sitemirror.py (make-mirror,
+# verify), showmirrors.py (--print-fastest-mirror, list-mirrors).  Planning
+# (which sources, in which order) is sources.py's.
 
 # -- entry point ---------------------------------------------------------------
 USAGE = """\
@@ -674,6 +455,7 @@ def main(argv=None, env=None, stdout=None, stderr=None):
             from sagedl.bulk import cmd_download
             return cmd_download(ctx)
         if command == "list-mirrors":
+            from sagedl.showmirrors import cmd_list_mirrors
             return cmd_list_mirrors(ctx)
         if command == "make-mirror":
             from sagedl.sitemirror import cmd_make_mirror
@@ -682,6 +464,7 @@ def main(argv=None, env=None, stdout=None, stderr=None):
             from sagedl.sitemirror import cmd_verify
             return cmd_verify(ctx)
         if args.print_fastest_mirror:
+            from sagedl.showmirrors import cmd_print_fastest_mirror
             return cmd_print_fastest_mirror(ctx)
         if not args.url_or_tarball:
             raise UsageError("nothing to download",
@@ -689,6 +472,7 @@ def main(argv=None, env=None, stdout=None, stderr=None):
         mistyped = _mistyped_command(ctx, args.url_or_tarball)
         if mistyped is not None:
             raise mistyped
+        from sagedl.single import cmd_fetch
         return cmd_fetch(ctx, _destination_options(ctx))
     except SagedlError as e:
         _report(stderr, e, debug)

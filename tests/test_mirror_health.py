@@ -5,7 +5,7 @@ import json
 import os
 
 from helpers import write_text
-from sagedl import cli, health, mirrorlist, probe, urls
+from sagedl import health, mirrorlist, probe, showmirrors, urls
 from sagedl.paths import cache_dir
 
 
@@ -97,7 +97,7 @@ def test_format_table_shows_latency_health_and_last_result():
     records = {"https://a.example:443": {"ok": True, "last": now - 7200, "reason": None},
                "https://c.example:443": {"ok": False, "last": now - 300,
                                          "reason": "checksum mismatch"}}
-    text = cli.format_table(ranked, records, now=now)
+    text = showmirrors.format_table(ranked, records, now=now)
     # Two lines a mirror, within 80 columns (issue 15: it was ~190 wide).
     assert text.splitlines() == [
         "#  latency  health   url",

@@ -1,0 +1,139 @@
+"""The commands that show mirrors: ``--print-fastest-mirror`` (one base URL,
+as Sage's) and ``list-mirrors`` (the ranking and health as a table)."""
+
+from __future__ import absolute_import
+
+import sys
+
+
+def cmd_print_fastest_mirror(session):
+    """sage-download-file --print-fastest-mirror: one base URL on stdout, the
+    ranking on stderr (one line per mirror measured).
+
+    In a Sage tree, as Sage: the live mirror list (the tree's .upstream.d
+    mirror_list line, else Sage's own) is refreshed when a day old; offline
+    that download fails, which is said, and the cached or shipped list is
+    ranked instead (exit 0).  $SAGE_SERVER, when set, is the answer.  With
+    --mirror or $SAGEDL_MIRRORS: the best of those, measured (issue 11);
+    with --mirrors-file or outside a tree: the best of the configured list.
+    When no mirror answers, the first by priority (as Sage, whose own
+    offline test expects a URL and exit 0).
+    """
+    from sagedl.sources import usable_bases
+    tree = session.tree()
+    explicit = session.explicit_mirrors()
+    if explicit:
+        from sagedl.mirrorlist import Mirror
+        from sagedl.sources import with_slash
+        listed = [Mirror(with_slash(u)) for u in explicit]
+    elif tree is not None and not session.args.mirrors_file:
+        from sagedl.mirrorlist import MIRROR_LIST_URL
+        from sagedl.sources import mirror_list_urls
+        lists = mirror_list_urls(session.upstream_d(tree), session.env) or [MIRROR_LIST_URL]
+        listed = session.live_list(lists[0])
+        server = (session.env.get("SAGE_SERVER") or "").rstrip("/")
+        if server:
+            session.stdout.write(server + "/\n")
+            return 0
+    else:
+        listed = session.configured_mirrors()
+    ranked = session.ranked(listed)
+    for r in ranked:
+        if r.ok:
+            session.say("%5d ms  %s" % (round(r.latency * 1000), r.mirror.url))
+        elif r.reason and r.status != "skipped":
+            session.say("unreachable  %s (%s)" % (r.mirror.url, r.reason))
+    session.stdout.write((usable_bases(ranked) or [ranked[0].mirror.url])[0] + "\n")
+    return 0
+
+
+def cmd_list_mirrors(session):
+    """A table of the configured mirrors, freshly ranked: name, region,
+    latency, health, last result."""
+    from sagedl import health
+    from sagedl.mirrorlist import Mirror
+    from sagedl.probe import SKIPPED, Ranked
+    if session.explicit_mirrors():
+        listed = [Mirror(u) for u in session.mirror_bases()]
+    else:
+        listed = session.configured_mirrors()
+    if session.args.no_probe:
+        ranked = [Ranked(m, SKIPPED, None, "not measured") for m in listed]
+    else:
+        ranked = session.ranked(listed, fresh=True)
+    text = format_table(ranked, health.load_health(session.env))
+    if sys.version_info[0] == 2 and not isinstance(text, bytes):
+        text = text.encode("utf-8")   # mirror names are unicode; a pipe takes bytes on 2.7
+    session.stdout.write(text)
+    return 0
+
+
+def _ago(seconds):
+    if seconds < 60:
+        return "just now"
+    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
+        if seconds >= size:
+            return "%d %s ago" % (seconds // size, unit)
+
+
+TABLE_WIDTH = 79   # an 80-column terminal, without touching its last column
+
+
+def format_table(ranked, health, now=None, window=None):
+    """Pure: a text table of a ranking that fits 80 columns: per mirror one
+    line with rank, latency, health and URL (the URL whole: it is what
+    --mirror and SAGE_SERVER take), and one indented line with its name,
+    region, why the probe failed and the last result.
+
+     #  latency  health   url
+     1  12 ms    ok       https://mirrors.mit.edu/sage/
+        MIT, Cambridge, MA, USA (na); last: ok, 2 h ago
+    """
+    from sagedl.health import HEALTH_WINDOW, is_unhealthy
+    from sagedl.probe import SKIPPED
+    from sagedl.urls import origin_key
+    import time
+    now = time.time() if now is None else now
+    window = HEALTH_WINDOW if window is None else window
+    rows = [("#", "latency", "health", "url", None)]
+    for n, r in enumerate(ranked, 1):
+        about = [r.mirror.name + (" (%s)" % r.mirror.region if r.mirror.region else "")]
+        if r.ok:
+            latency = ("%.1f ms" if r.latency < 0.01 else "%.0f ms") % (r.latency * 1000)
+        elif r.status == SKIPPED:
+            latency = "-"
+        else:
+            latency = "failed"
+            about.append("probe: %s" % " ".join(compat_text(r.reason).split()))
+        rec = health.get(origin_key(r.mirror.url))
+        if not rec:
+            state = "unknown"
+        else:
+            state = "failing" if is_unhealthy(rec, now, window) else "ok"
+            what = "ok" if rec["ok"] else _clip(rec.get("reason") or "failed", 40)
+            about.append("last: %s, %s" % (what, _ago(max(0, now - rec["last"]))))
+        rows.append((str(n), latency, state, r.mirror.url, "; ".join(about)))
+    widths = [max(len(row[i]) for row in rows) for i in range(3)]
+    indent = " " * (widths[0] + 2)
+    lines = []
+    for row in rows:
+        cells = [row[0].rjust(widths[0]), row[1].ljust(widths[1]), row[2].ljust(widths[2]), row[3]]
+        lines.append("  ".join(cells).rstrip())
+        if row[4]:
+            lines.append(_clip_line(indent + row[4], TABLE_WIDTH))
+    return "\n".join(lines) + "\n"
+
+
+def compat_text(value):
+    from sagedl.compat import compat_str
+    return compat_str(value)
+
+
+def _clip_line(text, width):
+    return text if len(text) <= width else text[:width - 3] + "..."
+
+
+def _clip(text, width):
+    from sagedl.compat import compat_str
+    text = " ".join(compat_str(text).split())
+    return text if len(text) <= width else text[:width - 3] + "..."

@@ -1,0 +1,105 @@
+"""One file: ``sagedl URL_OR_TARBALL [DESTINATION]``, the sage-download-file form.
+
+The plan (which sources, where the file goes) is sources.plan_fetch's; this
+runs it and delivers the verified file: into the distfiles or DESTINATION,
+through a device or FIFO named as DESTINATION (streamed into, never renamed
+over), or to stdout.  Bytes leave sagedl only once they verified: a stream
+is fed from a verified file in a private temporary directory.
+"""
+
+from __future__ import absolute_import
+
+import os
+
+from sagedl import errors
+
+
+def cmd_fetch(session, to_stdout=False):
+    """The sage-download-file form: one URL or tarball.  to_stdout: -o -."""
+    from sagedl import fsutil
+    from sagedl.sources import plan_fetch
+    from sagedl.urls import redact
+    plan = plan_fetch(session)
+
+    def said(sources):          # -v: the sources, once they are planned
+        errors.debug("sources for %s: %s" % (plan.name, ", ".join(redact(s.url) for s in sources)
+                                             or "none"))
+        return sources
+    if callable(plan.sources):
+        planner = plan.sources
+        plan.sources = lambda: said(planner())
+    else:
+        said(plan.sources)
+    if plan.to_stdout:
+        return _fetch_to_stdout(session, plan)
+    # A DESTINATION that names a device or FIFO (/dev/null, /dev/stdout, a
+    # pipe) is streamed into, never renamed or replaced (see fsutil).  A
+    # file inside a DESTINATION directory is a name sagedl writes: the
+    # engine refuses anything but a regular file there.
+    named = None if to_stdout else (session.args.output or session.args.destination)
+    user_dest = plan.copy_to if plan.copy_to is not None else plan.path
+    stream = None
+    if named and not os.path.isdir(named):
+        stream = fsutil.stream_destination(user_dest)
+    if stream and plan.copy_to is None:
+        return _fetch_to_stdout(session, plan, into=user_dest)
+    result = session.fetch(plan.path, plan.sources, plan.expected, sage_mirrors=plan.sage_mirrors)
+    if to_stdout:
+        _copy_to_stream(result.path, session.stdout)
+        return 0
+    if stream:
+        _write_verified(result.path, user_dest)
+    elif plan.copy_to is not None:
+        # Sage downloads into its distfiles, then copies to DESTINATION:
+        # a copy, as Sage's save_as makes, not a link into the distfiles.
+        fsutil.place(result.path, plan.copy_to, link=False)
+    errors.debug("saved %s" % (plan.copy_to or result.path))
+    return 0
+
+
+def _fetch_to_stdout(session, plan, into=None):
+    """sage-download-file URL (no destination) writes the content to stdout;
+    ``into``: a device or FIFO DESTINATION instead.  The bytes are fetched and
+    verified in a private temporary directory first, so only verified bytes
+    are ever written out (a checksum failure writes nothing: exit 4)."""
+    import shutil
+    import tempfile
+    tmp = tempfile.mkdtemp(prefix="sagedl-")
+    try:
+        result = session.fetch(os.path.join(tmp, plan.name), plan.sources, plan.expected)
+        if into is not None:
+            _write_verified(result.path, into)
+        else:
+            _copy_to_stream(result.path, session.stdout)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return 0
+
+
+def _write_verified(path, device):
+    from sagedl import fsutil
+    fd = fsutil.open_stream_destination(device)
+    try:
+        rfd = os.open(path, os.O_RDONLY)
+        try:
+            fsutil.copy_fd(rfd, fd)
+        finally:
+            os.close(rfd)
+    except OSError as e:
+        raise errors.DiskError("cannot write %s: %s" % (device, e.strerror or e))
+    finally:
+        os.close(fd)
+
+
+def _copy_to_stream(path, stream):
+    """A verified file's bytes to stdout (a SafeStream turns a failed write
+    into exit 6; a test's stream is written through its buffer)."""
+    from sagedl.fsutil import SafeStream
+    out = stream if isinstance(stream, SafeStream) else getattr(stream, "buffer", stream)
+    with open(path, "rb") as f:
+        while True:
+            block = f.read(1 << 20)
+            if not block:
+                break
+            out.write(block)
+    out.flush()
