@@ -279,12 +279,18 @@ def fetch_tarballs(session, tree, tarballs, emit):
             session.using_cached(result.path)
         return result
 
+    said = set()
+
     def emit_or_warn(job):
         if job.error is None:
             emit(job)
         elif a.on_error == "warn":
-            session.warn("unable to download tarball of %s: %s" % (job.tarball.listed_as,
-                                                                   job.error))
+            # The network's verdict in full once (emits come in job order).
+            brief = getattr(job.error, "brief", None)
+            text = brief if brief and "verdict" in said else job.error
+            if brief:
+                said.add("verdict")
+            session.warn("unable to download tarball of %s: %s" % (job.tarball.listed_as, text))
 
     session.aggregate = agg
     streak = NetworkStreak()
@@ -306,7 +312,8 @@ def fetch_tarballs(session, tree, tarballs, emit):
         agg.finish()
     if streak.tripped:
         # Not forgiven by --on-error warn: nothing could have been fetched.
-        session.stderr.write(summarize(jobs, now() - start) + "\n")
+        # The counts only: each failure was said as it happened.
+        session.stderr.write(summarize(jobs, now() - start).splitlines()[0] + "\n")
         report(session.stderr, streak.error(session), session.debug)
         return streak.error(session).exit_code
     failed = [j for j in jobs if j.error is not None]

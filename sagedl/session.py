@@ -163,9 +163,13 @@ class Session(object):
     def unreachable(self, name=None):
         """The error of a run whose probe found the network unreachable."""
         from sagedl.errors import NetworkError
+        from sagedl.reachability import UNREACHABLE_SENTENCE
         text = self.verdict.sentence()
-        return NetworkError(("could not download %s: %s" % (name, text)) if name else text,
-                            hint=UNREACHABLE_HINT)
+        error = NetworkError(("could not download %s: %s" % (name, text)) if name else text,
+                             hint=UNREACHABLE_HINT)
+        # What a bulk run says for the files after the first: the cause once.
+        error.brief = "could not download %s: %s (as above)" % (name, UNREACHABLE_SENTENCE)
+        return error
 
     def upstream_d(self, tree):
         """The tree's .upstream.d entries, read once."""
