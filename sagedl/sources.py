@@ -184,9 +184,16 @@ def bases_and_verdict(ranked):
 
 
 def rotated(bases, i, k=SPREAD_OVER):
-    """Spread the work: job i starts on the (i mod k)-th of the k best mirrors."""
+    """Spread the work: job i starts on the (i mod k)-th of the k best mirrors.
+
+    Only those k take turns; the rest keep their ranked order behind them.
+    (Rotating the whole list sent the best mirror to the very back -- behind
+    every slow or barely alive one -- for two jobs in three.)"""
     k = min(k, len(bases))
-    return bases[i % k:] + bases[:i % k] if k else bases
+    if not k:
+        return list(bases)
+    top = bases[:k]
+    return top[i % k:] + top[:i % k] + bases[k:]
 
 
 def with_slash(url):
