@@ -198,7 +198,7 @@ def summarize(jobs, seconds):
     present = [j for j in jobs if j.result is not None and j.result.status == "present"]
     failed = [j for j in jobs if j.error is not None]
     skipped = [j for j in jobs if j.result is None and j.error is None]
-    from sagedl.progress import human_bytes, human_duration
+    from sagedl.progresstext import human_bytes, human_duration
     nbytes = sum(j.result.nbytes for j in fetched)
     lines = ["%d fetched (%s), %d already present, %d failed%s in %s"
              % (len(fetched), human_bytes(nbytes), len(present), len(failed),
