@@ -251,7 +251,7 @@ def installed(tree):
     return tree.root / "build" / "bin"
 
 
-@pytest.mark.parametrize("form", ["sage-spkg", "sage-spkg-with-tags", "upstream-sage"])
+@pytest.mark.parametrize("form", ["sage-spkg", "sage-spkg-with-tags", "upstream-sage", "bootstrap"])
 def test_sage_package_download_forms_through_the_wrapper(tmp_path, tree, mirror, installed, form):
     env = env_for(tmp_path, tree, mirror)
     env["PATH"] = str(installed) + os.pathsep + env["PATH"]
@@ -261,6 +261,8 @@ def test_sage_package_download_forms_through_the_wrapper(tmp_path, tree, mirror,
         "sage-spkg-with-tags": 'OPTS="$OPTS --tags $TAGS"; '
                                'PKG_SRC=$(sage-package download $OPTS -- "$1") || exit 9',
         "upstream-sage": 'PKG_SRC=$(sage-package download $OPTS "$1") || exit 9',
+        # Sage's bootstrap script, with BOOTSTRAP_QUIET=yes.
+        "bootstrap": 'PKG_SRC=$(sage-package download --log=WARNING "$1") || exit 9',
     }[form] + '; printf "%s" "$PKG_SRC"'
     env["TAGS"] = " ".join(CP312_LINUX_TAGS)
     pkg = "wheelpkg" if form == "sage-spkg-with-tags" else "ntl"
