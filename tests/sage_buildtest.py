@@ -24,7 +24,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from nginx import Nginx  # noqa: E402
 
-PYTEST_TIMEOUT = 600
+PYTEST_TIMEOUT = 240
 
 
 def outcomes(junit_xml):

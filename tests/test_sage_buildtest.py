@@ -70,12 +70,13 @@ def run_suite(tmp_path, root, site, label):
     os.makedirs(env["HOME"])
     p = subprocess.run(["sh", OFFLINE, sys.executable, os.path.join(REPO, "tests", "sage_buildtest.py"),
                         root, str(site), junit], env=env, stdout=subprocess.PIPE,
-                       stderr=subprocess.STDOUT, timeout=900)
+                       stderr=subprocess.STDOUT, timeout=270)
     log = p.stdout.decode("utf-8", "replace")
     assert os.path.exists(junit), log
     return outcomes(junit), log
 
 
+@pytest.mark.timeout(600)   # two copies of the tree and two runs of Sage's suite
 def test_sages_build_test_passes_with_the_dropin_wherever_it_passes_without(tmp_path):
     require_shared_tree()
     if not can_go_offline():
