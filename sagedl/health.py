@@ -34,11 +34,16 @@ HEALTH_MAX_ENTRIES = 500
 CACHE_LOCK_TIMEOUT = 5.0
 
 
+MAX_JSON_BYTES = 4 << 20
+
+
 def _read_json(path):
+    """A cache file's JSON object, or None: absent, corrupt, larger than 4 MiB,
+    or not a regular file (a FIFO planted there is never waited on)."""
+    from sagedl import fsutil
     try:
-        with open(path, "rb") as f:
-            data = json.loads(f.read(4 << 20).decode("utf-8"))
-    except (IOError, OSError, ValueError, UnicodeError):
+        data = json.loads(fsutil.read_bounded(path, MAX_JSON_BYTES).decode("utf-8"))
+    except (IOError, OSError, ValueError, UnicodeError, SagedlError):
         return None
     return data if isinstance(data, dict) else None
 

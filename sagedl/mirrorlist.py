@@ -16,10 +16,9 @@ import hashlib
 import os
 import pkgutil
 import re
-import tempfile
 import time
 
-from sagedl.compat import compat_makedirs, compat_replace, compat_text_types, compat_urlsplit
+from sagedl.compat import compat_makedirs, compat_text_types, compat_urlsplit
 from sagedl.errors import LockTimeout, MetadataError, SagedlError, SourceFailure
 from sagedl.paths import cache_dir, config_dir
 from sagedl.tomlreader import loads as toml_loads
@@ -125,10 +124,19 @@ def load_shipped():
     return parse_mirrors_toml(data, where)
 
 
+# A mirrors.toml is a few KiB; a bigger one is not a mirror list (issue 12:
+# what sagedl reads from disk is bounded, and a FIFO is never waited on).
+MAX_TOML_BYTES = 1 << 20
+
+
 def load_file(path):
+    from sagedl import fsutil
     try:
-        with open(path, "rb") as f:
-            data = f.read()
+        data = fsutil.read_bounded(path, MAX_TOML_BYTES, follow=True)
+    except fsutil.TooLarge:
+        raise MetadataError(path, None, "larger than %d bytes: not a mirror list" % MAX_TOML_BYTES)
+    except fsutil.UnsafePath as e:
+        raise MetadataError(path, None, "cannot read: it is %s" % fsutil.describe(e.kind))
     except (IOError, OSError) as e:
         raise MetadataError(path, None, "cannot read: %s" % (e.strerror or e))
     return parse_mirrors_toml(data, path)
@@ -269,10 +277,10 @@ _FETCHED_AT_RE = re.compile(r"^# fetched-at: ([0-9.eE+-]+)$", re.M)
 
 def _read_list_cache(path):
     """(fetched_at or None, urls) of the cached list, or None if absent or corrupt."""
+    from sagedl import fsutil
     try:
-        with open(path, "rb") as f:
-            data = f.read(MAX_LIST_BYTES + 1)
-    except (IOError, OSError):
+        data = fsutil.read_bounded(path, MAX_LIST_BYTES)
+    except (IOError, OSError, ValueError, SagedlError):   # absent, too large, not a file
         return None
     try:
         urls = parse_mirror_list(data, path)
@@ -361,23 +369,15 @@ def _same_mirror_key(url):
 
 
 def _write_quietly(path, data):
-    """Atomically replace ``path`` (temp file + rename); a cache write never fails a run."""
+    """Atomically replace ``path`` (fsutil.write_atomic: a fresh O_EXCL
+    temporary file, then a rename; a symlink or device there is refused);
+    a cache write never fails a run."""
+    from sagedl import fsutil
     try:
-        directory = os.path.dirname(path)
-        compat_makedirs(directory)
-        fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=directory)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-            compat_replace(tmp, path)
-        except BaseException:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
-            raise
+        compat_makedirs(os.path.dirname(path))
+        fsutil.write_atomic(path, data)
         return True
-    except (IOError, OSError):
+    except (IOError, OSError, SagedlError):
         return False
 
 

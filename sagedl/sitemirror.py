@@ -15,17 +15,18 @@ server can serve to a site's build machines; and a checker for it.
                                      as it is without --base-url
 
 Files are hard-linked from the distfiles when both are on one filesystem
-(no space used twice), else copied; either way through a temporary name and
-a rename, so a half-written file never appears under a served name.
+(no space used twice), else copied; either way through a fresh temporary
+name and a rename, so a half-written file never appears under a served name
+(fsutil.place: a symlink or device planted at a served name is refused).
 """
 
 from __future__ import absolute_import
 
 import os
-import shutil
 import stat
 
-from sagedl.compat import compat_makedirs, compat_replace
+from sagedl import fsutil
+from sagedl.compat import compat_makedirs
 from sagedl.errors import (EXIT_CHECKSUM, EXIT_NOT_FOUND, DiskError, UsageError)
 from sagedl.sage import MIRROR_DIR, mirror_path
 
@@ -51,28 +52,16 @@ def unique(tarballs):
 
 
 def place(src, dest, link=True):
-    """Put a verified file at dest atomically (a temporary name beside it,
-    then a rename): a hard link when ``link`` and possible, else a copy."""
-    if os.path.abspath(src) == os.path.abspath(dest) or _same_file(src, dest):
+    """Put a verified file at dest atomically, creating its directory: a hard
+    link when ``link`` and possible, else a copy (fsutil.place: a fresh
+    O_EXCL temporary name, and a symlink or device at dest is refused)."""
+    if _same_file(src, dest):
         return
-    d = os.path.dirname(dest)
-    tmp = dest + ".part"
     try:
-        compat_makedirs(d)
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        linked = False
-        if link:
-            try:
-                os.link(src, tmp)
-                linked = True
-            except OSError:
-                pass   # another filesystem, or no hard links: copy
-        if not linked:
-            shutil.copyfile(src, tmp)
-        compat_replace(tmp, dest)
+        compat_makedirs(os.path.dirname(dest))
     except (IOError, OSError) as e:
         raise DiskError("cannot write %s: %s" % (dest, getattr(e, "strerror", None) or e))
+    fsutil.place(src, dest, link=link)
 
 
 def _same_file(src, dest):
@@ -91,15 +80,18 @@ def read_sums(path):
     """{key: sha256} of an existing SHA256SUMS; {} when there is none or it
     is unreadable (it is rebuilt from the files then)."""
     sums = {}
-    try:
-        with open(path) as f:
-            for line in f:
-                parts = line.rstrip("\n").split("  ", 1)
-                if len(parts) == 2 and len(parts[0]) == 64:
-                    sums[parts[1]] = parts[0].lower()
-    except (IOError, OSError, UnicodeError):
+    try:   # bounded, and never a FIFO or a symlink planted there (issue 12)
+        text = fsutil.read_bounded(path, MAX_SUMS_BYTES).decode("utf-8")
+    except (IOError, OSError, ValueError, DiskError):
         return {}
+    for line in text.splitlines():
+        parts = line.split("  ", 1)
+        if len(parts) == 2 and len(parts[0]) == 64:
+            sums[parts[1]] = parts[0].lower()
     return sums
+
+
+MAX_SUMS_BYTES = 16 << 20      # 700 tarballs take about 100 KB
 
 
 def served_files(directory):
@@ -142,13 +134,7 @@ def write_index(directory, placed, base_url=None):
 
 
 def _write_atomic(path, text):
-    tmp = path + ".part"
-    try:
-        with open(tmp, "w") as f:
-            f.write(text)
-        compat_replace(tmp, path)
-    except (IOError, OSError) as e:
-        raise DiskError("cannot write %s: %s" % (path, getattr(e, "strerror", None) or e))
+    fsutil.write_atomic(path, text.encode("utf-8"))
 
 
 def cmd_make_mirror(ctx):

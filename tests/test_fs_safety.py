@@ -343,3 +343,114 @@ def test_existing_destination_is_kept_when_the_checksum_verifies(served, tmp_pat
     r = sagedl("3.x", [s.url_for(p.name), dest, "--sha256", p.sha256], clean_env(tmp_path))
     assert r.code == 0, r
     assert s.requests_for(p.name) == []
+
+
+# -- make-mirror's files, the caches -------------------------------------------------------
+@pytest.fixture
+def small_tree(tmp_path):
+    from helpers import Tree
+    t = Tree(tmp_path / "sage")
+    t.name = t.add("pkga", "1.0", "pkga-VERSION.tar.gz", make_data(20000, 31))
+    return t
+
+
+def make_mirror(runner, tree, site, s, tmp_path):
+    env = clean_env(tmp_path, SAGE_ROOT=str(tree.root), SAGEDL_MIRRORS=s.url + "/ok/")
+    return sagedl(runner, ["make-mirror", site, "-q"], env)
+
+
+@pytest.mark.parametrize("runner", RUNNERS)
+@pytest.mark.parametrize("planted", ["SHA256SUMS.part", "mirror_list.part",
+                                     "spkg/upstream/pkga/pkga-1.0.tar.gz.part"])
+def test_make_mirror_temporary_names_are_not_written_through(runner, planted, small_tree,
+                                                             tmp_path):
+    """The fixed temporary names make-mirror used are symlinks to a victim:
+    temporary files now have fresh random names, created O_EXCL."""
+    site = tmp_path / "site"
+    (site / "spkg" / "upstream" / "pkga").mkdir(parents=True)
+    v = victim(tmp_path)
+    os.symlink(str(v), str(site / planted))
+    with FaultServer(small_tree.files) as s:
+        r = make_mirror(runner, small_tree, site, s, tmp_path)
+    assert r.code == 0, r
+    assert v.read_bytes() == b"precious\n"
+    assert (site / "spkg" / "upstream" / "pkga" / small_tree.name).read_bytes() == \
+        small_tree.files[small_tree.name]
+
+
+@pytest.mark.parametrize("runner", RUNNERS)
+@pytest.mark.parametrize("planted", ["SHA256SUMS", "spkg/upstream/pkga/pkga-1.0.tar.gz"])
+def test_make_mirror_refuses_a_symlink_at_a_served_name(runner, planted, small_tree, tmp_path):
+    site = tmp_path / "site"
+    (site / "spkg" / "upstream" / "pkga").mkdir(parents=True)
+    v = victim(tmp_path)
+    os.symlink(str(v), str(site / planted))
+    with FaultServer(small_tree.files) as s:
+        r = make_mirror(runner, small_tree, site, s, tmp_path)
+    assert r.code == EXIT_DISK, r
+    assert "refusing" in r.err and "Traceback" not in r.err
+    assert v.read_bytes() == b"precious\n" and os.path.islink(str(site / planted))
+
+
+@pytest.mark.parametrize("runner", RUNNERS)
+@pytest.mark.parametrize("name", ["health.json", "ranking.json"])
+@pytest.mark.parametrize("planted", ["symlink", "fifo"])
+def test_planted_cache_files_are_neither_followed_nor_waited_on(runner, name, planted, served,
+                                                                tmp_path):
+    """The mirror health record and ranking cache: a symlink there is not
+    written through, a FIFO is not read (it would block)."""
+    s, p = served
+    cache = tmp_path / "cache" / "sagedl"
+    cache.mkdir(parents=True)
+    v = victim(tmp_path)
+    if planted == "symlink":
+        os.symlink(str(v), str(cache / name))
+    else:
+        os.mkfifo(str(cache / name))
+    mfile = tmp_path / "mirrors.toml"
+    mfile.write_text('[[mirror]]\nurl = "%s/ok/"\nname = "loopback"\n' % s.url)
+    env = clean_env(tmp_path)
+    r = sagedl(runner, ["list-mirrors", "--mirrors-file", mfile], env, timeout=60)
+    assert r.code == 0, r
+    r = sagedl(runner, ["--print-fastest-mirror", "--mirrors-file", mfile], env, timeout=60)
+    assert r.code == 0, r
+    assert v.read_bytes() == b"precious\n"
+    assert (os.path.islink if planted == "symlink" else
+            lambda f: stat.S_ISFIFO(os.lstat(f).st_mode))(str(cache / name))
+
+
+# -- bounded, regular-file-only reads of metadata ------------------------------------------------
+@pytest.mark.parametrize("runner", RUNNERS)
+@pytest.mark.parametrize("what", ["checksums.ini", "package-version.txt"])
+@pytest.mark.parametrize("how", ["huge", "fifo"])
+def test_hostile_sage_metadata_is_one_error_line(runner, what, how, small_tree, tmp_path):
+    path = small_tree.pkgs / "pkga" / what
+    path.unlink()
+    if how == "huge":
+        with open(str(path), "wb") as f:
+            f.write(b"1.0" + b" " * (2 << 20) + b"\n")
+    else:
+        os.mkfifo(str(path))
+    env = clean_env(tmp_path, SAGE_ROOT=str(small_tree.root), SAGEDL_MIRRORS="http://127.0.0.1:9/")
+    r = sagedl(runner, [small_tree.name], env, timeout=60)
+    assert r.code == 2, r
+    # (an unreadable package-version.txt is reported as "no version" in checksums.ini)
+    assert_one_line_error(r.err, "pkgs/pkga/")
+    if how == "huge":
+        assert "larger than" in r.err, r
+
+
+@pytest.mark.parametrize("runner", RUNNERS)
+@pytest.mark.parametrize("how", ["huge", "fifo"])
+def test_hostile_mirrors_file_is_one_error_line(runner, how, tmp_path):
+    path = tmp_path / "mirrors.toml"
+    if how == "huge":
+        with open(str(path), "wb") as f:
+            f.write(b"# " + b"x" * (2 << 20) + b"\n")
+    else:
+        os.mkfifo(str(path))
+    r = sagedl(runner, ["list-mirrors", "--no-probe", "--mirrors-file", path], clean_env(tmp_path),
+               timeout=60)
+    assert r.code == 2, r
+    assert_one_line_error(r.err, "mirrors.toml")
+    assert ("larger than" if how == "huge" else "FIFO") in r.err, r
