@@ -1,8 +1,8 @@
 """The real build/bin/sage-spkg of the shared Sage tree, through the drop-in.
 
-Each test copies nothing new: one module-wide copy of the tree (symlinks
-restored), the ``.in`` configure outputs written, contrib/sage/install.sh
-run, and a site mirror served by a real nginx on loopback as SAGE_SERVER.
+The tests share one copy of the tree (symlinks restored, the ``.in``
+configure outputs written, contrib/sage/install.sh run) and a site mirror
+served by a real nginx on loopback as SAGE_SERVER.
 Its files are real upstream files whose sha256 matches the tree's: the
 sdist decorator-5.2.1.tar.gz and rpds_py's CPython 3.12 x86_64 manylinux
 wheel (rpds_py is one of the packages made only of per-platform wheels).
@@ -134,7 +134,7 @@ def requested(nginx, name):
         return [line.split('"')[1] for line in f if name in line]
 
 
-def sage_python(tmp_path, tree, prefix):
+def sage_python(prefix):
     """$SAGE_LOCAL/bin/python3: sage-spkg asks it for the platform tags."""
     bindir = os.path.join(prefix, "bin")
     os.makedirs(bindir)
@@ -148,7 +148,7 @@ def test_a_sage_spkg_with_a_tag_reporting_python_downloads(tmp_path, tree, nginx
     env = spkg_env(tmp_path, tree, nginx)
     # A SAGE_LOCAL of this test's own: sage-spkg's second argument is the tree.
     prefix = str(tmp_path / "local")
-    sage_python(tmp_path, tree, prefix)
+    sage_python(prefix)
     code, out = run_spkg(tree, env, pkg, prefix)
     name = os.listdir(str(site / "spkg" / "upstream" / pkg))[0]
     assert "Error downloading tarball" not in out, out
