@@ -170,6 +170,29 @@ def test_real_tree_wheel_packages_pick_one_wheel_for_a_real_tag_list():
         tree.tarballs("gap")[0].filename]
 
 
+def test_real_tree_wheel_packages_with_this_machines_own_tags():
+    """The full sys_tags() of the Python running the tests (pip's packaging,
+    hundreds of tags): Sage's rule gives exactly one wheel of each wheel-only
+    package, and one this Python could install."""
+    root = shared_tree()
+    if root is None:
+        pytest.skip("the shared Sage tree is not here")
+    try:
+        from pip._vendor.packaging.tags import sys_tags
+    except ImportError:
+        pytest.skip("pip's vendored packaging is not importable")
+    tags = ["%s-%s-%s" % (t.interpreter, t.abi, t.platform) for t in sys_tags()]
+    tree = SageTree(root)
+    for pkg in ("rpds_py", "cylp", "clarabel"):
+        picked = bulk.by_tags(tree.tarballs(pkg), tags)
+        if len(picked) == len(tree.tarballs(pkg)):
+            pytest.skip("%s has no wheel for this Python (nothing matched: all taken)" % pkg)
+        assert len(picked) == 1, (pkg, [t.filename for t in picked])
+        py, abi, plat = picked[0].filename[:-len(".whl")].split("-")[-3:]
+        assert any("%s-%s-%s" % (x, y, z) in tags for x in py.split(".")
+                   for y in abi.split(".") for z in plat.split(".")), picked[0].filename
+
+
 # -- the other options ------------------------------------------------------------
 def test_exclude_takes_several_names_and_repeats(run_cli, tmp_path, tree, mirror):
     env = env_for(tmp_path, tree, mirror)
