@@ -43,6 +43,13 @@ bytes ever reach the final file name.
   sagedl make-mirror /srv/sage-mirror :standard:   # a mirror other machines can use
   sagedl verify "$SAGE_ROOT/upstream"               # missing, extra and bad files
   sagedl properties --format=shell pari  # also list, tarball, name: as sage-package
+
+commands (options may come before or after them; 'sagedl COMMAND --help'):
+  download PKG...           the tarballs of Sage packages (sage-package download)
+  list-mirrors              the mirrors, ranked
+  make-mirror DIR [PKG...]  a site mirror in Sage's layout
+  verify DIR [PKG...]       check a distfiles directory or a site mirror
+  properties, list, tarball, name   sage-package's read-only subcommands
 """
 
 

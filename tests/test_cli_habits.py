@@ -282,3 +282,12 @@ def test_list_mirrors_fits_80_columns(env):
     assert lines[:3] == [" #  latency  health   url",
                          " 1  -        unknown  https://mirrors.xmission.com/sage/",
                          "    XMission, Utah, USA (na)"]
+
+
+def test_help_names_the_subcommands(env):
+    r = run(["--help"], env)
+    assert r.returncode == 0, r.err
+    assert "commands (options may come before or after them; 'sagedl COMMAND --help'):" in r.out
+    for command in ("download PKG...", "list-mirrors", "make-mirror DIR [PKG...]",
+                    "verify DIR [PKG...]", "properties, list, tarball, name"):
+        assert "\n  " + command in r.out, command
