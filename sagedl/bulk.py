@@ -25,7 +25,7 @@ def _select(tree, names, exclude, has_files, no_files):
     """(package names, sorted, {package: Tarball} for names that were
     tarball names and so chose one tarball of their package).
 
-    Package names, PURLs and classes are selected by sagepackage.select,
+    Package names, PURLs and classes are selected by sagebootstrap.select,
     the port of sage_bootstrap's PackageClass, with what download_cls adds:
     a class takes only packages with a checksums.ini.  So: a class takes the
     packages with a ``type`` file of that type passing the --has-file /
@@ -33,18 +33,18 @@ def _select(tree, names, exclude, has_files, no_files):
     drops names; the result is a sorted set.  sagedl's addition: a tarball
     file name (or a near-spelling of a package) stands for its package.
     """
-    from sagedl import sagepackage
+    from sagedl import sagebootstrap
     selectors = []
     named = {}
     for name in names:
-        if (name.startswith(":") or name.startswith(sagepackage.PURL_PREFIXES)
+        if (name.startswith(":") or name.startswith(sagebootstrap.PURL_PREFIXES)
                 or os.path.isdir(os.path.join(tree.pkgs_dir, name))):
             selectors.append(name)
         else:
             tarball = tree.resolve(name)   # a tarball name, or a near-spelling
             named.setdefault(tarball.listed_as, tarball)
             selectors.append(tarball.listed_as)
-    packages = sagepackage.select(sagepackage.Tree(tree.root), selectors,
+    packages = sagebootstrap.select(sagebootstrap.Tree(tree.root), selectors,
                                   has_files=list(has_files) + ["checksums.ini"],
                                   no_files=no_files, exclude=[list(exclude)])
     return packages, named
@@ -83,7 +83,7 @@ def select_tarballs(tree, names, exclude=(), has_files=(), no_files=(), tags=())
     packages, named = _select(tree, names, exclude, has_files, no_files)
     tarballs = []
     for pkg in packages:
-        pkg = native_name(pkg)   # unicode on 2.7 from sagepackage: join with byte paths
+        pkg = native_name(pkg)   # unicode on 2.7 from sagebootstrap: join with byte paths
         if pkg in named:
             tarballs.append(named[pkg])
             continue
