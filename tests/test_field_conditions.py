@@ -299,3 +299,38 @@ def test_print_fastest_mirror_measures_the_given_mirrors(tmp_path):
     assert r.code == EXIT_OK, r
     assert r.out == good.url + "/ok/\n", r
     assert probed, "the given mirrors were not measured"
+
+
+# -- the verdict, pure ---------------------------------------------------------------
+
+def ranked_failures(*causes):
+    from sagedl.mirrorlist import Mirror
+    from sagedl.probe import FAILED, Ranked
+    return [Ranked(Mirror("http://m%d.example/" % i), FAILED, None, "failed", c)
+            for i, c in enumerate(causes)]
+
+
+def test_a_probe_failing_on_dns_everywhere_is_conclusive_and_drops_every_mirror():
+    from sagedl.reachability import DNS_TIMEOUT, WORDS
+    from sagedl.sources import bases_and_verdict
+    bases, v = bases_and_verdict(ranked_failures(DNS_TIMEOUT, DNS_TIMEOUT, DNS_TIMEOUT))
+    assert bases == [] and v.conclusive
+    assert "the network looks unreachable: %s (3 of 3 mirrors" % WORDS[DNS_TIMEOUT] in v.sentence()
+
+
+def test_timeouts_are_not_conclusive_and_keep_three_mirrors_on_probation():
+    from sagedl.reachability import CONNECT_TIMEOUT, REFUSED, SILENT
+    from sagedl.sources import MAX_DEAD_MIRRORS, bases_and_verdict
+    ranked = ranked_failures(CONNECT_TIMEOUT, SILENT, REFUSED, CONNECT_TIMEOUT, None)
+    bases, v = bases_and_verdict(ranked)
+    assert not v.conclusive and v.cause == CONNECT_TIMEOUT and v.failed == 2
+    assert bases == [r.mirror.url for r in ranked[:MAX_DEAD_MIRRORS]]
+
+
+def test_one_mirror_answering_means_no_verdict():
+    from sagedl.mirrorlist import Mirror
+    from sagedl.probe import OK, Ranked
+    from sagedl.reachability import DNS_FAILED
+    from sagedl.sources import bases_and_verdict
+    ranked = ranked_failures(DNS_FAILED) + [Ranked(Mirror("http://ok.example/"), OK, 0.01)]
+    assert bases_and_verdict(ranked) == (["http://ok.example/"], None)
