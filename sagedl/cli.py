@@ -77,7 +77,11 @@ def _add_common(p):
                                                       "by walking up from the current directory)")
     g = p.add_argument_group("network")
     g.add_argument("--timeout", type=_seconds, default=None, metavar="S",
-                   help="network timeout in seconds: connect, each read, and the response head (default 30)")
+                   help="network timeout in seconds: each read, and the whole response head "
+                        "(default 30)")
+    g.add_argument("--connect-timeout", type=_seconds, default=None, metavar="S",
+                   help="deadline for each name lookup and each TCP connect (default 10, or "
+                        "--timeout when shorter)")
     g.add_argument("--low-speed-limit", type=_count, default=1024, metavar="BYTES",
                    help="abandon a source slower than this many bytes/s ... (default 1024)")
     g.add_argument("--low-speed-time", type=_seconds, default=30.0, metavar="S",

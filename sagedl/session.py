@@ -87,9 +87,11 @@ class Session(object):
     def new_transport(self, timeout=None):
         """A transport of its own (one per worker thread: connections are not shared)."""
         from sagedl.transport import Transport
-        return Transport(timeout=timeout or self.args.timeout or 30.0, env=self.env,
-                         ca_bundle=self.args.ca_bundle, verify=not self.args.no_check_certificate,
-                         hosts=self.hosts)
+        timeout = timeout or self.args.timeout or 30.0
+        connect = getattr(self.args, "connect_timeout", None)
+        return Transport(timeout=timeout, connect_timeout=min(connect, timeout) if connect else None,
+                         env=self.env, ca_bundle=self.args.ca_bundle,
+                         verify=not self.args.no_check_certificate, hosts=self.hosts)
 
     def options(self):
         from sagedl.download import Options

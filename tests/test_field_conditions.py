@@ -143,6 +143,18 @@ def test_the_connect_deadline_is_shorter_than_the_read_timeout():
     assert Transport(timeout=2).connect_timeout == 2
 
 
+def test_connect_timeout_bounds_a_connect_separately_from_the_read_timeout(tmp_path):
+    tree = Tree(tmp_path / "sage")
+    with netns.offline() as net:
+        hole = net.blackhole()
+        r = net.run(sagedl(tree.names[0], "--mirror", hole.url, "--connect-timeout", "1",
+                           "--timeout", "60"), env_for(tmp_path, tree), timeout=TIMEOUT)
+        tried = net.attempts(hole.port)
+    assert r.code == EXIT_NETWORK, r
+    assert "timed out connecting to 127.0.0.1:%d (1s)" % hole.port in r.err, r
+    assert tried == 1
+
+
 # -- download :all: --on-error warn, offline ----------------------------------------
 
 @pytest.mark.parametrize("dns_hole", [False, True], ids=["no-network", "dns-never-answers"])
