@@ -179,8 +179,12 @@ def make_parser():
     p.add_argument("--version", action="store_true", help="print the version and exit")
     p.add_argument("url_or_tarball", nargs="?", help="a URL, a tarball name or a package name")
     p.add_argument("destination", nargs="?",
-                   help="where to write the file (a file or a directory); default: the "
-                        "tarball under $SAGE_DISTFILES, or a URL's content on stdout")
+                   help="where to write the file (a file, or a directory: one ending in / "
+                        "must exist); default: the tarball under $SAGE_DISTFILES, or a URL's "
+                        "content on stdout.  A file there is replaced unless a checksum "
+                        "verifies it.  A device or FIFO (/dev/null, a pipe) receives the "
+                        "bytes once verified and is never replaced; a symlink is never "
+                        "written through (exit 6)")
     p.add_argument("-o", "--output", metavar="PATH",
                    help="same as DESTINATION; '-' writes the file to stdout")
     p.add_argument("-O", "--remote-name", action="store_true",

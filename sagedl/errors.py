@@ -26,7 +26,8 @@ EXIT_CODES = [
     (EXIT_NOT_FOUND, "not found: no such package or tarball, or no source has the file"),
     (EXIT_CHECKSUM, "checksum failed on every source"),
     (EXIT_NETWORK, "network failure on every source"),
-    (EXIT_DISK, "cannot write the destination (disk full, read-only, ...)"),
+    (EXIT_DISK, "cannot write the destination or stdout (full, read-only, closed, ...), or\n"
+                "       refused a symlink, device or FIFO at a name sagedl writes"),
     (EXIT_LOCK, "timed out waiting for another sagedl on the same file"),
     (EXIT_INTERRUPTED, "interrupted (SIGINT/SIGTERM); partial file kept"),
 ]

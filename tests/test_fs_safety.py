@@ -454,3 +454,29 @@ def test_hostile_mirrors_file_is_one_error_line(runner, how, tmp_path):
     assert r.code == 2, r
     assert_one_line_error(r.err, "mirrors.toml")
     assert ("larger than" if how == "huge" else "FIFO") in r.err, r
+
+
+@pytest.mark.parametrize("runner", RUNNERS)
+def test_planted_bytecode_cache_entries_are_neither_followed_nor_waited_on(runner, served,
+                                                                          tmp_path):
+    """The pyz's compiled-module cache: a FIFO planted at an entry would hang
+    every start, a symlink would be read or written through."""
+    from pyz import pyz_path
+    s, p = served
+    python = sys.executable if runner == "3.x" else require_interpreter(runner)
+    env = clean_env(tmp_path)
+    argv = [python, pyz_path(), s.url_for(p.name), str(tmp_path / "out"), "-q"]
+    first = subprocess.run(argv, env=env, stderr=subprocess.PIPE, timeout=60)
+    assert first.returncode == 0, first.stderr
+    entries = sorted(os.path.join(d, n) for d, _, names in os.walk(str(tmp_path / "cache"))
+                     for n in names if n.endswith(".bin"))
+    assert len(entries) > 3, entries
+    v = victim(tmp_path)
+    os.unlink(entries[0])
+    os.mkfifo(entries[0])
+    os.unlink(entries[1])
+    os.symlink(str(v), entries[1])
+    again = subprocess.run(argv, env=env, stderr=subprocess.PIPE, timeout=60)
+    assert again.returncode == 0, again.stderr
+    assert v.read_bytes() == b"precious\n"
+    assert stat.S_ISFIFO(os.lstat(entries[0]).st_mode) and os.path.islink(entries[1])

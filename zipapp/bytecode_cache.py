@@ -19,12 +19,36 @@ find_spec/exec_module protocol (find_module is gone in 3.12), Python 2.7
 find_module/load_module.
 """
 
+import binascii
 import marshal
 import os
+import stat
 import sys
 import zlib
 
 PACKAGE = "sagedl"
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+MAX_CODE_BYTES = 16 << 20
+
+
+def _read_regular(path):
+    """A cached entry's bytes: never through a symlink, never from a FIFO or
+    device (one planted in the cache would hang every start), bounded."""
+    fd = os.open(path, os.O_RDONLY | _NOFOLLOW | getattr(os, "O_NONBLOCK", 0))
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise IOError("not a regular file")
+        chunks = []
+        total = 0
+        while total <= MAX_CODE_BYTES:
+            b = os.read(fd, 1 << 20)
+            if not b:
+                break
+            chunks.append(b)
+            total += len(b)
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
 
 
 def _magic():
@@ -75,8 +99,7 @@ class CachingImporter(object):
         key = zlib.crc32(source) & 0xffffffff
         path = os.path.join(self.dir, "%s.%08x.bin" % (fullname, key))
         try:
-            with open(path, "rb") as f:
-                data = f.read()
+            data = _read_regular(path)
             if data[:4] == b"SDL1" and int(data[4:12], 16) == len(source):
                 return marshal.loads(data[12:])
         except (IOError, OSError, ValueError, EOFError, TypeError):
@@ -91,9 +114,15 @@ class CachingImporter(object):
                 if not os.path.isdir(self.dir):
                     os.makedirs(self.dir)
                 self.made_dir = True
-            tmp = "%s.%d.tmp" % (path, os.getpid())
-            with open(tmp, "wb") as f:
+            # A fresh name, created O_EXCL|O_NOFOLLOW: nothing planted in the
+            # cache directory is written through (issue 12).
+            tmp = "%s.%d.%s.tmp" % (path, os.getpid(), binascii.hexlify(os.urandom(4)).decode())
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW, 0o644)
+            with os.fdopen(fd, "wb") as f:
                 f.write(data)
+            if os.path.lexists(path) and not stat.S_ISREG(os.lstat(path).st_mode):
+                os.unlink(tmp)
+                return
             os.rename(tmp, path)
             # Drop this module's entries for older sources (a rebuilt pyz),
             # so the cache does not grow with every release.
