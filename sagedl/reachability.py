@@ -15,7 +15,9 @@ minutes for a verdict, nor read one line per mirror per file.  Three pieces:
   1.2 s probe): the first few mirrors are tried, on probation -- short
   connect and response-head deadlines.  The verdict is cached for
   VERDICT_TTL, so the next sagedl process (Sage's make runs one per
-  package) does not probe a dead network again.
+  package) does not probe a dead network again.  After a conclusive
+  verdict the other sources (SAGE_SERVER, .upstream.d, upstream) are still
+  tried, on probation too.
 * **Per-run memory of dead hosts** (HostMemory): a server that failed to
   connect or timed out is skipped for the rest of the run, by every worker;
   the first connection to each server in a run goes alone, so parallel
@@ -161,15 +163,23 @@ class HostMemory(object):
         self._alive = set()
         self._pioneering = set()
         self._probation = set()
+        self._all_on_probation = False
         self.clock = clock
 
     def set_probation(self, origins):
         with self._cond:
             self._probation.update(origins)
 
+    def suspect_network(self):
+        """The probe found the network unreachable (a conclusive verdict):
+        every server not yet seen answering is on probation -- after 38
+        mirror names timed out, github.com's lookup will not do better."""
+        with self._cond:
+            self._all_on_probation = True
+
     def deadlines(self, origin, connect_timeout, head_timeout):
         """(connect, head) deadlines for a new connection to ``origin``."""
-        if origin in self._probation:
+        if origin in self._probation or (self._all_on_probation and origin not in self._alive):
             return min(connect_timeout, PROBATION_CONNECT), min(head_timeout, PROBATION_HEAD)
         return connect_timeout, head_timeout
 

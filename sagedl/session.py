@@ -21,6 +21,10 @@ from sagedl.errors import ChecksumError, NetworkError, UsageError
 
 PROG = "sagedl"
 SMALL_DOCUMENT_BYTES = 256 * 1024
+# A mirror list has a fallback (the cached or shipped list), so its lookup
+# and connect may give up sooner than a download's: offline, the 10 s
+# lookup deadline was most of a run's time.
+SMALL_DOCUMENT_CONNECT = 3.0
 UNREACHABLE_HINT = ("check the network, DNS or proxy (http_proxy/https_proxy); a probe in which "
                     "no mirror answered is believed for 2 minutes; SAGE_SERVER or --mirror URL "
                     "are tried regardless")
@@ -84,11 +88,14 @@ class Session(object):
             self._transport = self.new_transport()
         return self._transport
 
-    def new_transport(self, timeout=None):
-        """A transport of its own (one per worker thread: connections are not shared)."""
+    def new_transport(self, timeout=None, connect=None):
+        """A transport of its own (one per worker thread: connections are not
+        shared); ``connect``: a lookup and connect deadline shorter than
+        --connect-timeout's."""
         from sagedl.transport import Transport
         timeout = timeout or self.args.timeout or 30.0
-        connect = getattr(self.args, "connect_timeout", None)
+        given = [c for c in (connect, getattr(self.args, "connect_timeout", None)) if c]
+        connect = min(given) if given else None
         return Transport(timeout=timeout, connect_timeout=min(connect, timeout) if connect else None,
                          env=self.env, ca_bundle=self.args.ca_bundle,
                          verify=not self.args.no_check_certificate, hosts=self.hosts)
@@ -147,6 +154,8 @@ class Session(object):
         bases, verdict = bases_and_verdict(ranked)
         if verdict is not None:
             self.verdict = verdict
+            if verdict.conclusive:
+                self.hosts.suspect_network()
             if bases:
                 self.say("no mirror answered the ranking probe (%s); trying %d of them on "
                          "short deadlines" % (verdict.sentence().split(": ", 1)[1], len(bases)))
@@ -205,7 +214,8 @@ class Session(object):
         """Fetch a small document (a mirror list) within ``timeout`` seconds
         (shorter than a download's): a transport of its own, closed after."""
         from sagedl.errors import SourceFailure
-        transport = self.new_transport(min(timeout, self.args.timeout or timeout))
+        transport = self.new_transport(min(timeout, self.args.timeout or timeout),
+                                       connect=SMALL_DOCUMENT_CONNECT)
         try:
             resp = transport.open(url)
             try:
