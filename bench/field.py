@@ -106,6 +106,7 @@ def main():
     ap.add_argument("--pyz", default=os.path.join(REPO, "dist", "sagedl.pyz"))
     ap.add_argument("--python", default=sys.executable)
     ap.add_argument("--sage-pkgs", default=os.path.join(REPO, "..", "shared", "sage-pkgs"))
+    ap.add_argument("--sage-tree", default=os.path.join(REPO, "..", "shared", "sage-tree"))
     ap.add_argument("--only", default="", help="comma-separated row numbers")
     a = ap.parse_args()
     if not only_loopback():
@@ -131,6 +132,20 @@ def main():
             os.unlink(os.path.join(dist, names[0]))
         if not rows or 2 in rows:
             r.run("2 not cached, default list", [names[0]], r.env(SAGE_ROOT=tree), show=True)
+        if not rows or 2 in rows:
+            # A real Sage tree whose .upstream.d names github release pages
+            # and (as upstream Sage's does) the live mirror_list.
+            real = os.path.join(work, "sage-tree")
+            shutil.copytree(a.sage_tree, real, symlinks=True)
+            for dirpath, dirnames, filenames in os.walk(real):
+                os.chmod(dirpath, 0o755)
+            with open(os.path.join(real, ".upstream.d", "30-www.sagemath.org-mirror_list"),
+                      "w") as f:
+                f.write("https://www.sagemath.org/mirror_list\n")
+            d2 = os.path.join(work, "d2")
+            os.makedirs(d2)
+            r.run("2b not cached, real Sage tree (.upstream.d: github, mirror_list)", ["ntl"],
+                  r.env(SAGE_ROOT=real, SAGE_DISTFILES=d2), show=True)
         if not rows or 3 in rows:
             d3 = os.path.join(work, "d3")
             os.makedirs(d3)
