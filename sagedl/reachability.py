@@ -31,7 +31,6 @@ from __future__ import absolute_import
 
 import errno
 import socket
-import threading
 
 from sagedl.compat import compat_monotonic
 
@@ -55,6 +54,12 @@ WORDS = {
 CONCLUSIVE = (DNS_TIMEOUT, DNS_FAILED, UNREACHABLE, REFUSED)
 # Causes that make a server dead for the rest of the run.
 DEAD = (DNS_TIMEOUT, DNS_FAILED, UNREACHABLE, REFUSED, CONNECT_TIMEOUT, SILENT)
+
+try:
+    import _thread as _low_thread      # a C module: no start-up cost
+except ImportError:                    # Python 2
+    import thread as _low_thread
+_GUARD = _low_thread.allocate_lock()
 
 UNREACHABLE_SENTENCE = "the network looks unreachable"
 VERDICT_TTL = 120            # seconds a probe where nothing answered is believed
@@ -158,13 +163,26 @@ class HostMemory(object):
     """
 
     def __init__(self, clock=compat_monotonic):
-        self._cond = threading.Condition()
+        self._made = None
         self._dead = {}          # origin -> SourceFailure
         self._alive = set()
         self._pioneering = set()
         self._probation = set()
         self._all_on_probation = False
         self.clock = clock
+
+    @property
+    def _cond(self):
+        """The lock, made at first use: a run that connects nowhere (a
+        verified cached file) never imports threading."""
+        made = self._made
+        if made is None:
+            with _GUARD:
+                if self._made is None:
+                    import threading
+                    self._made = threading.Condition()
+                made = self._made
+        return made
 
     def set_probation(self, origins):
         with self._cond:

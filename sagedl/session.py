@@ -260,7 +260,7 @@ class Session(object):
         (only Sage mirror sources, not a user's URL)."""
         from sagedl.download import fetch
         progress = self.progress()
-        recorder = self.health_recorder() if sage_mirrors else None
+        recorder = _LazyRecorder(self) if sage_mirrors else None
         try:
             result = fetch(path, sources, expected, self.transport(), progress, self.options(),
                            on_result=recorder, notify=progress.note)
@@ -278,3 +278,23 @@ class Session(object):
         if result.status == "present":   # only ever a file a checksum verified
             self.using_cached(path)
         return result
+
+
+class _LazyRecorder(object):
+    """The health recorder of a one-file fetch, made when a source was
+    first tried: a verified cached file must not pay for importing the
+    health record's modules (the probe's, ssl among them) -- issue 11's
+    "no network at all" includes not getting ready for it."""
+
+    def __init__(self, session):
+        self.session = session
+        self.recorder = None
+
+    def __call__(self, url, ok, reason):
+        if self.recorder is None:
+            self.recorder = self.session.health_recorder()
+        self.recorder(url, ok, reason)
+
+    def flush(self):
+        if self.recorder is not None:
+            self.recorder.flush()

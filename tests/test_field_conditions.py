@@ -92,6 +92,20 @@ def test_verified_cached_tarball_makes_no_dns_query_and_no_connection(tmp_path):
     assert "probe" not in r.err, r
 
 
+def test_verified_cached_tarball_does_not_even_load_the_network_machinery(tmp_path):
+    tree = Tree(tmp_path / "sage")
+    tree.cache(tree.names[0])
+    # -S: without site, whose .pth files may import threading themselves.
+    p = subprocess.run([sys.executable, "-S", "-X", "importtime", "-m", "sagedl", tree.names[0]],
+                       env=env_for(tmp_path, tree), stdout=subprocess.PIPE,
+                       stderr=subprocess.PIPE, timeout=TIMEOUT)
+    assert p.returncode == EXIT_OK, p.stderr
+    imported = set(line.split("|")[-1].strip() for line in p.stderr.decode().splitlines()
+                   if line.startswith("import time:"))
+    assert "sagedl.download" in imported          # the import log works
+    assert not imported & set(["sagedl.probe", "sagedl.health", "ssl", "threading"]), imported
+
+
 def test_verified_cached_package_download_makes_no_connection(tmp_path):
     tree = Tree(tmp_path / "sage", count=3)
     for name in tree.names:
