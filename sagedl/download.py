@@ -206,6 +206,7 @@ class Download(object):
                 return Result(self.dest, "present", nbytes=os.path.getsize(self.dest))
         lock = FileLock(self.dest + ".lock", self.opts.lock_timeout, self.name, on_wait=self.notify)
         with lock:
+            fsutil.remove_stale_temps(self.dest)   # an interrupted run's, see there
             present = self._check_existing()
             if present is not None:
                 return present

@@ -184,6 +184,25 @@ def temp_name(path):
     return os.path.join(d, ".%s.%s.tmp" % (base, token))
 
 
+def remove_stale_temps(path, suffixes=("", ".part", ".part.json")):
+    """Remove temp_name() files of ``path`` + each suffix left by a process
+    that died between creating and renaming one (Ctrl-C ends a bulk run's
+    worker threads wherever they are).  Only for a caller holding the
+    lock on ``path``: no other sagedl is writing those names then.  Never
+    follows a symlink: only regular files matching the exact pattern go."""
+    import re
+    d, base = os.path.split(path)
+    pattern = re.compile(r"^\.(%s)\.[0-9a-f]{12}\.tmp$"
+                         % "|".join(re.escape(base + s) for s in suffixes))
+    try:
+        names = os.listdir(d or ".")
+    except OSError:
+        return
+    for name in names:
+        if pattern.match(name) and kind(os.path.join(d, name)) == "file":
+            _unlink_quietly(os.path.join(d, name))
+
+
 def write_atomic(path, data, mode=0o644, durable=False):
     """Replace ``path`` with ``data`` (bytes): a new file under a random name
     (O_EXCL, O_NOFOLLOW, ``mode``), then a rename.  Refuses when ``path`` is a

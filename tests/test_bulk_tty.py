@@ -208,3 +208,27 @@ def test_two_packages_sharing_a_tarball_do_not_wait_for_each_other(tmp_path):
     assert not any("waiting for another sagedl" in line for line in shown), shown
     assert shown[:2] == ["ROOT/twin-2.0.tar.gz", "ROOT/twin-2.0.tar.gz"]
     assert shown[-1] == "1 fetched (97.7 KiB), 0 already present, 0 failed in M:SS"
+
+
+def test_temporary_files_an_interrupted_run_left_are_removed_by_the_next(tree, tmp_path):
+    """Ctrl-C ends the worker threads wherever they are, possibly between
+    creating NAME.part.json's temporary file and renaming it (seen on PyPy3).
+    The next run, holding NAME's lock, removes those -- and nothing else."""
+    up = tree.root / "upstream"
+    up.mkdir()
+    name = tree.names[0]
+    stale = [".%s.part.json.0123456789ab.tmp" % name, ".%s.part.0123456789ab.tmp" % name,
+             ".%s.ba9876543210.tmp" % name]
+    for n in stale:
+        (up / n).write_bytes(b"half")
+    keep = [".other-1.0.tar.gz.part.json.0123456789ab.tmp", ".%s.part.json.notours.tmp" % name]
+    for n in keep:
+        (up / n).write_bytes(b"not ours")
+    (tmp_path / "target").write_bytes(b"elsewhere")
+    link = ".%s.part.json.aaaaaaaaaaaa.tmp" % name
+    os.symlink(str(tmp_path / "target"), str(up / link))
+    with FaultServer(tree.files) as s:
+        term = start(sys.executable, tree, s.url + "/ok/", 80)
+        assert term.finish() == 0
+    assert sorted(os.listdir(str(up))) == sorted(tree.names + keep + [link])
+    assert (tmp_path / "target").read_bytes() == b"elsewhere"
