@@ -54,6 +54,18 @@ def test_direct_run_skips_a_broken_python_first_on_path(app, broken_bin):
     assert proc.stderr == ""
 
 
+def test_direct_run_skips_a_program_that_exits_0_but_is_no_python(app, tmp_path):
+    """A stand-in python3 that prints something and exits 0 (as a Sage python
+    faked to answer the sys_tags question might) is not taken for a Python."""
+    d = tmp_path / "fake" / "bin"
+    d.mkdir(parents=True)
+    for name in ("python3", "python"):
+        (d / name).write_text('#!/bin/sh\necho cp311-cp311-manylinux_2_17_x86_64\nexit 0\n')
+        (d / name).chmod(0o755)
+    proc = run([app, "--version"], env=clean_env(PATH=str(d) + os.pathsep + os.environ["PATH"]))
+    reported_version(proc)
+
+
 def test_direct_run_tries_every_match_along_path_not_just_the_first(app, broken_bin, tmp_path):
     python = require_interpreter("3.8")
     good = tmp_path / "other python" / "bin"

@@ -4,8 +4,10 @@
 # Run directly, this picks the first interpreter that really works: the first
 # python3 on PATH may be a half-installed Sage python that dies on import
 # ("No module named _functools"), so every match along PATH is tried.
+# A candidate must also say a token: any program that exits 0 is not a Python
+# (a stand-in python3 that only answers Sage's sys_tags question would pass).
 sagedl_works() {
-    "$1" -E -s -c 'import sys, functools, contextlib, hashlib, zipimport; sys.exit(sys.version_info[:2] < (2, 7) or (3, 0) <= sys.version_info[:2] < (3, 6))' </dev/null >/dev/null 2>&1
+    sagedl_said=$("$1" -E -s -c 'import sys, functools, contextlib, hashlib, zipimport; sys.stdout.write("sagedl-python-ok"); sys.exit(sys.version_info[:2] < (2, 7) or (3, 0) <= sys.version_info[:2] < (3, 6))' </dev/null 2>/dev/null) && [ "$sagedl_said" = sagedl-python-ok ]
 }
 if [ -n "${SAGEDL_PYTHON:-}" ]; then
     if sagedl_works "$SAGEDL_PYTHON"; then
