@@ -441,14 +441,17 @@ class Transport(object):
     def _socket(self, scheme, host, port, proxy_url, connect_timeout):
         """A connected TCP socket to the origin, or a tunnel to it through the proxy."""
         if not proxy_url:
-            return self._tcp(host, port, host, connect_timeout)
+            return self._tcp(host, port, "", connect_timeout)
         phost, pport, pauth = _proxy_endpoint(proxy_url)
-        sock = self._tcp(phost, pport, "proxy " + redact(proxy_url), connect_timeout)
+        sock = self._tcp(phost, pport, "the proxy ", connect_timeout)
         if scheme == "https":
             sock = self._tunnel(sock, host, port, pauth)
         return sock
 
-    def _tcp(self, host, port, label, connect_timeout):
+    def _tcp(self, host, port, what, connect_timeout):
+        """A connected socket; WHAT ("the proxy " or "") prefixes the peer in messages."""
+        # "resolving example.org", "connecting to example.org:443"
+        name, peer = what + host, what + _host_port(host, port)
         from sagedl.reachability import cause_of_connect, cause_of_lookup, tag
         # An ASCII host as bytes: a str host makes getaddrinfo import the
         # idna codec (7 ms of start-up on 3.13).
@@ -457,10 +460,10 @@ class Transport(object):
             infos = resolve(addr, port, connect_timeout)
         except socket.timeout as e:
             raise tag(SourceFailure(SourceFailure.KIND_NETWORK, "timed out resolving %s (%gs)"
-                                    % (label, connect_timeout)), cause_of_lookup(e))
+                                    % (name, connect_timeout)), cause_of_lookup(e))
         except _NETWORK_ERRORS as e:
             raise tag(SourceFailure(SourceFailure.KIND_NETWORK,
-                                    "cannot connect to %s:%s: %s" % (label, port, _strerror(e))),
+                                    "cannot connect to %s: %s" % (peer, _strerror(e))),
                       cause_of_lookup(e))
         error = None
         for family, _, _, _, sockaddr in infos:
@@ -473,10 +476,10 @@ class Transport(object):
         else:
             if isinstance(error, socket.timeout):
                 raise tag(SourceFailure(SourceFailure.KIND_NETWORK,
-                                        "timed out connecting to %s:%s (%gs)"
-                                        % (label, port, connect_timeout)), cause_of_connect(error))
+                                        "timed out connecting to %s (%gs)"
+                                        % (peer, connect_timeout)), cause_of_connect(error))
             raise tag(SourceFailure(SourceFailure.KIND_NETWORK,
-                                    "cannot connect to %s:%s: %s" % (label, port, _strerror(error))),
+                                    "cannot connect to %s: %s" % (peer, _strerror(error))),
                       cause_of_connect(error))
         try:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -634,6 +637,11 @@ def read_all(resp, limit=1 << 20):
         out += view[:n]
         if len(out) > limit:
             raise SourceFailure(SourceFailure.KIND_PROTOCOL, "response larger than %d bytes" % limit)
+
+
+def _host_port(host, port):
+    """host:port as a URL writes it (an IPv6 address in brackets)."""
+    return "[%s]:%s" % (host, port) if ":" in host else "%s:%s" % (host, port)
 
 
 def _proxy_endpoint(proxy_url):

@@ -138,3 +138,19 @@ def test_a_socks_proxy_is_refused_alike_by_transport_and_probe(run_cli, tmp_path
     words = "cannot use the socks5:// proxy %s: only http:// proxies are supported" % proxy
     assert words in r.err and "hint: point http_proxy" in r.err
     assert ranked[0].status == probe.FAILED and ranked[0].reason == words
+
+
+def test_an_unreachable_proxy_is_named_once_with_its_port_by_transport_and_probe(run_cli, tmp_path):
+    # "cannot connect to proxy http://127.0.0.1:9/:9" once doubled the port.
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    listener.close()  # a closed loopback port: connect is refused at once
+    proxy = "http://127.0.0.1:%d" % port
+    env = clean_env(tmp_path, http_proxy=proxy)
+    r = run_cli("http://origin.test/f.tar.gz", tmp_path / "f.tar.gz", env=env)
+    ranked = probe.rank(["http://origin.test/"], env={"http_proxy": proxy}, deadline=1)
+    words = "cannot connect to the proxy 127.0.0.1:%d: " % port
+    assert r.code == EXIT_NETWORK, r
+    assert words in r.err and "%d/:%d" % (port, port) not in r.err, r
+    assert ranked[0].reason.startswith(words), ranked[0].reason
