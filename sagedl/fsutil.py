@@ -222,12 +222,12 @@ def write_atomic(path, data, mode=0o644, durable=False):
             os.close(fd)
         refuse_unless_regular(path)
         compat_replace(tmp, path)
-    except DiskError:
-        _unlink_quietly(tmp)
-        raise
     except (IOError, OSError) as e:
         _unlink_quietly(tmp)
         raise DiskError("cannot write %s: %s" % (path, getattr(e, "strerror", None) or e))
+    except BaseException:     # UnsafePath, or Ctrl-C between creating and renaming
+        _unlink_quietly(tmp)
+        raise
 
 
 def place(src, dest, link=True):
@@ -252,12 +252,12 @@ def place(src, dest, link=True):
             _copy(src, tmp)
         refuse_unless_regular(dest)
         compat_replace(tmp, dest)
-    except DiskError:
-        _unlink_quietly(tmp)
-        raise
     except (IOError, OSError) as e:
         _unlink_quietly(tmp)
         raise DiskError("cannot write %s: %s" % (dest, getattr(e, "strerror", None) or e))
+    except BaseException:     # UnsafePath, or Ctrl-C between creating and renaming
+        _unlink_quietly(tmp)
+        raise
 
 
 def _same_file(src, dest):

@@ -146,3 +146,20 @@ def test_safe_stream_survives_an_ascii_locale():
     s.write(u"plain\n")
     s.flush()
     assert raw.getvalue() == b"Universit\xc3\xa9\n/tmp/caf\xc3\xa9\nplain\n"
+
+
+def test_an_interrupted_atomic_write_leaves_no_temporary_file(tmp_path, monkeypatch):
+    """Ctrl-C between creating the temporary file and renaming it (a bulk
+    run's worker threads stop wherever they are)."""
+    from sagedl import fsutil
+
+    def interrupted(src, dst):
+        raise KeyboardInterrupt()
+    monkeypatch.setattr(fsutil, "compat_replace", interrupted)
+    src = tmp_path / "src"
+    src.write_bytes(b"data")
+    for call in (lambda: fsutil.write_atomic(str(tmp_path / "meta.json"), b"{}"),
+                 lambda: fsutil.place(str(src), str(tmp_path / "copy"), link=False)):
+        with pytest.raises(KeyboardInterrupt):
+            call()
+        assert sorted(os.listdir(str(tmp_path))) == ["src"]
