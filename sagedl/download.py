@@ -178,7 +178,7 @@ class Download(object):
         # A callable is planned only once a transfer is needed: ranking the
         # mirrors costs a network probe, which a verified file must not.
         self._plan = sources if callable(sources) else None
-        self.sources = None if self._plan else _distinct_labels(list(sources))
+        self.sources = None if self._plan else sources
         self.expected = expected
         self.transport = transport
         self.progress = progress
@@ -268,16 +268,36 @@ class Download(object):
 
     # -- the failover loop --------------------------------------------------
     def _fetch(self):
-        if self.sources is None:
-            self.sources = _distinct_labels(list(self._plan()))
-        if not self.sources:
+        # The sources may be planned one at a time (an iterable): the next is
+        # asked for only when the one before has failed, so the network a
+        # source needs (ranking the mirrors) is used only when it is reached.
+        pending = iter(self._plan() if self.sources is None else self.sources)
+        self.sources = []
+        queue = []
+        later = []     # tries from scratch: after every planned source, as before
+
+        def more():
+            """Is there a queue[i] -- planning the next source if need be?"""
+            while i >= len(queue):
+                src = next(pending, None)
+                if src is None:
+                    if not later:
+                        return False
+                    queue.extend(later)
+                    del later[:]
+                    continue
+                self.sources.append(src)
+                _distinct_labels(self.sources)
+                queue.append((src, False))
+            return True
+
+        i = 0
+        if not more():
             raise failure_error([], self.name)
         attempts = []
-        queue = [(s, False) for s in self.sources]
         retried_from_scratch = set()
         announced = 0
-        i = 0
-        while i < len(queue):
+        while more():
             src, scratch = queue[i]
             i += 1
             tries = 0
@@ -302,8 +322,8 @@ class Download(object):
                     if (f.kind == SourceFailure.KIND_CHECKSUM and resumed
                             and src.url not in retried_from_scratch):
                         retried_from_scratch.add(src.url)
-                        queue.append((src, True))
-                    if i < len(queue):
+                        later.append((src, True))
+                    if more():
                         self.notify("%s failed: %s; trying %s" % (src.label, f, queue[i][0].label))
                         announced = len(attempts)
                     break

@@ -25,9 +25,18 @@ def cmd_fetch(session, to_stdout=False):
         errors.debug("sources for %s: %s" % (plan.name, ", ".join(redact(s.url) for s in sources)
                                              or "none"))
         return sources
+
+    def said_each(sources):     # -v: each source as the engine asks for it
+        planned = 0
+        for s in sources:
+            planned += 1
+            errors.debug("sources for %s: %s" % (plan.name, redact(s.url)))
+            yield s
+        if not planned:
+            errors.debug("sources for %s: none" % plan.name)
     if callable(plan.sources):
         planner = plan.sources
-        plan.sources = lambda: said(planner())
+        plan.sources = lambda: said_each(planner())
     else:
         said(plan.sources)
     if plan.to_stdout:

@@ -77,7 +77,17 @@ def _mirror_urls(base, tarball):
 
 def source_urls(tarball, env, upstream_d_entries, mirrors, allow_upstream, mirror_lists=None,
                 skipped=None):
-    """Every usable URL to try for ``tarball``, in Sage's order, without duplicates.
+    """Every usable URL to try for ``tarball``, in Sage's order, without duplicates:
+    the list of iter_source_urls."""
+    return list(iter_source_urls(tarball, env, upstream_d_entries, mirrors, allow_upstream,
+                                 mirror_lists, skipped))
+
+
+def iter_source_urls(tarball, env, upstream_d_entries, mirrors, allow_upstream,
+                     mirror_lists=None, skipped=None):
+    """The usable URLs to try for ``tarball``, in Sage's order, without
+    duplicates, one at a time: what needs the network is reached only when
+    the sources before it are used up.
 
     1. $SAGE_SERVER as a mirror base: SAGE_SERVER/spkg/upstream/PKG/FILE
     2. upstream_d_entries in order: a "url" template gets ${SAGE_SERVER}
@@ -86,7 +96,10 @@ def source_urls(tarball, env, upstream_d_entries, mirrors, allow_upstream, mirro
        its place, to ``mirror_lists(url)`` (a callable returning ranked
        mirror base URLs) as in 3.; without ``mirror_lists`` it is skipped,
        and the caller is expected to pass those mirrors as ``mirrors``.
-    3. ``mirrors`` (ranked base URLs): MIRROR/spkg/upstream/PKG/FILE
+    3. ``mirrors`` (ranked base URLs, or a callable returning them, called
+       only when this point is reached: a file that SAGE_SERVER or an
+       .upstream.d line serves never costs a ranking probe):
+       MIRROR/spkg/upstream/PKG/FILE
     4. the tarball's upstream_url, only when ``allow_upstream``.
 
     PKG (and ${SPKG}) is each of ``tarball.mirror_names()`` in turn: a
@@ -96,25 +109,34 @@ def source_urls(tarball, env, upstream_d_entries, mirrors, allow_upstream, mirro
     that cannot be used (an ftp: or file: URL, a line that expands to an
     invalid URL, such as ${SAGE_SERVER}spkg/... with a SAGE_SERVER without
     its slash) is left out, never fatal while other sources remain; when
-    ``skipped`` is a list, (what, url, problem) is appended to it for each,
-    ``what`` naming where the source came from.
-    ``env`` None means os.environ.  Pure apart from calling ``mirror_lists``.
+    ``skipped`` is a list, (what, url, problem) is appended to it for each
+    (a callable is called with them), ``what`` naming where the source came
+    from.  ``env`` None means os.environ.  Pure apart from calling
+    ``mirrors`` and ``mirror_lists``.
     """
     from sagedl.urls import url_problem
     env = os.environ if env is None else env
     server = _server(env)
-    urls = []
+    seen = set()
 
-    def add(url, what):
-        problem = url_problem(url)
-        if problem is None:
-            urls.append(url)
+    def skip(what, url, problem):
+        if callable(skipped):
+            skipped(what, url, problem)
         elif skipped is not None:
             skipped.append((what, url, problem))
 
+    def usable(urls, what):
+        for url in urls:
+            problem = url_problem(url)
+            if problem is not None:
+                skip(what, url, problem)
+            elif url not in seen:
+                seen.add(url)
+                yield url
+
     if server:
-        for url in _mirror_urls(server, tarball):
-            add(url, "SAGE_SERVER")
+        for url in usable(_mirror_urls(server, tarball), "SAGE_SERVER"):
+            yield url
     for kind, value in upstream_d_entries:
         if kind == "mirror_list":
             url = _with_server(value, server)
@@ -122,40 +144,30 @@ def source_urls(tarball, env, upstream_d_entries, mirrors, allow_upstream, mirro
                 continue
             problem = url_problem(url)
             if problem is not None:
-                if skipped is not None:
-                    skipped.append((".upstream.d line %s" % value, url, problem))
+                skip(".upstream.d line %s" % value, url, problem)
                 continue
             for m in mirror_lists(url) or ():
-                for u in _mirror_urls(m, tarball):
-                    add(u, "mirror list %s" % url)
+                for u in usable(_mirror_urls(m, tarball), "mirror list %s" % url):
+                    yield u
             continue
         template = _with_server(value, server)
         if template is None:
             continue
-        # _dedupe drops the second copy when the line has no ${SPKG}.
+        # A line without ${SPKG} gives the same URL twice: the second is dropped.
         for pkg in tarball.mirror_names():
             prefix = template.replace("${SPKG}", pkg)
             if "${" in prefix:
                 break
             if not prefix.endswith("/"):
                 prefix += "/"
-            add(prefix + _segment(tarball.filename), ".upstream.d line %s" % value)
-    for m in mirrors or ():
-        for url in _mirror_urls(m, tarball):
-            add(url, "mirror %s" % m)
+            for url in usable([prefix + _segment(tarball.filename)], ".upstream.d line %s" % value):
+                yield url
+    for m in (mirrors() if callable(mirrors) else mirrors) or ():
+        for url in usable(_mirror_urls(m, tarball), "mirror %s" % m):
+            yield url
     if allow_upstream and tarball.upstream_url:
-        add(tarball.upstream_url, "the upstream_url of %s" % tarball.package)
-    return _dedupe(urls)
-
-
-def _dedupe(items):
-    seen = set()
-    result = []
-    for item in items:
-        if item not in seen:
-            seen.add(item)
-            result.append(item)
-    return result
+        for url in usable([tarball.upstream_url], "the upstream_url of %s" % tarball.package):
+            yield url
 
 
 def usable_bases(ranked):
@@ -248,7 +260,14 @@ def tarball_sources(session, tree, tarball, bases=None):
     With --mirror or $SAGEDL_MIRRORS the mirror list is replaced, and the
     .upstream.d entries (which name Sage's own servers) are skipped too.
     ``bases`` (default: the session's mirror bases) lets a bulk download
-    hand each file its own rotation of the same mirrors.
+    hand each file its own rotation of the same mirrors; a callable is
+    called only when the mirrors' turn comes.
+
+    A generator: each source is planned when the engine asks for it.
+    SAGE_SERVER comes first and costs no probe, so a site mirror that has
+    the file never makes the run rank the public mirrors.  Past it the
+    ranking comes before any other source: its verdict (offline, DNS dead)
+    is what gives the .upstream.d servers short deadlines (reachability.py).
     """
     args = session.args
     if args.upstream_only:
@@ -262,16 +281,26 @@ def tarball_sources(session, tree, tarball, bases=None):
         explicit = session.explicit_mirrors()
         entries = [] if explicit else session.upstream_d(tree)
         if bases is None:
-            bases = session.mirror_bases()
+            bases = session.mirror_bases        # called when the mirrors' turn comes
         mirror_lists = None if explicit else session.mirror_list_resolver()
         allow_upstream, env = args.allow_upstream, session.env
-    skipped = []
-    urls = source_urls(tarball, env, entries, bases, allow_upstream, mirror_lists, skipped)
-    for what, url, problem in skipped:
+
+    def skipped(what, url, problem):
         session.warn_once(what, "skipping %s: URL %s %s" % (what, _shown(url), problem))
-    if not urls and session.verdict is not None:
+    first = []
+    for url in iter_source_urls(tarball, env, [], (), False, None, skipped):   # SAGE_SERVER
+        first.append(url)
+        yield url
+    if callable(bases):
+        bases = bases()
+    planned = len(first)
+    for url in iter_source_urls(tarball, env, entries, bases, allow_upstream, mirror_lists,
+                                skipped):
+        if url not in first:
+            planned += 1
+            yield url
+    if not planned and session.verdict is not None:
         raise session.unreachable(tarball.filename)
-    return urls
 
 
 def _shown(url):
@@ -350,7 +379,7 @@ def plan_fetch(session):
     expected = Expected(a.size, a.sha256 or tarball.sha256, a.sha1 or tarball.sha1)
 
     def sources():   # planned only if the file is not already there, verified
-        return [Source(u) for u in tarball_sources(session, tree, tarball)]
+        return (Source(u) for u in tarball_sources(session, tree, tarball))
     cached = os.path.join(ensure_distfiles(session, tree), native_name(name))
     return FetchPlan(name, cached, sources, expected, sage_mirrors=True,
                      copy_to=None if dest is None else destination(dest, name))
@@ -372,9 +401,13 @@ def plan_tarballs(session, tree, tarballs):
     def planner(i, t):
         def sources():
             from sagedl.download import Source
-            with lock:
-                urls = tarball_sources(session, tree, t, rotated(session.mirror_bases(), i))
-            return [Source(u) for u in urls]
+            urls = tarball_sources(session, tree, t, lambda: rotated(session.mirror_bases(), i))
+            while True:
+                with lock:
+                    url = next(urls, None)
+                if url is None:
+                    return
+                yield Source(url)
         return sources
     return [(t, os.path.join(distfiles, native_name(t.filename)), planner(i, t))
             for i, t in enumerate(tarballs)]

@@ -30,3 +30,24 @@ def test_mirrors_whose_probe_failed_are_dropped_unless_none_answered():
     assert usable_bases([r(0, OK), r(1, FAILED), r(2, SKIPPED)]) == [BASES[0], BASES[2]]
     dead = [r(i, FAILED) for i in range(5)]
     assert usable_bases(dead) == BASES[:3]         # offline: the first few by priority
+
+
+def test_a_file_sage_server_serves_costs_no_mirror_probe(run_cli, tmp_path):
+    """The mirrors are ranked only when their turn comes: SAGE_SERVER (a site
+    mirror) serving the file means the public list is never probed; when it
+    fails, the ranked mirrors follow."""
+    from faultserver import FaultServer
+    from helpers import Tree, clean_env, make_data
+    tree = Tree(tmp_path / "sage")
+    name = tree.add("pkg", "1.0", "pkg-VERSION.tar.gz", make_data(20000, 5))
+    other = tree.add("qqq", "2.0", "qqq-VERSION.tar.gz", make_data(20000, 6))
+    with FaultServer({name: tree.files[name]}) as site, FaultServer(tree.files) as public:
+        mfile = tmp_path / "mirrors.toml"
+        mfile.write_text('[[mirror]]\nurl = "%s/ok/"\n' % public.url)
+        env = clean_env(tmp_path, SAGE_ROOT=str(tree.root), SAGE_SERVER=site.url + "/ok/")
+        r = run_cli(name, "--mirrors-file", mfile, env=env)
+        assert r.code == 0, r
+        assert public.requests == []                   # not even a ranking probe
+        r = run_cli(other, "--mirrors-file", mfile, env=env)   # the site lacks it
+        assert r.code == 0, r
+        assert [q.method for q in public.requests] == ["HEAD", "GET"]

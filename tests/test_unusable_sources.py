@@ -51,8 +51,9 @@ def warnings(err):
 def test_sage_server_without_slash_skips_the_line_it_breaks(run_cli, tmp_path, tree, mirror):
     # ${SAGE_SERVER}spkg/... with SAGE_SERVER=http://127.0.0.1:PORT gives
     # http://127.0.0.1:PORTspkg/...: a port that is not a number.
+    # SAGE_SERVER itself refuses connections, so the line's turn comes.
     upstream_d(tree, "${SAGE_SERVER}spkg/upstream/${SPKG}")
-    r = run(run_cli, tmp_path, tree, mirror, tree.b, SAGE_SERVER="http://127.0.0.1:%d" % mirror.port)
+    r = run(run_cli, tmp_path, tree, mirror, tree.b, SAGE_SERVER="http://127.0.0.1:9")
     assert r.code == 0, r
     [w] = warnings(r.err)
     assert ".upstream.d line ${SAGE_SERVER}spkg/upstream/${SPKG}" in w and "does not parse" in w
@@ -69,11 +70,22 @@ def test_a_file_line_is_skipped_with_one_warning_for_a_whole_bulk_download(run_c
     assert r.out.splitlines() == [str(tree.root / "upstream" / n) for n in (tree.a, tree.b)]
 
 
-def test_an_ftp_upstream_url_is_skipped_and_the_mirror_used(run_cli, tmp_path, tree, mirror):
+def test_an_ftp_upstream_url_is_skipped_not_a_usage_error(run_cli, tmp_path, tree, mirror):
+    # The mirror lacks the file, so the upstream_url's turn comes: an ftp:
+    # URL is skipped with a warning and the run ends "not found" (exit 3),
+    # not with a usage error (exit 2) as it did.
+    del mirror._files[tree.a]
     r = run(run_cli, tmp_path, tree, mirror, tree.a, "--allow-upstream")
-    assert r.code == 0, r
+    assert r.code == 3, r
     [w] = warnings(r.err)
     assert "upstream_url of aaa" in w and "ftp://ftp.example.org/aaa-1.0.tar.gz" in w
+
+
+def test_a_source_never_reached_is_never_planned(run_cli, tmp_path, tree, mirror):
+    # Sources are planned one at a time: the mirror serves the file, so the
+    # ftp: upstream_url behind it is not even looked at.
+    r = run(run_cli, tmp_path, tree, mirror, tree.a, "--allow-upstream")
+    assert r.code == 0 and not warnings(r.err), r
     assert (tree.root / "upstream" / tree.a).read_bytes() == tree.files[tree.a]
 
 
