@@ -28,12 +28,13 @@ caller gives up early (network error, stall, Ctrl-C), ``close()`` still
 writes the blocks already received, so the partial resumes from there.
 
 Buffers are bytearrays, passed to hashlib and os.write as memoryview
-slices (buffer() slices on 2.7).  CPython uses them in place.  PyPy copies the bytes into a temporary raw buffer for each of
-those calls (the GC may move a bytearray) and frees it at once; the other
-ways measured on PyPy were worse: an anonymous mmap as the buffer
-(recv_into in place, but hashlib and os.write then copy through a slow
-path whose copies the GC does not count: peak RSS up to 266 MB on 1 GiB),
-or one bytes copy per block (less CPU, but up to 153 MB: GC garbage).
+slices (buffer() slices on 2.7).  CPython uses them in place.  PyPy copies
+a slice into a temporary raw buffer for each of those calls (the GC may
+move a bytearray) and frees it at once.  The other ways measured on PyPy
+were worse: an anonymous mmap as the buffer (recv_into in place, but
+hashlib and os.write then copy through a slow path whose copies the GC
+does not count: peak RSS up to 266 MB on 1 GiB), or one bytes copy per
+block (less CPU, but up to 153 MB of GC garbage).
 
 ``Syncer`` flushes the data to disk behind the writes, for both sinks.
 """
