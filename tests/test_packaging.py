@@ -3,9 +3,13 @@
 The install goes into a fresh virtual environment made from the test's own
 interpreter, from a copy of what the build reads (pip's in-tree build would
 otherwise drop build/ and *.egg-info into the checkout while other tests
-run).  pip fetches the build backend (setuptools) from the package index,
-as any user's install does.
+run).  The build backend is the setuptools that tools/test.sh installs with
+the test libraries (requirements-test.txt), so pip builds the wheel without
+an isolated build environment and the fresh venv installs it with
+--no-index: test traffic stays on this machine (a user's `pip install .`
+differs only in fetching setuptools into an isolated environment first).
 """
+import glob
 import os
 import shutil
 import subprocess
@@ -33,10 +37,18 @@ def installed(tmp_path_factory):
     base = tmp_path_factory.mktemp("pip")
     src = copy_source(str(base / "src"))
     venv = str(base / "venv")
+    wheels = str(base / "wheels")
+    quiet = ["-q", "--disable-pip-version-check", "--no-index"]
+    p = subprocess.run([sys.executable, "-m", "pip", "wheel"] + quiet
+                       + ["--no-build-isolation", "--no-deps", "-w", wheels, src],
+                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True,
+                       timeout=TIMEOUT)
+    assert p.returncode == 0, p.stdout
     subprocess.run([sys.executable, "-m", "venv", venv], check=True, timeout=TIMEOUT)
     python = os.path.join(venv, "bin", "python")
-    p = subprocess.run([python, "-m", "pip", "install", "-q", "--disable-pip-version-check", src], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                       universal_newlines=True, timeout=TIMEOUT)
+    p = subprocess.run([python, "-m", "pip", "install"] + quiet + glob.glob(os.path.join(wheels, "*.whl")),
+                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True,
+                       timeout=TIMEOUT)
     assert p.returncode == 0, p.stdout
     # The copy is gone: the installed sagedl must not read anything from it.
     shutil.rmtree(src)
