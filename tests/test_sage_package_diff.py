@@ -26,7 +26,8 @@ sagedl's side is always a real invocation of the built pyz, one process
 per query, in the C locale, under each interpreter: the full forms, and a
 sample of the one-package queries (every 40th package plus the odd ones;
 fewer on 2.7, 3.6, 3.13 and PyPy3 than on the interpreter running the
-tests), since each query is one interpreter start on both sides.
+tests), since each query is one interpreter start on both sides; ``tarball``,
+which has no whole-tree form, runs for all 632 packages on every run.
 SAGEDL_FULL_DIFF=1 runs the one-package queries for all 632 packages and
 ``name`` for every tarball, on every interpreter (many minutes).
 """
@@ -367,3 +368,16 @@ def test_other_interpreters_match_sage_bootstrap(trees, label):
         return case.reference.real(argv) if argv in FULL_FORMS else case.reference.forked(argv)
     report("all forms on %s (symlinked, %d packages one by one)" % (label, len(packages)),
            forms, compare(case, python, forms, reference))
+
+
+@SIZED
+def test_tarball_of_every_package_matches_sage_bootstrap(trees):
+    """``tarball PKG`` for all 632 packages, one process each, on every run
+    (the shared tree, this interpreter): ``properties --format=shell :all:``
+    and the list forms cover every package in one call, but ``tarball`` has
+    no whole-tree form, and it is what ``bootstrap`` asks for each package."""
+    case = trees["shared"]
+    forms = [["tarball", p] for p in case.packages]
+    assert len(forms) == len(case.packages) >= 632
+    report("tarball of every package (shared, %s)" % sys.executable, forms,
+           compare(case, sys.executable, forms, case.reference.forked))
