@@ -61,17 +61,30 @@ class NoSuchPackage(SagePackageError):
 # Reading files as sage_bootstrap does (text, universal newlines)
 
 def _open_text(path):
-    return io.open(path, "rt", encoding="utf-8")
+    """The file as Sage opens it (UTF-8 text, universal newlines), but read
+    through sage.py's bound: at most 1 MiB, only from a regular file (a FIFO
+    would block, /dev/zero would never end; issue 12)."""
+    from sagedl import fsutil
+    from sagedl.sage import MAX_METADATA_BYTES
+    try:
+        data = fsutil.read_bounded(path, MAX_METADATA_BYTES, follow=True)
+    except fsutil.UnsafePath as e:
+        raise SagePackageError("%s is %s, not a regular file" % (native(path), fsutil.describe(e.kind)))
+    except fsutil.TooLarge:
+        raise SagePackageError("%s is larger than %d bytes: not a Sage metadata file"
+                               % (native(path), MAX_METADATA_BYTES))
+    return io.StringIO(data.decode("utf-8"), newline=None)
 
 
 def _read(path, what):
     """The file's text; IOError/OSError pass through (Sage catches those);
-    undecodable bytes become a SagePackageError (Sage dies there too)."""
-    with _open_text(path) as f:
-        try:
-            return what(f)
-        except UnicodeDecodeError:
-            raise SagePackageError("%s: not UTF-8 text" % native(path))
+    undecodable bytes become a SagePackageError (Sage dies there too), and so
+    does a file sagedl will not read whole (see _open_text)."""
+    try:
+        f = _open_text(path)
+    except UnicodeDecodeError:
+        raise SagePackageError("%s: not UTF-8 text" % native(path))
+    return what(f)
 
 
 def _read_optional(path, what):

@@ -441,6 +441,28 @@ def test_hostile_sage_metadata_is_one_error_line(runner, what, how, small_tree, 
 
 
 @pytest.mark.parametrize("runner", RUNNERS)
+@pytest.mark.parametrize("what", ["checksums.ini", "package-version.txt"])
+@pytest.mark.parametrize("how", ["huge", "fifo"])
+def test_hostile_sage_metadata_is_one_error_line_for_sage_package_too(runner, what, how,
+                                                                      small_tree, tmp_path):
+    """sage-package's own subcommands read the tree as sage_bootstrap does,
+    through the same bound: no hang on a FIFO, no 200 MB read."""
+    path = small_tree.pkgs / "pkga" / what
+    path.unlink()
+    if how == "huge":
+        with open(str(path), "wb") as f:
+            f.write(b"1.0" + b" " * (2 << 20) + b"\n")
+    else:
+        os.mkfifo(str(path))
+    env = clean_env(tmp_path, SAGE_ROOT=str(small_tree.root))
+    for argv in (["tarball", "pkga"], ["properties", "--format=shell", "pkga"]):
+        r = sagedl(runner, argv, env, timeout=60)
+        assert r.code == 1, (argv, r)
+        assert_one_line_error(r.err, "pkgs/pkga/" + what)
+        assert ("larger than" if how == "huge" else "FIFO") in r.err, r
+
+
+@pytest.mark.parametrize("runner", RUNNERS)
 @pytest.mark.parametrize("how", ["huge", "fifo"])
 def test_hostile_mirrors_file_is_one_error_line(runner, how, tmp_path):
     path = tmp_path / "mirrors.toml"
