@@ -242,10 +242,6 @@ class HostMemory(object):
             self._pioneering.discard(origin)
             self._cond.notify_all()
 
-    def dead_count(self):
-        with self._cond:
-            return len(self._dead)
-
     def dead_servers(self):
         """Each server found dead in this run, as its failure said it: for a
         report that names every unreachable host once."""
