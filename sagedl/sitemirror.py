@@ -23,7 +23,6 @@ name and a rename, so a half-written file never appears under a served name
 from __future__ import absolute_import
 
 import os
-import stat
 
 from sagedl import fsutil
 from sagedl.compat import compat_makedirs
@@ -55,25 +54,11 @@ def place(src, dest, link=True):
     """Put a verified file at dest atomically, creating its directory: a hard
     link when ``link`` and possible, else a copy (fsutil.place: a fresh
     O_EXCL temporary name, and a symlink or device at dest is refused)."""
-    if _same_file(src, dest):
-        return
     try:
         compat_makedirs(os.path.dirname(dest))
     except (IOError, OSError) as e:
         raise DiskError("cannot write %s: %s" % (dest, getattr(e, "strerror", None) or e))
     fsutil.place(src, dest, link=link)
-
-
-def _same_file(src, dest):
-    """dest is already src itself (a hard link of it, say from the last
-    make-mirror): rename(2) of one link over another of the same inode does
-    nothing and leaves the temporary name behind, so there is nothing to do.
-    lstat: a symlink at dest is never "the same file"."""
-    try:
-        d, s = os.lstat(dest), os.stat(src)
-    except OSError:
-        return False
-    return stat.S_ISREG(d.st_mode) and (d.st_dev, d.st_ino) == (s.st_dev, s.st_ino)
 
 
 def read_sums(path):
