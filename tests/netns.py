@@ -175,34 +175,50 @@ def offline(dns_hole=False):
     return Namespace(dns_hole)
 
 
-class DnsHole(object):
-    """A resolver on 127.0.0.1:53 that counts the questions and answers none."""
+class _Receiver(object):
+    """A socket read by a daemon thread until close(); each datagram or
+    frame goes to ``_handle``.  The short socket timeout only lets the
+    thread see close() promptly."""
 
-    def __init__(self):
-        self.queries = 0
-        self.names = []
-        self._sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self._sock.bind(("127.0.0.1", 53))
-        self._sock.settimeout(0.2)
+    def __init__(self, sock):
+        self._sock = sock
+        sock.settimeout(0.1)
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
 
-    def _serve(self):
+    def _run(self):
         while not self._stop.is_set():
             try:
-                data = self._sock.recv(4096)
+                data = self._sock.recv(65535)
             except socket.timeout:
                 continue
             except OSError:
                 return
-            self.queries += 1
-            self.names.append(_qname(data))
+            self._handle(data)
+
+    def _handle(self, data):
+        raise NotImplementedError
 
     def close(self):
         self._stop.set()
         self._thread.join(5)
         self._sock.close()
+
+
+class DnsHole(_Receiver):
+    """A resolver on 127.0.0.1:53 that counts the questions and answers none."""
+
+    def __init__(self):
+        self.queries = 0
+        self.names = []
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        sock.bind(("127.0.0.1", 53))
+        _Receiver.__init__(self, sock)
+
+    def _handle(self, data):
+        self.queries += 1
+        self.names.append(_qname(data))
 
 
 def _qname(packet):
@@ -217,52 +233,63 @@ def _qname(packet):
     return ".".join(labels)
 
 
-class SynCounter(object):
+SETTLE_MARK = b"netns-settle:"
+SETTLE_TIMEOUT = 10.0
+
+
+class SynCounter(_Receiver):
     """Counts TCP connection attempts inside the namespace: distinct
     (source, destination) pairs of SYN packets seen on lo, so a SYN the
     kernel retransmits to a blackhole still counts as one attempt."""
 
     def __init__(self):
         self._attempts = set()
-        self._lock = threading.Lock()
-        self._sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x0003))
-        self._sock.bind(("lo", 0))
-        self._sock.settimeout(0.1)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._sniff, daemon=True)
-        self._thread.start()
+        self._marks = set()
+        self._cond = threading.Condition()
+        sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x0003))
+        sock.bind(("lo", 0))
+        _Receiver.__init__(self, sock)
 
-    def _sniff(self):
-        while not self._stop.is_set():
-            try:
-                frame = self._sock.recv(65535)
-            except socket.timeout:
-                continue
-            except OSError:
-                return
-            ip = frame[14:]              # lo frames carry an all-zero Ethernet header
-            if len(ip) < 40 or ip[0] >> 4 != 4 or ip[9] != 6:
-                continue
-            ihl = (ip[0] & 15) * 4
-            tcp = ip[ihl:]
-            sport, dport = struct.unpack("!HH", tcp[:4])
-            flags = tcp[13]
-            if flags & 0x02 and not flags & 0x10:      # SYN without ACK: a new attempt
-                with self._lock:
-                    self._attempts.add((ip[12:16], sport, ip[16:20], dport))
+    def _handle(self, frame):
+        ip = frame[14:]              # lo frames carry an all-zero Ethernet header
+        if len(ip) < 28 or ip[0] >> 4 != 4:
+            return
+        ihl = (ip[0] & 15) * 4
+        if ip[9] == 17:                                # UDP: settle()'s marker?
+            payload = ip[ihl + 8:]
+            if payload.startswith(SETTLE_MARK):
+                with self._cond:
+                    self._marks.add(payload[len(SETTLE_MARK):])
+                    self._cond.notify_all()
+            return
+        if len(ip) < 40 or ip[9] != 6:
+            return
+        tcp = ip[ihl:]
+        sport, dport = struct.unpack("!HH", tcp[:4])
+        flags = tcp[13]
+        if flags & 0x02 and not flags & 0x10:      # SYN without ACK: a new attempt
+            with self._cond:
+                self._attempts.add((ip[12:16], sport, ip[16:20], dport))
 
     def settle(self):
-        """Wait until the sniffer has seen what is already on lo."""
-        time.sleep(0.3)
+        """Return once the sniffer has seen everything already sent on lo:
+        lo delivers in order, so a marker datagram sent now and seen by the
+        sniffer comes after every packet before it."""
+        token = os.urandom(8).hex().encode("ascii")
+        marker = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            marker.sendto(SETTLE_MARK + token, ("127.0.0.1", 9))
+        finally:
+            marker.close()
+        with self._cond:
+            if not self._cond.wait_for(lambda: token in self._marks, SETTLE_TIMEOUT):
+                raise AssertionError("the SYN counter did not see its marker within %ss"
+                                     % SETTLE_TIMEOUT)
+            self._marks.discard(token)
 
     def count(self, port=None):
-        with self._lock:
+        with self._cond:
             return len([a for a in self._attempts if port is None or a[3] == port])
-
-    def close(self):
-        self._stop.set()
-        self._thread.join(5)
-        self._sock.close()
 
 
 class Blackhole(object):
