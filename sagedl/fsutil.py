@@ -208,8 +208,8 @@ def write_atomic(path, data, mode=0o644, durable=False):
     (O_EXCL, O_NOFOLLOW, ``mode``), then a rename.  Refuses when ``path`` is a
     symlink or not a regular file.  Raises DiskError/UnsafePath."""
     refuse_unless_regular(path)
-    tmp = temp_name(path)
-    try:
+
+    def fill(tmp):
         fd = create_exclusive(tmp, mode)
         try:
             view = memoryview(data)
@@ -220,14 +220,7 @@ def write_atomic(path, data, mode=0o644, durable=False):
                 os.fsync(fd)
         finally:
             os.close(fd)
-        refuse_unless_regular(path)
-        compat_replace(tmp, path)
-    except (IOError, OSError) as e:
-        _unlink_quietly(tmp)
-        raise DiskError("cannot write %s: %s" % (path, getattr(e, "strerror", None) or e))
-    except BaseException:     # UnsafePath, or Ctrl-C between creating and renaming
-        _unlink_quietly(tmp)
-        raise
+    _rename_into_place(fill, path)
 
 
 def place(src, dest, link=True):
@@ -239,17 +232,27 @@ def place(src, dest, link=True):
     refuse_unless_regular(dest)
     if _same_file(src, dest):
         return
-    tmp = temp_name(dest)
-    try:
-        linked = False
+
+    def fill(tmp):
         if link:
             try:
                 os.link(src, tmp)      # never follows or replaces tmp: EEXIST
-                linked = kind(tmp) == "file"
+                if kind(tmp) == "file":
+                    return
             except OSError:
                 pass   # another filesystem, or no hard links: copy
-        if not linked:
-            _copy(src, tmp)
+        _copy(src, tmp)
+    _rename_into_place(fill, dest)
+
+
+def _rename_into_place(fill, dest):
+    """The one way write_atomic and place replace ``dest``: ``fill`` creates a
+    fresh temporary name beside it, which is renamed onto ``dest`` once
+    ``dest`` is still absent or a regular file; the temporary name never
+    outlives a failure."""
+    tmp = temp_name(dest)
+    try:
+        fill(tmp)
         refuse_unless_regular(dest)
         compat_replace(tmp, dest)
     except (IOError, OSError) as e:
