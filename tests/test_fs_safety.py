@@ -420,17 +420,24 @@ def test_planted_cache_files_are_neither_followed_nor_waited_on(runner, name, pl
 
 
 # -- bounded, regular-file-only reads of metadata ------------------------------------------------
+def plant_hostile_metadata(path, how, start):
+    """Replace ``path`` with a 2 MiB file beginning with ``start`` (past
+    every metadata bound), or with a FIFO (a reader that waits would hang)."""
+    if os.path.lexists(str(path)):
+        os.unlink(str(path))
+    if how == "huge":
+        with open(str(path), "wb") as f:
+            f.write(start + b" " * (2 << 20) + b"\n")
+    else:
+        os.mkfifo(str(path))
+    return path
+
+
 @pytest.mark.parametrize("runner", RUNNERS)
 @pytest.mark.parametrize("what", ["checksums.ini", "package-version.txt"])
 @pytest.mark.parametrize("how", ["huge", "fifo"])
 def test_hostile_sage_metadata_is_one_error_line(runner, what, how, small_tree, tmp_path):
-    path = small_tree.pkgs / "pkga" / what
-    path.unlink()
-    if how == "huge":
-        with open(str(path), "wb") as f:
-            f.write(b"1.0" + b" " * (2 << 20) + b"\n")
-    else:
-        os.mkfifo(str(path))
+    plant_hostile_metadata(small_tree.pkgs / "pkga" / what, how, b"1.0")
     env = clean_env(tmp_path, SAGE_ROOT=str(small_tree.root), SAGEDL_MIRRORS="http://127.0.0.1:9/")
     r = sagedl(runner, [small_tree.name], env, timeout=60)
     assert r.code == 2, r
@@ -447,13 +454,7 @@ def test_hostile_sage_metadata_is_one_error_line_for_sage_package_too(runner, wh
                                                                       small_tree, tmp_path):
     """sage-package's own subcommands read the tree as sage_bootstrap does,
     through the same bound: no hang on a FIFO, no 200 MB read."""
-    path = small_tree.pkgs / "pkga" / what
-    path.unlink()
-    if how == "huge":
-        with open(str(path), "wb") as f:
-            f.write(b"1.0" + b" " * (2 << 20) + b"\n")
-    else:
-        os.mkfifo(str(path))
+    plant_hostile_metadata(small_tree.pkgs / "pkga" / what, how, b"1.0")
     env = clean_env(tmp_path, SAGE_ROOT=str(small_tree.root))
     for argv in (["tarball", "pkga"], ["properties", "--format=shell", "pkga"]):
         r = sagedl(runner, argv, env, timeout=60)
@@ -465,12 +466,7 @@ def test_hostile_sage_metadata_is_one_error_line_for_sage_package_too(runner, wh
 @pytest.mark.parametrize("runner", RUNNERS)
 @pytest.mark.parametrize("how", ["huge", "fifo"])
 def test_hostile_mirrors_file_is_one_error_line(runner, how, tmp_path):
-    path = tmp_path / "mirrors.toml"
-    if how == "huge":
-        with open(str(path), "wb") as f:
-            f.write(b"# " + b"x" * (2 << 20) + b"\n")
-    else:
-        os.mkfifo(str(path))
+    path = plant_hostile_metadata(tmp_path / "mirrors.toml", how, b"#")
     r = sagedl(runner, ["list-mirrors", "--no-probe", "--mirrors-file", path], clean_env(tmp_path),
                timeout=60)
     assert r.code == 2, r
