@@ -105,6 +105,13 @@ def size_of(path):
         return -1
 
 
+def mirror_env(tmp_path, tree, mirror, **extra):
+    """clean_env for a Tree whose only mirror is ``mirror`` (a FaultServer)."""
+    env = clean_env(tmp_path, SAGE_ROOT=str(tree.root), SAGEDL_MIRRORS=mirror.url + "/ok/")
+    env.update(extra)
+    return env
+
+
 class Tree(object):
     """A Sage tree with packages whose tarballs a loopback mirror serves."""
 
@@ -116,7 +123,8 @@ class Tree(object):
         (root / "build" / "bin").mkdir()
 
     def add(self, pkg, version, tarball_template, data, ptype="standard", sha1=True,
-            upstream_url=None):
+            upstream_url=None, extra=()):
+        """A package; ``extra``: empty files beside checksums.ini (for --has-file)."""
         d = self.pkgs / pkg
         d.mkdir()
         lines = ["tarball=%s" % tarball_template,
@@ -128,6 +136,8 @@ class Tree(object):
         (d / "checksums.ini").write_text("\n".join(lines) + "\n")
         (d / "package-version.txt").write_text(version + "\n")
         (d / "type").write_text(ptype + "\n")
+        for extra_name in extra:
+            (d / extra_name).write_text("")
         name = tarball_template.replace("VERSION", version.split(".p")[0])
         self.files[name] = data
         return name

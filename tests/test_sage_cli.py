@@ -8,7 +8,7 @@ import subprocess
 
 import pytest
 
-from helpers import REPO, Tree, assert_one_line_error, clean_env, make_data
+from helpers import REPO, Tree, assert_one_line_error, clean_env, make_data, mirror_env
 from faultserver import FaultServer
 from sagedl.errors import EXIT_CHECKSUM, EXIT_NOT_FOUND, EXIT_USAGE
 
@@ -30,10 +30,7 @@ def mirror(tree):
         yield s
 
 
-def env_for(tmp_path, tree, mirror, **extra):
-    env = clean_env(tmp_path, SAGE_ROOT=str(tree.root), SAGEDL_MIRRORS=mirror.url + "/ok/")
-    env.update(extra)
-    return env
+env_for = mirror_env
 
 
 def test_tarball_name_goes_to_sage_distfiles_verified(run_cli, tmp_path, tree, mirror):

@@ -16,6 +16,7 @@ import subprocess
 
 import pytest
 
+import helpers
 from helpers import REPO, clean_env, make_data
 from faultserver import FaultServer
 from pyz import interpreter_params, pyz_path, require_interpreter
@@ -42,19 +43,16 @@ WHEELS = ["wheelpkg-1.0-cp311-cp311-manylinux_2_17_x86_64.manylinux2014_x86_64.w
           "wheelpkg-1.0-cp312-cp312-musllinux_1_2_x86_64.whl"]
 
 
-class Tree(object):
+class Tree(helpers.Tree):
     """A small Sage tree: sdists, a wheel-only package, and a package without tarball."""
 
     def __init__(self, root):
-        self.root = root
-        self.files = {}
-        self.pkgs = root / "build" / "pkgs"
-        self.pkgs.mkdir(parents=True)
-        (root / "build" / "bin").mkdir()
-        self.ntl = self.add("ntl", "11.6.0", "ntl-VERSION.tar.gz", make_data(30000, 11))
-        self.pari = self.add("pari", "2.17.4", "pari-VERSION.tar.gz", make_data(20000, 12))
+        helpers.Tree.__init__(self, root)
+        self.ntl = self.add("ntl", "11.6.0", "ntl-VERSION.tar.gz", make_data(30000, 11), sha1=False)
+        self.pari = self.add("pari", "2.17.4", "pari-VERSION.tar.gz", make_data(20000, 12),
+                             sha1=False)
         self.opt = self.add("foo_opt", "1.0", "foo_opt-VERSION.tar.bz2", make_data(5000, 13),
-                            ptype="optional", extra=("spkg-configure.m4",))
+                            ptype="optional", sha1=False, extra=("spkg-configure.m4",))
         lines = []
         for i, name in enumerate(WHEELS):
             data = make_data(3000 + i, 40 + i)
@@ -68,19 +66,6 @@ class Tree(object):
         (d / "type").write_text("standard\n")
         (self.pkgs / "sagelib").mkdir()
         (self.pkgs / "sagelib" / "type").write_text("standard\n")
-
-    def add(self, pkg, version, template, data, ptype="standard", extra=()):
-        d = self.pkgs / pkg
-        d.mkdir()
-        (d / "checksums.ini").write_text("tarball=%s\nsha256=%s\n"
-                                         % (template, hashlib.sha256(data).hexdigest()))
-        (d / "package-version.txt").write_text(version + "\n")
-        (d / "type").write_text(ptype + "\n")
-        for name in extra:
-            (d / name).write_text("")
-        name = template.replace("VERSION", version)
-        self.files[name] = data
-        return name
 
     def path(self, name):
         return str(self.root / "upstream" / name)
@@ -97,10 +82,7 @@ def mirror(tree):
         yield s
 
 
-def env_for(tmp_path, tree, mirror, **extra):
-    env = clean_env(tmp_path, SAGE_ROOT=str(tree.root), SAGEDL_MIRRORS=mirror.url + "/ok/")
-    env.update(extra)
-    return env
+env_for = helpers.mirror_env
 
 
 def names(out):
