@@ -140,7 +140,9 @@ class ThreadedSink(object):
         self._views = [memoryview(b) for b in self._bufs]
         self._free = deque(range(ring))
         self._ready = deque()
-        self._current = None
+        self._current = None        # the block being filled, and how far
+        self._filled = 0
+        self._block = block_size
         self._busy = False          # the worker holds a block it took from _ready
         self._stopping = False
         self._error = None          # sys.exc_info() of the worker's failure
@@ -153,24 +155,37 @@ class ThreadedSink(object):
 
     # -- the caller's side
     def buffer(self):
-        cond = self._cond
-        with cond:
-            if self._current is None:
+        """Where to receive next: the unfilled rest of the current block."""
+        if self._current is None:
+            cond = self._cond
+            with cond:
                 while not self._free and self._error is None:
                     cond.wait()
                 self._raise()
                 self._current = self._free.popleft()
-        return self._views[self._current]
+            self._filled = 0
+            return self._views[self._current]
+        return self._views[self._current][self._filled:]
 
     def put(self, n):
+        """n more bytes were received into buffer(); a block is handed to
+        the worker only when full, so that it can be hashed and written
+        whole, without a slice (see the module docstring)."""
+        self._raise()
+        self._filled += n
+        if self._filled == self._block:
+            self._hand_over()
+
+    def _hand_over(self):
         cond = self._cond
         with cond:
-            self._raise()
-            self._ready.append((self._current, n))
+            self._ready.append((self._current, self._filled))
             self._current = None
             cond.notify()
 
     def finish(self):
+        if self._current is not None and self._filled:
+            self._hand_over()
         cond = self._cond
         with cond:
             while (self._ready or self._busy) and self._error is None:
@@ -179,6 +194,8 @@ class ThreadedSink(object):
 
     def close(self):
         """Stop the worker once it has written what it was given (unless it failed)."""
+        if self._current is not None and self._filled and self._error is None:
+            self._hand_over()
         cond = self._cond
         with cond:
             self._stopping = True
@@ -195,7 +212,7 @@ class ThreadedSink(object):
     def _run(self):
         cond = self._cond
         ready, free, bufs, views = self._ready, self._free, self._bufs, self._views
-        update, fd, syncer = self._update, self._fd, self._syncer
+        update, fd, syncer, block = self._update, self._fd, self._syncer, self._block
         try:
             while True:
                 with cond:
@@ -205,7 +222,7 @@ class ThreadedSink(object):
                         return
                     i, n = ready.popleft()
                     self._busy = True
-                chunk = compat_buffer_slice(bufs[i], views[i], n)
+                chunk = bufs[i] if n == block else compat_buffer_slice(bufs[i], views[i], n)
                 update(chunk)
                 write_all(fd, chunk)
                 self.written += n

@@ -89,6 +89,38 @@ def wait_until(predicate, timeout=20.0):
         time.sleep(0.01)
 
 
+def wait_until_client_has_read(server, name, nbytes, timeout=60.0):
+    """Wait until a client process has *read* the first nbytes of name's body
+    from server (a FaultServer parked by stall-at-nbytes), even if it holds
+    them in memory and has written nothing yet.
+
+    The server has handed nbytes to its kernel; then /proc/net/tcp must show
+    the server's end of the connection with nothing unacknowledged (tx_queue
+    0: the client's kernel has it all) and the client's end with nothing
+    unread (rx_queue 0: the client process took it all).  Loopback IPv4 only.
+    """
+    assert server.wait_for(lambda s: any(r.body_bytes >= nbytes
+                                         for r in s.requests_for(name)), timeout), \
+        "the server never sent %d bytes of %s" % (nbytes, name)
+    port = "%04X" % server.port
+
+    def drained():
+        ends = []
+        with open("/proc/net/tcp") as f:
+            for line in f.readlines()[1:]:
+                fields = line.split()
+                local, remote, state, queues = fields[1], fields[2], fields[3], fields[4]
+                if state != "01":                   # ESTABLISHED
+                    continue
+                tx, rx = (int(q, 16) for q in queues.split(":"))
+                if local.endswith(":" + port):
+                    ends.append(tx)                 # the server's end
+                elif remote.endswith(":" + port):
+                    ends.append(rx)                 # the client's end
+        return len(ends) == 2 and not any(ends)
+    wait_until(drained, timeout)
+
+
 def write_text(path, text):
     """Write ``text`` (UTF-8) to ``path``, making its directory; returns path."""
     os.makedirs(os.path.dirname(str(path)), exist_ok=True)

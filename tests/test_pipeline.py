@@ -15,9 +15,9 @@ import sys
 
 import pytest
 
-from conftest import (REPO, assert_one_line_error, clean_env, make_data, run_module, size_of,
-                      wait_until)
 from faultserver import FaultServer
+from helpers import (REPO, assert_one_line_error, clean_env, make_data, run_module, size_of,
+                     wait_until, wait_until_client_has_read)
 from sagedl import pipeline
 from sagedl.errors import EXIT_CHECKSUM, EXIT_DISK, EXIT_INTERRUPTED, EXIT_NETWORK, EXIT_OK
 from sagedl.verify import Expected, Hasher
@@ -36,11 +36,13 @@ def path(request, monkeypatch):
 
 
 def full_disk_write(limit, write=os.write):
-    """os.write on a disk that is full once a file would grow past limit bytes."""
+    """os.write on a disk that holds limit bytes of the file: as write(2)
+    does, a write that does not fit is short, and one with no room is ENOSPC."""
     def fake(fd, data):
-        if os.fstat(fd).st_size + len(data) > limit:
+        room = limit - os.fstat(fd).st_size
+        if room <= 0:
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-        return write(fd, data)
+        return write(fd, memoryview(data)[:room])
     return fake
 
 
@@ -51,13 +53,17 @@ def new_sink(kind, fd, hasher, block):
 
 
 def feed(sink, data, sizes):
-    """Put data into the sink in blocks of the given sizes, as the engine does."""
+    """Put data into the sink in reads of the given sizes, as the engine
+    does: a read never goes past the buffer() it was given."""
     pos = 0
     for n in sizes:
-        view = sink.buffer()
-        view[:n] = data[pos:pos + n]
-        sink.put(n)
-        pos += n
+        while n:
+            view = sink.buffer()
+            k = min(n, len(view))
+            view[:k] = data[pos:pos + k]
+            sink.put(k)
+            pos += k
+            n -= k
     return pos
 
 
@@ -126,12 +132,13 @@ def test_an_error_in_the_hashing_thread_is_raised_as_itself(tmp_path):
 
 def test_close_after_the_caller_gives_up_still_writes_what_was_received(tmp_path):
     """A network error mid-transfer: the blocks already received reach the
-    partial, so the next run resumes after them."""
-    data = make_data(64 * 1024, seed=9)
+    partial, the last one too though it is not full, so the next run
+    resumes after them."""
+    data = make_data(15 * 4096 + 1000, seed=9)
     fd = os.open(str(tmp_path / "out"), os.O_WRONLY | os.O_CREAT, 0o644)
     sink = pipeline.ThreadedSink(fd, Hasher(Expected()), 4096, ring=4)
     try:
-        feed(sink, data, [4096] * 16)
+        feed(sink, data, [4096] * 15 + [600, 400])
     finally:
         sink.close()     # no finish(): the caller is leaving with an error
         os.close(fd)
@@ -222,13 +229,16 @@ def test_disk_full_in_the_writing_thread_is_exit_6_and_the_partial_resumes(
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM, signal.SIGINT])
 @pytest.mark.parametrize("kind", PATHS)
 def test_a_signal_mid_transfer_leaves_a_resumable_partial(tmp_path, kind, sig):
-    """kill -9, or SIGTERM/SIGINT, while the worker may hold blocks: the .part
-    is a prefix of the file, .part.json is there, and the next run resumes."""
+    """A signal while the sinks hold received data: the threaded sink keeps
+    up to a block in memory until it is full (so the worker can hash and
+    write it whole).  After SIGTERM or SIGINT the .part holds every byte
+    received; after kill -9 it is a prefix of them.  Either way .part.json is
+    there and the next run resumes from what the .part holds."""
     data = make_data(3 << 20, seed=11)
     sha = hashlib.sha256(data).hexdigest()
     out = tmp_path / "out"
     out.mkdir()
-    N = 1000000
+    N = (1 << 20) + 200000      # a block and a part of one, whatever the block size
     env = clean_env(tmp_path, SAGEDL_PIPELINE=kind)
     with FaultServer({"k.bin": data}) as s:
         url = s.url_for("k.bin", "stall-at-%d,once" % N)
@@ -236,22 +246,26 @@ def test_a_signal_mid_transfer_leaves_a_resumable_partial(tmp_path, kind, sig):
                               "--sha256", sha, "-q"], env=dict(env, PYTHONPATH=REPO),
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         try:
-            wait_until(lambda: size_of(out / "k.bin.part") == N, timeout=60)
+            wait_until_client_has_read(s, "k.bin", N)
+            wait_until(lambda: (out / "k.bin.part.json").exists())
             p.send_signal(sig)
             _, err = p.communicate(timeout=30)
         finally:
             if p.poll() is None:
                 p.kill()
                 p.communicate()
+        part = (out / "k.bin.part").read_bytes()
         if sig == signal.SIGKILL:
             assert p.returncode == -signal.SIGKILL
+            assert data[:N].startswith(part)
         else:
             assert p.returncode == EXIT_INTERRUPTED, err
             assert b"Traceback" not in err
+            assert part == data[:N]
         assert (out / "k.bin.part.json").exists()
-        assert (out / "k.bin.part").read_bytes() == data[:N]
         r = run_module([url, out / "k.bin", "--sha256", sha, "-q"], env)
         assert r.code == EXIT_OK, r
-        assert s.requests_for("k.bin")[-1].range == "bytes=%d-" % N
+        if part:
+            assert s.requests_for("k.bin")[-1].range == "bytes=%d-" % len(part)
         s.release()
     assert (out / "k.bin").read_bytes() == data
