@@ -100,7 +100,8 @@ def _hash_from(f, expected, limit, block):
         n = f.readinto(view if left is None or left >= block else view[:left])
         if not n:
             break
-        h.update(view[:n])
+        # The bytearray itself when the read filled it: PyPy copies a slice.
+        h.update(buf if n == block else view[:n])
         if left is not None:
             left -= n
     return h
