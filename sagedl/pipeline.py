@@ -27,20 +27,22 @@ worker (ENOSPC, EIO, ...) is raised in the caller's thread at its next
 caller gives up early (network error, stall, Ctrl-C), ``close()`` still
 writes the blocks already received, so the partial resumes from there.
 
-Buffers are bytearrays.  The caller fills a block over as many reads as
-it takes and hands it over only when it is full (or at the end), so the
-worker passes the bytearray itself to hashlib and os.write.  That matters on
-PyPy, which copies a slice into a temporary raw buffer for each of those
-calls (the GC may move a bytearray): handing over every read as a slice
-cost PyPy3 2.8 s of CPU per GiB against 1.8 s for whole blocks (loopback
-HTTP, 2026-11-28), and CPython gains from the fewer hand-offs too.  A block
-not yet full stays in memory until it fills; close() writes it, so an
-error, SIGTERM or Ctrl-C keeps every byte received (kill -9 keeps a prefix).
+Buffers are bytearrays.  On PyPy the caller fills a block over as many
+reads as it takes and hands it over only when it is full (or at the end),
+so the worker passes the bytearray itself to hashlib and os.write: PyPy
+copies a slice into a temporary raw buffer for each of those calls (the GC
+may move a bytearray).  Handing over every read as a slice cost PyPy3 2.8 s
+of CPU per GiB against 1.8 s for whole blocks (loopback HTTP, 2026-11-28).
+On CPython a slice costs nothing, and handing over each read at once is
+faster than whole blocks (1.07 s against 1.34 s per GiB, same day): the
+worker hashes the bytes while they are still in the CPU's cache.  A block
+not yet handed over stays in memory; close() writes it, so an error,
+SIGTERM or Ctrl-C keeps every byte received (kill -9 keeps a prefix).
 Other ways measured on PyPy were worse: an anonymous mmap as the buffer
 (hashlib and os.write then copy through a slow path whose copies the GC
 does not count: peak RSS up to 266 MB on 1 GiB), or one bytes copy per
-block (up to 153 MB of GC garbage).  The simple Sink still hands over
-slices: it serves small files and 2.7, where they cost nothing.
+block (up to 153 MB of GC garbage).  The simple Sink hands over slices: it
+serves small files and 2.7, where they cost nothing.
 
 ``Syncer`` flushes the data to disk behind the writes, for both sinks.
 """
@@ -62,18 +64,26 @@ RING = 4                    # buffers in flight: enough to absorb jitter
 # 693 MB/s against 615 MB/s with whole-block hand-offs, at a peak RSS of
 # 82-93 MB on 1 GiB (loopback, 2026-11-28).
 THREADED_BLOCK = 1 << 20
+# When the caller hands a block to the worker: on PyPy once it is full, so
+# the worker can hash and write the bytearray itself (a slice is copied
+# there); on CPython after every read, while the bytes are still in the
+# CPU's cache (slices cost nothing there, and whole 1 MiB blocks measured
+# 1.34 s per GiB against 1.07 s).  See the module docstring.
+WHOLE_BLOCKS = hasattr(sys, "pypy_version_info")
 
 
 def open_sink(fd, hasher, block_size, remaining, env=os.environ):
     """The sink for a transfer of ``remaining`` bytes (None: unknown).
 
     SAGEDL_PIPELINE=thread or =simple overrides the choice, to measure one
-    against the other (bench/) and to test both on small files (tests/).
+    against the other (bench/) and to test both on small files (tests/);
+    =whole is the threaded sink handing over whole blocks, as on PyPy.
     """
     choice = env.get("SAGEDL_PIPELINE", "auto")
     large = remaining is None or remaining >= LARGE_TRANSFER
-    if choice == "thread" or (choice != "simple" and large and threads_pay()):
-        return ThreadedSink(fd, hasher, max(block_size, THREADED_BLOCK))
+    if choice in ("thread", "whole") or (choice != "simple" and large and threads_pay()):
+        return ThreadedSink(fd, hasher, max(block_size, THREADED_BLOCK),
+                            whole_blocks=True if choice == "whole" else None)
     return Sink(fd, hasher, block_size, sync=large)
 
 
@@ -137,7 +147,7 @@ class ThreadedSink(object):
 
     threaded = True
 
-    def __init__(self, fd, hasher, block_size, ring=RING):
+    def __init__(self, fd, hasher, block_size, ring=RING, whole_blocks=None):
         import threading
         from collections import deque
         self._fd = fd
@@ -149,6 +159,10 @@ class ThreadedSink(object):
         self._current = None        # the block being filled, and how far
         self._filled = 0
         self._block = block_size
+        if whole_blocks is None:
+            whole_blocks = WHOLE_BLOCKS
+        # Hand a block to the worker once this much of it is filled.
+        self._hand_over_at = block_size if whole_blocks else 1
         self._busy = False          # the worker holds a block it took from _ready
         self._stopping = False
         self._error = None          # sys.exc_info() of the worker's failure
@@ -174,12 +188,11 @@ class ThreadedSink(object):
         return self._views[self._current][self._filled:]
 
     def put(self, n):
-        """n more bytes were received into buffer(); a block is handed to
-        the worker only when full, so that it can be hashed and written
-        whole, without a slice (see the module docstring)."""
+        """n more bytes were received into buffer(); the block goes to the
+        worker now, or on PyPy once it is full (see WHOLE_BLOCKS)."""
         self._raise()
         self._filled += n
-        if self._filled == self._block:
+        if self._filled >= self._hand_over_at:
             self._hand_over()
 
     def _hand_over(self):

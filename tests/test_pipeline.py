@@ -22,7 +22,9 @@ from sagedl import pipeline
 from sagedl.errors import EXIT_CHECKSUM, EXIT_DISK, EXIT_INTERRUPTED, EXIT_NETWORK, EXIT_OK
 from sagedl.verify import Expected, Hasher
 
-PATHS = ["thread", "simple"]
+# thread: the threaded sink handing over each read (CPython's way); whole:
+# handing over full blocks (PyPy's way); simple: one thread.
+PATHS = ["thread", "whole", "simple"]
 # A worker that never signals would hang the engine: fail fast instead.
 pytestmark = pytest.mark.timeout(90)
 
@@ -30,8 +32,10 @@ pytestmark = pytest.mark.timeout(90)
 @pytest.fixture(params=PATHS)
 def path(request, monkeypatch):
     """Make the engine pick the threaded or the simple sink for any size."""
-    monkeypatch.setattr(pipeline, "LARGE_TRANSFER", 0 if request.param == "thread" else 1 << 62)
-    monkeypatch.setattr(pipeline, "threads_pay", lambda: request.param == "thread")
+    threaded = request.param != "simple"
+    monkeypatch.setattr(pipeline, "LARGE_TRANSFER", 0 if threaded else 1 << 62)
+    monkeypatch.setattr(pipeline, "threads_pay", lambda: threaded)
+    monkeypatch.setattr(pipeline, "WHOLE_BLOCKS", request.param == "whole")
     return request.param
 
 
@@ -47,8 +51,8 @@ def full_disk_write(limit, write=os.write):
 
 
 def new_sink(kind, fd, hasher, block):
-    if kind == "thread":
-        return pipeline.ThreadedSink(fd, hasher, block, ring=3)
+    if kind != "simple":
+        return pipeline.ThreadedSink(fd, hasher, block, ring=3, whole_blocks=kind == "whole")
     return pipeline.Sink(fd, hasher, block)
 
 
@@ -130,18 +134,51 @@ def test_an_error_in_the_hashing_thread_is_raised_as_itself(tmp_path):
     assert size_of(tmp_path / "out") == 0
 
 
-def test_close_after_the_caller_gives_up_still_writes_what_was_received(tmp_path):
+@pytest.mark.parametrize("whole", [False, True])
+def test_close_after_the_caller_gives_up_still_writes_what_was_received(tmp_path, whole):
     """A network error mid-transfer: the blocks already received reach the
     partial, the last one too though it is not full, so the next run
     resumes after them."""
     data = make_data(15 * 4096 + 1000, seed=9)
     fd = os.open(str(tmp_path / "out"), os.O_WRONLY | os.O_CREAT, 0o644)
-    sink = pipeline.ThreadedSink(fd, Hasher(Expected()), 4096, ring=4)
+    sink = pipeline.ThreadedSink(fd, Hasher(Expected()), 4096, ring=4, whole_blocks=whole)
     try:
         feed(sink, data, [4096] * 15 + [600, 400])
     finally:
         sink.close()     # no finish(): the caller is leaving with an error
         os.close(fd)
+    assert (tmp_path / "out").read_bytes() == data
+
+
+def test_whole_blocks_reach_hashlib_and_write_as_the_bytearray_itself(tmp_path, monkeypatch):
+    """PyPy's way (WHOLE_BLOCKS): the worker gets full blocks and passes the
+    buffer itself, never a slice of it, to the hasher and to os.write (PyPy
+    copies a slice on every such call); only the last, short block is a
+    slice."""
+    block = 4096
+    data = make_data(5 * block + 100, seed=12)
+    seen = []
+
+    class Recorder(object):
+        def update(self, chunk):
+            seen.append(("hash", type(chunk), len(chunk)))
+
+    def write(fd, chunk, real_write=os.write):
+        seen.append(("write", type(chunk), len(chunk)))
+        return real_write(fd, chunk)
+    monkeypatch.setattr(pipeline.os, "write", write)
+    fd = os.open(str(tmp_path / "out"), os.O_WRONLY | os.O_CREAT, 0o644)
+    sink = pipeline.ThreadedSink(fd, Recorder(), block, ring=3, whole_blocks=True)
+    try:
+        feed(sink, data, [1000, 3000, 96, 2048, 2048] + [block] * 3 + [100])
+        sink.finish()
+    finally:
+        sink.close()
+        monkeypatch.undo()
+        os.close(fd)
+    full = [(op, kind) for op, kind, n in seen if n == block]
+    assert full == [("hash", bytearray), ("write", bytearray)] * 5
+    assert [n for op, kind, n in seen if n != block] == [100, 100]
     assert (tmp_path / "out").read_bytes() == data
 
 
@@ -151,6 +188,7 @@ def test_close_after_the_caller_gives_up_still_writes_what_was_received(tmp_path
     (None, {}, sys.version_info[0] >= 3),            # unknown size: may be large
     (None, {"SAGEDL_PIPELINE": "simple"}, False),
     (1 << 20, {"SAGEDL_PIPELINE": "thread"}, True),
+    (1 << 20, {"SAGEDL_PIPELINE": "whole"}, True),
 ])
 def test_the_choice_of_sink(tmp_path, remaining, env, threaded):
     fd = os.open(str(tmp_path / "out"), os.O_WRONLY | os.O_CREAT, 0o644)
