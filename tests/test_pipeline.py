@@ -307,3 +307,29 @@ def test_a_signal_mid_transfer_leaves_a_resumable_partial(tmp_path, kind, sig):
             assert s.requests_for("k.bin")[-1].range == "bytes=%d-" % len(part)
         s.release()
     assert (out / "k.bin").read_bytes() == data
+
+
+# -- hash_file: resume and cache verification hash the file back -------------
+
+@pytest.mark.parametrize("limit", [None, 3 * 4096 + 5])
+def test_hash_file_hashes_full_reads_as_the_buffer_itself(tmp_path, monkeypatch, limit):
+    """verify.hash_file passes the bytearray itself when a read filled it
+    (PyPy copies a slice on every update), and a slice only for the short
+    last read; the digest is the file's (or its first limit bytes')."""
+    from sagedl import verify
+    block = 4096
+    data = make_data(5 * block + 100, seed=13)
+    path = tmp_path / "f"
+    path.write_bytes(data)
+    seen = []
+    real = verify.Hasher.update
+
+    def update(self, chunk):
+        seen.append((type(chunk), len(chunk)))
+        real(self, chunk)
+    monkeypatch.setattr(verify.Hasher, "update", update)
+    h = verify.hash_file(str(path), Expected(), limit=limit, block=block)
+    expected = data if limit is None else data[:limit]
+    assert h.sha256.hexdigest() == hashlib.sha256(expected).hexdigest()
+    assert [kind for kind, n in seen if n == block] == [bytearray] * (len(expected) // block)
+    assert [n for kind, n in seen if n != block] == [len(expected) % block]
