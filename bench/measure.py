@@ -24,7 +24,8 @@ import time
 class Sample(object):
     """One run of one command."""
 
-    def __init__(self, argv, wall, user, sys_, maxrss_kib, rc, stdout, stderr, rss_exact=True):
+    def __init__(self, argv, wall, user, sys_, maxrss_kib, rc, stdout, stderr, rss_exact=True,
+                 server_cpu=None, machine_busy=None):
         self.argv = argv
         self.wall = wall
         self.user = user
@@ -34,6 +35,8 @@ class Sample(object):
         self.stdout = stdout
         self.stderr = stderr
         self.rss_exact = rss_exact
+        self.server_cpu = server_cpu        # CPU seconds the server used meanwhile
+        self.machine_busy = machine_busy    # share of all cores' time not idle
 
     @property
     def ok(self):
@@ -44,8 +47,13 @@ class Sample(object):
         return "exit %s: %s" % (self.rc, " | ".join(tail)[:300])
 
     def as_dict(self):
-        return {"wall_s": round(self.wall, 5), "user_s": round(self.user, 4),
-                "sys_s": round(self.sys, 4), "maxrss_kib": self.maxrss_kib, "rc": self.rc}
+        d = {"wall_s": round(self.wall, 5), "user_s": round(self.user, 4),
+             "sys_s": round(self.sys, 4), "maxrss_kib": self.maxrss_kib, "rc": self.rc}
+        if self.server_cpu is not None:
+            d["server_cpu_s"] = round(self.server_cpu, 3)
+        if self.machine_busy is not None:
+            d["machine_busy"] = round(self.machine_busy, 4)
+        return d
 
 
 GNU_TIME = "/usr/bin/time"
@@ -66,8 +74,22 @@ def gnu_time():
 _TIME = gnu_time()
 
 
-def run(argv, env=None, cwd=None, timeout=600.0, shell=False):
-    """Run argv (a shell command if shell) to completion."""
+def cpu_times():
+    """(busy, total) jiffies of all cores since boot (/proc/stat's cpu line);
+    None where there is no /proc/stat."""
+    try:
+        with open("/proc/stat") as f:
+            values = [int(v) for v in f.readline().split()[1:]]
+    except (IOError, OSError, ValueError):
+        return None
+    idle = values[3] + (values[4] if len(values) > 4 else 0)    # idle + iowait
+    return sum(values) - idle, sum(values)
+
+
+def run(argv, env=None, cwd=None, timeout=600.0, shell=False, server_cpu=None):
+    """Run argv (a shell command if shell) to completion.  server_cpu: a
+    function giving the server's CPU seconds so far, sampled around the run;
+    with it the Sample also says how busy the whole machine was."""
     if shell:
         argv = ["/bin/sh", "-c", argv]
     rss_file = None
@@ -94,6 +116,8 @@ def run(argv, env=None, cwd=None, timeout=600.0, shell=False):
     for t in readers:
         t.daemon = True
         t.start()
+    server0 = server_cpu() if server_cpu else None
+    cpu0 = cpu_times() if server_cpu else None
     t0 = time.perf_counter()
     p = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=out_w, stderr=err_w,
                          env=env, cwd=cwd, start_new_session=True)
@@ -107,6 +131,12 @@ def run(argv, env=None, cwd=None, timeout=600.0, shell=False):
     finally:
         killer.cancel()
     wall = time.perf_counter() - t0
+    used = busy = None
+    if server0 is not None:
+        used = server_cpu() - server0
+    cpu1 = cpu_times() if cpu0 else None
+    if cpu1 and cpu1[1] > cpu0[1]:
+        busy = (cpu1[0] - cpu0[0]) / (cpu1[1] - cpu0[1])
     p.returncode = rc = _exit_code(status)
     for t in readers:
         t.join(5)
@@ -121,7 +151,7 @@ def run(argv, env=None, cwd=None, timeout=600.0, shell=False):
         os.unlink(rss_file)
     return Sample(argv, wall, ru.ru_utime, ru.ru_stime, maxrss, rc,
                   b"".join(chunks[out_r]).decode("utf-8", "replace"),
-                  b"".join(chunks[err_r]).decode("utf-8", "replace"), exact)
+                  b"".join(chunks[err_r]).decode("utf-8", "replace"), exact, used, busy)
 
 
 def _kill_group(pid):

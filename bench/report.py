@@ -81,6 +81,20 @@ def paired(samples_sagedl, samples_peer):
     return (median(ratios) if ratios else None), len(ratios)
 
 
+def _server_cpu(ok):
+    """The server's median CPU seconds during a tool's runs (nginx encrypts
+    over HTTPS on the same cores as the client)."""
+    vals = [s["server_cpu_s"] for s in ok if s.get("server_cpu_s") is not None]
+    return seconds(median(vals)) if vals else "—"
+
+
+def _busy(ok):
+    """How busy the whole machine was during a tool's runs: near 100%, every
+    core was working (client, server, kernel), and CPU is what limits."""
+    vals = [s["machine_busy"] for s in ok if s.get("machine_busy") is not None]
+    return "%.0f%%" % (100 * median(vals)) if vals else "—"
+
+
 def verdict(value, ok):
     if value is None:
         return "n/a"
@@ -108,6 +122,7 @@ def summarize(record):
                             seconds(median([s["user_s"] for s in ok])) if ok else "—",
                             seconds(median([s["sys_s"] for s in ok])) if ok else "—",
                             mem(max(s["maxrss_kib"] for s in ok)) if ok else "—",
+                            _server_cpu(ok), _busy(ok),
                             "%d/%d%s" % (len(ok), len(samples),
                                          (" (" + errs[0][:60] + ")") if errs else "")])
 
@@ -168,6 +183,7 @@ def summarize(record):
                             seconds(median([s["user_s"] for s in ok])) if ok else "—",
                             seconds(median([s["sys_s"] for s in ok])) if ok else "—",
                             mem(max(s["maxrss_kib"] for s in ok)) if ok else "—",
+                            _server_cpu(ok), _busy(ok),
                             "%d/%d%s" % (len(ok), len(samples),
                                          (" (" + errs[0][:60] + ")") if errs else "")])
         peers = [n for n in res if n.startswith("aria2c")]
@@ -250,7 +266,9 @@ def render(record, rows, details):
              "Ratios are throughput ratios (peer time / sagedl time); above 1 means sagedl "
              "is faster.  sagedl's times include its fsync of the file.", "",
              table(["item", "tool", "median", "throughput", "user CPU", "sys CPU",
-                           "peak RSS", "ok runs"], details), "",
+                    "peak RSS", "server CPU", "machine busy", "ok runs"], details), "",
+             "server CPU: nginx's CPU seconds during the run; machine busy: the share "
+             "of all cores' time that was not idle (client, server and kernel).", "",
              "Tools: " + "; ".join("%s %s" % kv for kv in sorted(mach["tools"].items()))]
     speeds = record["results"].get("sha256_speed")
     if speeds:

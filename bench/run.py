@@ -396,7 +396,7 @@ def run_tool(b, tool, proto, url, out, env=None, timeout=None):
     argv = tool.argv(proto, url, out)
     s = measure.run(argv, env=env or (b.sagedl_env(tool.env) if tool.kind == "sagedl" else b.env),
                     cwd=os.path.dirname(out), shell=tool.shell,
-                    timeout=timeout or max(300.0, b.size / 2e6))
+                    timeout=timeout or max(300.0, b.size / 2e6), server_cpu=b.nginx.cpu_seconds)
     err = None
     if not s.ok:
         err = s.error()

@@ -80,6 +80,24 @@ def free_port():
         s.close()
 
 
+def _children(pid):
+    try:
+        with open("/proc/%d/task/%d/children" % (pid, pid)) as f:
+            return [int(c) for c in f.read().split()]
+    except (IOError, OSError, ValueError):
+        return []
+
+
+def _cpu_ticks(pid):
+    """utime + stime of a process, in clock ticks (/proc/PID/stat), 0 if gone."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except (IOError, OSError, IndexError):
+        return 0
+    return int(fields[11]) + int(fields[12])     # fields 14 and 15 of stat(5)
+
+
 def _run(argv):
     p = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                        universal_newlines=True)
@@ -181,6 +199,17 @@ class Nginx(object):
             except subprocess.TimeoutExpired:
                 pass
         return False
+
+    def cpu_seconds(self):
+        """CPU time (user + sys) used so far by nginx's master and workers:
+        over HTTPS the server's encryption shares the machine's cores with
+        the client, so the report shows it beside each client's own CPU."""
+        if self.process is None:
+            return None
+        total = 0
+        for pid in [self.process.pid] + _children(self.process.pid):
+            total += _cpu_ticks(pid)
+        return total / os.sysconf("SC_CLK_TCK")
 
     def last_access(self):
         """The last line of the access log ("STATUS METHOD URI BYTES")."""
