@@ -275,6 +275,12 @@ def render(record, rows, details):
         parts += ["", "In-process sha256 speed (1 MiB updates, the ceiling of a verifying "
                   "download): " + "; ".join("%s %.0f MB/s" % (k, v["mb_s"])
                                             for k, v in sorted(speeds.items())) + "."]
+    costs = record["results"].get("write_cost")
+    if costs:
+        parts += ["", "In-process os.write of 1 MiB bytearrays into a file (the pipeline's "
+                  "writes), CPU per GiB: " + "; ".join(
+                      "%s %.2f s user + %.2f s sys" % (k, v["user_s_per_gib"], v["sys_s_per_gib"])
+                      for k, v in sorted(costs.items())) + "."]
     if record.get("notes"):
         parts += ["", "Notes: " + " ".join(record["notes"])]
     return "\n".join(parts)

@@ -674,6 +674,26 @@ sys.stdout.write("%.1f %s" % (256 * 1048576 / (clock() - t) / 1e6, getattr(hashl
 """
 
 
+# The CPU cost of the worker's other job: os.write of a 1 MiB bytearray (the
+# pipeline's buffer) into a file, 1 GiB in all.  PyPy copies every
+# bytearray it is given into a new string first; CPython does not.
+WRITE_COST = """
+import os, sys
+path = sys.argv[1]
+buf = bytearray(os.urandom(1 << 20))
+fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+os.write(fd, buf)
+os.lseek(fd, 0, 0)
+t = os.times()
+for _ in range(1024):
+    os.write(fd, buf)
+u = os.times()
+os.close(fd)
+os.unlink(path)
+sys.stdout.write("%.3f %.3f" % (u[0] - t[0], u[1] - t[1]))
+"""
+
+
 def hash_speed(b):
     """In-process sha256 throughput of each interpreter (1 MiB updates): the
     ceiling of any download-and-verify loop on it."""
@@ -687,6 +707,19 @@ def hash_speed(b):
             mbps, impl = s.stdout.split(None, 1) if " " in s.stdout else (s.stdout, "")
             speeds[label] = {"mb_s": float(mbps), "impl": impl.strip()}
     b.record["sha256_speed"] = speeds
+    costs = {}
+    for label in LARGE_PYTHONS:
+        py = b.pythons.get(label)
+        if not py:
+            continue
+        s = measure.run([py, "-c", WRITE_COST, os.path.join(b.out, "write-cost.bin")], env=b.env)
+        if s.ok:
+            user, sys_ = s.stdout.split()
+            costs[label] = {"user_s_per_gib": float(user), "sys_s_per_gib": float(sys_)}
+    b.record["write_cost"] = costs
+    log("in-process os.write of 1 MiB bytearrays, CPU per GiB: %s" % ", ".join(
+        "%s %.2f s user + %.2f s sys" % (k, v["user_s_per_gib"], v["sys_s_per_gib"])
+        for k, v in sorted(costs.items())))
     log("in-process sha256: %s" % ", ".join("%s %.0f MB/s (%s)" % (k, v["mb_s"], v["impl"])
                                            for k, v in sorted(speeds.items())))
 
