@@ -33,9 +33,10 @@ so the worker passes the bytearray itself to hashlib and os.write: PyPy
 copies a slice into a temporary raw buffer for each of those calls (the GC
 may move a bytearray).  Handing over every read as a slice cost PyPy3 2.8 s
 of CPU per GiB against 1.8 s for whole blocks (loopback HTTP, 2026-11-28).
-On CPython a slice costs nothing, and handing over each read at once is
-faster than whole blocks (1.07 s against 1.34 s per GiB, same day): the
-worker hashes the bytes while they are still in the CPU's cache.  A block
+On CPython a slice costs nothing, and handing over each read at once
+measured faster than whole blocks (1.07 s against 1.34 s per GiB, same
+day; probably because the worker then hashes bytes still in the CPU's
+cache -- not pinned down).  A block
 not yet handed over stays in memory; close() writes it, so an error,
 SIGTERM or Ctrl-C keeps every byte received (kill -9 keeps a prefix).
 Other ways measured on PyPy were worse: an anonymous mmap as the buffer
@@ -66,9 +67,9 @@ RING = 4                    # buffers in flight: enough to absorb jitter
 THREADED_BLOCK = 1 << 20
 # When the caller hands a block to the worker: on PyPy once it is full, so
 # the worker can hash and write the bytearray itself (a slice is copied
-# there); on CPython after every read, while the bytes are still in the
-# CPU's cache (slices cost nothing there, and whole 1 MiB blocks measured
-# 1.34 s per GiB against 1.07 s).  See the module docstring.
+# there); on CPython after every read (slices cost nothing there, and
+# whole 1 MiB blocks measured 1.34 s per GiB against 1.07 s).  See the
+# module docstring.
 WHOLE_BLOCKS = hasattr(sys, "pypy_version_info")
 
 
