@@ -34,9 +34,9 @@ copies a slice into a temporary raw buffer for each of those calls (the GC
 may move a bytearray).  Handing over every read as a slice cost PyPy3 2.8 s
 of CPU per GiB against 1.8 s for whole blocks (loopback HTTP, 2026-11-28).
 On CPython a slice costs nothing, and handing over each read at once
-measured faster than whole blocks (1.07 s against 1.34 s per GiB, same
-day; probably because the worker then hashes bytes still in the CPU's
-cache -- not pinned down).  A block
+measured faster than whole blocks (1.10-1.27 s against 1.16-1.63 s per
+GiB, same day; partly SYNC_STEP's story, below, partly unexplained).  A
+block
 not yet handed over stays in memory; close() writes it, so an error,
 SIGTERM or Ctrl-C keeps every byte received (kill -9 keeps a prefix).
 Other ways measured on PyPy were worse: an anonymous mmap as the buffer
@@ -58,7 +58,13 @@ from sagedl.compat import PY2, compat_buffer_slice
 # Transfers at least this large (or of unknown size) use ThreadedSink and
 # the Syncer; smaller ones finish before a thread would pay for itself.
 LARGE_TRANSFER = 32 << 20
-SYNC_STEP = 16 << 20
+# fdatasync every 64 MiB.  Every 16 MiB made PyPy's whole-block writes slow
+# (1.9-3.2 s per GiB against 1.4-1.8 s, 5 runs each, 2026-11-28) and so
+# CPython's when it tried whole blocks (1.5-2.2 s against 1.2-1.6 s); with
+# per-read writes 16 and 64 MiB measured the same (1.13-1.29 s against
+# 1.10-1.27 s).  Why large aligned writes suffer from a concurrent
+# fdatasync on this ext4 was not found.  The final fsync flushes the rest.
+SYNC_STEP = 64 << 20
 RING = 4                    # buffers in flight: enough to absorb jitter
 # The threaded sink's blocks: 1 MiB took 20% less CPU per GiB than 256 KiB
 # on 3.11 (1.5 vs 1.9 s: fewer recv calls and hand-offs), and PyPy3 got
@@ -68,8 +74,7 @@ THREADED_BLOCK = 1 << 20
 # When the caller hands a block to the worker: on PyPy once it is full, so
 # the worker can hash and write the bytearray itself (a slice is copied
 # there); on CPython after every read (slices cost nothing there, and
-# whole 1 MiB blocks measured 1.34 s per GiB against 1.07 s).  See the
-# module docstring.
+# whole 1 MiB blocks measured slower).  See the module docstring.
 WHOLE_BLOCKS = hasattr(sys, "pypy_version_info")
 
 

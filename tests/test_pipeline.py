@@ -333,3 +333,22 @@ def test_hash_file_hashes_full_reads_as_the_buffer_itself(tmp_path, monkeypatch,
     assert h.sha256.hexdigest() == hashlib.sha256(expected).hexdigest()
     assert [kind for kind, n in seen if n == block] == [bytearray] * (len(expected) // block)
     assert [n for kind, n in seen if n != block] == [len(expected) % block]
+
+
+def test_the_syncer_flushes_once_a_step_more_is_written_and_stops(tmp_path, monkeypatch):
+    """Syncer: fdatasync in its own thread once SYNC_STEP more bytes have
+    been written (so the final fsync only flushes the tail), and stop()
+    ends the thread."""
+    calls = []
+    monkeypatch.setattr(pipeline.os, "fdatasync", calls.append)
+    fd = os.open(str(tmp_path / "out"), os.O_WRONLY | os.O_CREAT, 0o644)
+    syncer = pipeline.Syncer(fd)
+    try:
+        assert syncer.next_at == pipeline.SYNC_STEP
+        syncer.wrote(pipeline.SYNC_STEP)
+        assert syncer.next_at == 2 * pipeline.SYNC_STEP
+        wait_until(lambda: calls == [fd])
+    finally:
+        syncer.stop()
+        os.close(fd)
+    assert not syncer._thread.is_alive()
