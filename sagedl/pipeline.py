@@ -35,10 +35,10 @@ may move a bytearray).  Handing over every read as a slice cost PyPy3 2.8 s
 of CPU per GiB against 1.8 s for whole blocks (loopback HTTP, 2026-11-28).
 On CPython a slice costs nothing, and handing over each read at once
 measured faster than whole blocks (1.10-1.27 s against 1.16-1.63 s per
-GiB, same day; partly SYNC_STEP's story, below, partly unexplained).  A
-block
-not yet handed over stays in memory; close() writes it, so an error,
-SIGTERM or Ctrl-C keeps every byte received (kill -9 keeps a prefix).
+GiB, same day; partly SYNC_STEP's story, below, partly unexplained).
+A block not yet handed over stays in memory; close() writes it, so an
+error, SIGTERM or Ctrl-C keeps every byte received (kill -9 keeps a
+prefix).
 Other ways measured on PyPy were worse: an anonymous mmap as the buffer
 (hashlib and os.write then copy through a slow path whose copies the GC
 does not count: peak RSS up to 266 MB on 1 GiB), or one bytes copy per
