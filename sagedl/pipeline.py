@@ -42,8 +42,9 @@ prefix).
 Other ways measured on PyPy were worse: an anonymous mmap as the buffer
 (hashlib and os.write then copy through a slow path whose copies the GC
 does not count: peak RSS up to 266 MB on 1 GiB), or one bytes copy per
-block (up to 153 MB of GC garbage).  The simple Sink hands over slices: it
-serves small files and 2.7, where they cost nothing.
+block (up to 153 MB of GC garbage).  The simple Sink hands over each read
+(the whole buffer when a read filled it, as compat_buffer_slice does for
+everyone): it serves small files and 2.7.
 
 ``Syncer`` flushes the data to disk behind the writes, for both sinks.
 """
@@ -67,9 +68,9 @@ LARGE_TRANSFER = 32 << 20
 SYNC_STEP = 64 << 20
 RING = 4                    # buffers in flight: enough to absorb jitter
 # The threaded sink's blocks: 1 MiB took 20% less CPU per GiB than 256 KiB
-# on 3.11 (1.5 vs 1.9 s: fewer recv calls and hand-offs), and PyPy3 got
-# 693 MB/s against 615 MB/s with whole-block hand-offs, at a peak RSS of
-# 82-93 MB on 1 GiB (loopback, 2026-11-28).
+# on 3.11 (1.5 vs 1.9 s: fewer recv calls and hand-offs), and PyPy3,
+# handing over whole blocks, got 729 MB/s against 617 MB/s with 256 KiB
+# ones, at a peak RSS of 82-102 MB on 1 GiB (loopback, 2026-11-28).
 THREADED_BLOCK = 1 << 20
 # When the caller hands a block to the worker: on PyPy once it is full, so
 # the worker can hash and write the bytearray itself (a slice is copied
@@ -164,7 +165,6 @@ class ThreadedSink(object):
         self._ready = deque()
         self._current = None        # the block being filled, and how far
         self._filled = 0
-        self._block = block_size
         if whole_blocks is None:
             whole_blocks = WHOLE_BLOCKS
         # Hand a block to the worker once this much of it is filled.
@@ -189,7 +189,6 @@ class ThreadedSink(object):
                     cond.wait()
                 self._raise()
                 self._current = self._free.popleft()
-            self._filled = 0
             return self._views[self._current]
         return self._views[self._current][self._filled:]
 
@@ -205,11 +204,11 @@ class ThreadedSink(object):
         cond = self._cond
         with cond:
             self._ready.append((self._current, self._filled))
-            self._current = None
+            self._current, self._filled = None, 0
             cond.notify()
 
     def finish(self):
-        if self._current is not None and self._filled:
+        if self._filled:
             self._hand_over()
         cond = self._cond
         with cond:
@@ -219,7 +218,7 @@ class ThreadedSink(object):
 
     def close(self):
         """Stop the worker once it has written what it was given (unless it failed)."""
-        if self._current is not None and self._filled and self._error is None:
+        if self._filled and self._error is None:
             self._hand_over()
         cond = self._cond
         with cond:
@@ -237,7 +236,7 @@ class ThreadedSink(object):
     def _run(self):
         cond = self._cond
         ready, free, bufs, views = self._ready, self._free, self._bufs, self._views
-        update, fd, syncer, block = self._update, self._fd, self._syncer, self._block
+        update, fd, syncer = self._update, self._fd, self._syncer
         try:
             while True:
                 with cond:
@@ -247,7 +246,7 @@ class ThreadedSink(object):
                         return
                     i, n = ready.popleft()
                     self._busy = True
-                chunk = bufs[i] if n == block else compat_buffer_slice(bufs[i], views[i], n)
+                chunk = compat_buffer_slice(bufs[i], views[i], n)
                 update(chunk)
                 write_all(fd, chunk)
                 self.written += n

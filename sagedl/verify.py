@@ -8,6 +8,7 @@ from __future__ import absolute_import
 
 import re
 
+from sagedl.compat import compat_buffer_slice
 from sagedl.errors import UsageError
 
 # The digests sagedl checks and their lengths in hex digits: what --sha256,
@@ -100,8 +101,7 @@ def _hash_from(f, expected, limit, block):
         n = f.readinto(view if left is None or left >= block else view[:left])
         if not n:
             break
-        # The bytearray itself when the read filled it: PyPy copies a slice.
-        h.update(buf if n == block else view[:n])
+        h.update(compat_buffer_slice(buf, view, n))
         if left is not None:
             left -= n
     return h

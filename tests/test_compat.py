@@ -26,6 +26,7 @@ from sagedl.compat import *
 from sagedl import compat as c
 b = bytearray(b"abcdef")
 assert bytes(bytearray(c.compat_buffer_slice(b, memoryview(b), 3))) == b"abc"
+assert c.compat_buffer_slice(b, memoryview(b), 6) is b
 assert c.compat_urlsplit("http://u:p@h:8/x?q").port == 8
 assert c.compat_quote("a b") == "a%%20b" and c.compat_unquote("a%%20b") == "a b"
 d = os.path.join(%r, "x", "y")
