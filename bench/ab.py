@@ -16,25 +16,24 @@ are environment variables) that is given URL DEST --sha256 HEX -q
 --progress none [--ca-bundle CA].  PYTHONPATH defaults to this checkout,
 so ``python3 -m sagedl`` measures the working tree; set PYTHONPATH=DIR in a
 variant to measure another tree (``git worktree add``).  Reports wall time
-and the command's CPU (user + sys, from its rusage) per run.
+and the command's CPU (user + sys) per run, measured by measure.run (with
+its timeout), as run.py's items are.
 """
 
 from __future__ import division, print_function
 
 import argparse
 import os
-import resource
 import shlex
 import shutil
-import subprocess
 import sys
 import tempfile
-import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 sys.path.insert(0, HERE)
 
+import measure  # noqa: E402
 from run import child_env, make_large  # noqa: E402
 from server import Nginx, make_certificates  # noqa: E402
 
@@ -64,16 +63,6 @@ def parse_variant(text):
         k, v = words.pop(0).split("=", 1)
         env[k] = v
     return label, env, words
-
-
-def run_once(argv, env):
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    t0 = time.perf_counter()
-    p = subprocess.run(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    wall = time.perf_counter() - t0
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    return p.returncode, wall, cpu, p.stderr.decode("utf-8", "replace").strip()
 
 
 def main(argv=None):
@@ -106,11 +95,12 @@ def main(argv=None):
                 argv = words + [url, dest, "--sha256", data.sha256, "-q", "--progress", "none"]
                 if args.https:
                     argv += ["--ca-bundle", ca]
-                rc, wall, cpu, err = run_once(argv, dict(base_env, **env))
-                ok = rc == 0 and os.path.getsize(dest) == data.size if os.path.exists(dest) else False
-                results[label].append((wall, cpu) if ok else None)
-                print("run %d %-16s %s" % (r + 1, label, "%.3f s wall, %.3f s CPU" % (wall, cpu)
-                                           if ok else "FAILED (exit %s): %s" % (rc, err[-200:])))
+                s = measure.run(argv, env=dict(base_env, **env),
+                                timeout=max(300.0, data.size / 2e6))
+                ok = s.ok and os.path.isfile(dest) and os.path.getsize(dest) == data.size
+                results[label].append((s.wall, s.user + s.sys) if ok else None)
+                print("run %d %-16s %s" % (r + 1, label, "%.3f s wall, %.3f s CPU" % (
+                    s.wall, s.user + s.sys) if ok else "FAILED: " + s.error()))
                 sys.stdout.flush()
                 # Unlinking drops the dirty pages; nothing is left to write back.
                 shutil.rmtree(out)
