@@ -169,12 +169,17 @@ def test_connect_timeout_bounds_a_connect_separately_from_the_read_timeout(tmp_p
     assert tried == 1
 
 
-def test_after_a_conclusive_verdict_other_sources_get_short_deadlines(tmp_path):
-    from sagedl.reachability import PROBATION_CONNECT
+def tree_with_upstream(tmp_path, name, line):
+    """A fixture Sage tree whose .upstream.d/NAME holds one source line."""
     tree = Tree(tmp_path / "sage")
     (tree.root / ".upstream.d").mkdir()
-    (tree.root / ".upstream.d" / "20-releases").write_text(
-        "https://releases.example.org/${SPKG}/\n")
+    (tree.root / ".upstream.d" / name).write_text(line + "\n")
+    return tree
+
+
+def test_after_a_conclusive_verdict_other_sources_get_short_deadlines(tmp_path):
+    from sagedl.reachability import PROBATION_CONNECT
+    tree = tree_with_upstream(tmp_path, "20-releases", "https://releases.example.org/${SPKG}/")
     with netns.offline(dns_hole=True) as net:
         r = net.run(sagedl(tree.names[0]), env_for(tmp_path, tree), timeout=TIMEOUT)
     assert r.code == EXIT_NETWORK, r
@@ -184,10 +189,7 @@ def test_after_a_conclusive_verdict_other_sources_get_short_deadlines(tmp_path):
 
 def test_the_live_mirror_list_gives_up_its_lookup_sooner_than_a_download(tmp_path):
     from sagedl.session import SMALL_DOCUMENT_CONNECT
-    tree = Tree(tmp_path / "sage")
-    (tree.root / ".upstream.d").mkdir()
-    (tree.root / ".upstream.d" / "30-mirror_list").write_text(
-        "https://lists.example.org/mirror_list\n")
+    tree = tree_with_upstream(tmp_path, "30-mirror_list", "https://lists.example.org/mirror_list")
     with netns.offline(dns_hole=True) as net:
         r = net.run(sagedl("--print-fastest-mirror"), env_for(tmp_path, tree), timeout=TIMEOUT)
     assert r.code == EXIT_OK, r          # as Sage: a URL from the shipped list, exit 0

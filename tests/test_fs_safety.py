@@ -359,6 +359,18 @@ def make_mirror(runner, tree, site, s, tmp_path):
     return sagedl(runner, ["make-mirror", site, "-q"], env)
 
 
+def make_mirror_over_a_symlink(runner, tree, tmp_path, planted):
+    """make-mirror into a site where ``planted`` is a symlink to a victim
+    file; returns (result, site, victim)."""
+    site = tmp_path / "site"
+    (site / "spkg" / "upstream" / "pkga").mkdir(parents=True)
+    v = victim(tmp_path)
+    os.symlink(str(v), str(site / planted))
+    with FaultServer(tree.files) as s:
+        r = make_mirror(runner, tree, site, s, tmp_path)
+    return r, site, v
+
+
 @pytest.mark.parametrize("runner", RUNNERS)
 @pytest.mark.parametrize("planted", ["SHA256SUMS.part", "mirror_list.part",
                                      "spkg/upstream/pkga/pkga-1.0.tar.gz.part"])
@@ -366,12 +378,7 @@ def test_make_mirror_temporary_names_are_not_written_through(runner, planted, sm
                                                              tmp_path):
     """The fixed temporary names make-mirror used are symlinks to a victim:
     temporary files now have fresh random names, created O_EXCL."""
-    site = tmp_path / "site"
-    (site / "spkg" / "upstream" / "pkga").mkdir(parents=True)
-    v = victim(tmp_path)
-    os.symlink(str(v), str(site / planted))
-    with FaultServer(small_tree.files) as s:
-        r = make_mirror(runner, small_tree, site, s, tmp_path)
+    r, site, v = make_mirror_over_a_symlink(runner, small_tree, tmp_path, planted)
     assert r.code == 0, r
     assert v.read_bytes() == b"precious\n"
     assert (site / "spkg" / "upstream" / "pkga" / small_tree.name).read_bytes() == \
@@ -381,12 +388,7 @@ def test_make_mirror_temporary_names_are_not_written_through(runner, planted, sm
 @pytest.mark.parametrize("runner", RUNNERS)
 @pytest.mark.parametrize("planted", ["SHA256SUMS", "spkg/upstream/pkga/pkga-1.0.tar.gz"])
 def test_make_mirror_refuses_a_symlink_at_a_served_name(runner, planted, small_tree, tmp_path):
-    site = tmp_path / "site"
-    (site / "spkg" / "upstream" / "pkga").mkdir(parents=True)
-    v = victim(tmp_path)
-    os.symlink(str(v), str(site / planted))
-    with FaultServer(small_tree.files) as s:
-        r = make_mirror(runner, small_tree, site, s, tmp_path)
+    r, site, v = make_mirror_over_a_symlink(runner, small_tree, tmp_path, planted)
     assert r.code == EXIT_DISK, r
     assert "refusing" in r.err and "Traceback" not in r.err
     assert v.read_bytes() == b"precious\n" and os.path.islink(str(site / planted))
