@@ -33,6 +33,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 sys.path.insert(0, HERE)
 
+import hostmem  # noqa: E402
 import measure  # noqa: E402
 from run import child_env, make_large  # noqa: E402
 from server import Nginx, make_certificates  # noqa: E402
@@ -72,6 +73,8 @@ def main(argv=None):
     p.add_argument("--size-mib", type=int, default=1024)
     p.add_argument("--https", action="store_true", help="over HTTPS instead of HTTP")
     p.add_argument("--workdir", help="where data and outputs go (default: a temp dir)")
+    p.add_argument("--keep-page-reporting", action="store_true",
+                   help="leave the VM's free page reporting as it is (see hostmem.py)")
     args = p.parse_args(argv)
     variants = [parse_variant(v) for v in args.variants]
 
@@ -87,7 +90,10 @@ def main(argv=None):
     base_env["PYTHONPATH"] = REPO
     proto = "https" if args.https else "http"
     results = dict((label, []) for label, _, _ in variants)
-    with Nginx(data.www, os.path.join(workdir, "nginx"), cert, key) as nginx:
+    hold = hostmem.HoldPageReporting(2 * data.size + (256 << 20),
+                                     enabled=not args.keep_page_reporting)
+    with hold, Nginx(data.www, os.path.join(workdir, "nginx"), cert, key) as nginx:
+        print(hold.state)
         url = "%s/big.bin" % nginx.base(proto)
         for r in range(args.runs):
             for label, env, words in variants:

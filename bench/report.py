@@ -270,6 +270,10 @@ def render(record, rows, details):
              "server CPU: nginx's CPU seconds during the run; machine busy: the share "
              "of all cores' time that was not idle (client, server and kernel).", "",
              "Tools: " + "; ".join("%s %s" % kv for kv in sorted(mach["tools"].items()))]
+    if "host_memory" in mach:
+        parts += ["", "Host memory (bench/hostmem.py): %s; %s MiB reported to the host "
+                  "during the measurements." % (mach["host_memory"],
+                                                mach.get("reported_to_host_mib", "?"))]
     speeds = record["results"].get("sha256_speed")
     if speeds:
         parts += ["", "In-process sha256 speed (1 MiB updates, the ceiling of a verifying "

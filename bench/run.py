@@ -65,6 +65,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 sys.path.insert(0, HERE)
 
+import hostmem  # noqa: E402
 import measure  # noqa: E402
 import report   # noqa: E402
 from measure import median  # noqa: E402
@@ -814,6 +815,8 @@ def parse_args(argv):
     p.add_argument("--keep", action="store_true", help="keep the work dir (reused data saves time)")
     p.add_argument("--no-install", action="store_true", help="never run apt-get")
     p.add_argument("--seed", type=int, default=1, help="seed of the per-run shuffle")
+    p.add_argument("--keep-page-reporting", action="store_true",
+                   help="leave the VM's free page reporting as it is (see bench/hostmem.py)")
     p.add_argument("--report", metavar="JSON",
                    help="measure nothing: print the tables of a saved bench/results/*.json")
     a = p.parse_args(argv)
@@ -856,6 +859,7 @@ def main(argv=None):
     commit = git_commit()
     b.pyz, b.pyz_desc = ensure_pyz(args, workdir)
     b.nginx = None
+    hold = None
     log("work dir %s; interpreters: %s" % (workdir, ", ".join(
         "%s=%s" % kv for kv in sorted(b.pythons.items()))))
     try:
@@ -865,6 +869,11 @@ def main(argv=None):
         b.nginx = Nginx(b.www, os.path.join(workdir, "nginx"), cert, key).start()
         log("nginx on %s and %s" % (b.nginx.base("http"), b.nginx.base("https")))
         detect_features(b)
+        hold = hostmem.HoldPageReporting(2 * b.size + (256 << 20),
+                                         enabled=not args.keep_page_reporting)
+        hold.__enter__()
+        log(hold.state)
+        reported_at_start = hostmem.reported_kib()
         rng = random.Random(args.seed)
         ltools = large_tools(b) if 1 in args.items else []
         stools = small_tools(b, tree, entries, workdir) if 3 in args.items else []
@@ -892,6 +901,9 @@ def main(argv=None):
                 small_run(b, stools, entries, r, rng)
         mach = machine(b)
         mach["commit"] = commit
+        mach["host_memory"] = hold.state
+        if reported_at_start is not None:
+            mach["reported_to_host_mib"] = (hostmem.reported_kib() - reported_at_start) >> 10
         stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
         record = {"config": dict((k, v) for k, v in vars(args).items()
                                  if k not in ("items", "report")),
@@ -905,6 +917,8 @@ def main(argv=None):
         publish(record, path)
         return 0
     finally:
+        if hold is not None:
+            hold.__exit__()
         if b.nginx:
             b.nginx.stop()
         if not args.keep and not args.workdir:
