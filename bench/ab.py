@@ -90,7 +90,7 @@ def main(argv=None):
     base_env["PYTHONPATH"] = REPO
     proto = "https" if args.https else "http"
     results = dict((label, []) for label, _, _ in variants)
-    hold = hostmem.HoldPageReporting(2 * data.size + (256 << 20),
+    hold = hostmem.HoldPageReporting(out, 2 * data.size + (256 << 20),
                                      enabled=not args.keep_page_reporting)
     with hold, Nginx(data.www, os.path.join(workdir, "nginx"), cert, key) as nginx:
         print(hold.state)

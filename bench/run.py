@@ -869,7 +869,7 @@ def main(argv=None):
         b.nginx = Nginx(b.www, os.path.join(workdir, "nginx"), cert, key).start()
         log("nginx on %s and %s" % (b.nginx.base("http"), b.nginx.base("https")))
         detect_features(b)
-        hold = hostmem.HoldPageReporting(2 * b.size + (256 << 20),
+        hold = hostmem.HoldPageReporting(b.out, 2 * b.size + (256 << 20),
                                          enabled=not args.keep_page_reporting)
         hold.__enter__()
         log(hold.state)
