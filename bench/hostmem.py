@@ -41,11 +41,12 @@ from __future__ import print_function
 import os
 
 PARAMS = "/sys/module/page_reporting/parameters"
+BUDDYINFO = "/proc/buddyinfo"
 
 
 def _largest_order():
     """MAX_PAGE_ORDER: /proc/buddyinfo has one column per order."""
-    with open("/proc/buddyinfo") as f:
+    with open(BUDDYINFO) as f:
         for line in f:
             words = line.split()
             if "zone" in words:
