@@ -31,11 +31,15 @@ Buffers are bytearrays.  On PyPy the caller fills a block over as many
 reads as it takes and hands it over only when it is full (or at the end),
 so the worker passes the bytearray itself to hashlib and os.write: PyPy
 copies a slice into a temporary raw buffer for each of those calls (the GC
-may move a bytearray).  Handing over every read as a slice cost PyPy3 2.8 s
-of CPU per GiB against 1.8 s for whole blocks (loopback HTTP, 2026-11-28).
-On CPython a slice costs nothing, and handing over each read at once
-measured faster than whole blocks (1.10-1.27 s against 1.16-1.63 s per
-GiB, same day; partly SYNC_STEP's story, below, partly unexplained).
+may move a bytearray), and a whole block spares that copy.  On CPython a
+slice costs nothing, so each read is handed over at once.  What either
+choice buys in speed is within noise: A/Bs taken on the morning of
+2026-11-28 (PyPy3 2.8 s against 1.8 s of CPU per GiB for whole blocks) ran
+while the VM gave freed memory back to its host, which made runs bimodal
+(bench/hostmem.py); with that held off (1 GiB over loopback HTTP, 5
+interleaved runs, 13:40 UTC) PyPy3 took 1.19-1.31 s per GiB handing over
+each read and 1.17-1.31 s handing over whole blocks, 3.11 1.03-1.11 s and
+0.95-1.10 s, at the same peak RSS (82-84 MB on PyPy3).
 A block not yet handed over stays in memory; close() writes it, so an
 error, SIGTERM or Ctrl-C keeps every byte received (kill -9 keeps a
 prefix).
@@ -59,12 +63,13 @@ from sagedl.compat import PY2, compat_buffer_slice
 # Transfers at least this large (or of unknown size) use ThreadedSink and
 # the Syncer; smaller ones finish before a thread would pay for itself.
 LARGE_TRANSFER = 32 << 20
-# fdatasync every 64 MiB.  Every 16 MiB made PyPy's whole-block writes slow
-# (1.9-3.2 s per GiB against 1.4-1.8 s, 5 runs each, 2026-11-28) and so
-# CPython's when it tried whole blocks (1.5-2.2 s against 1.2-1.6 s); with
-# per-read writes 16 and 64 MiB measured the same (1.13-1.29 s against
-# 1.10-1.27 s).  Why large aligned writes suffer from a concurrent
-# fdatasync on this ext4 was not found.  The final fsync flushes the rest.
+# fdatasync every 64 MiB; the final fsync flushes the rest.  Every 16 MiB
+# looked slower in the morning's A/Bs of 2026-11-28, taken while the VM gave
+# memory back to its host (see above); with that held off, 16 and 64 MiB
+# measured the same (5 interleaved runs, 1 GiB, 13:35-13:45 UTC: 3.11 over
+# HTTP 0.99-1.16 s against 1.03-1.11 s, PyPy3 1.16-1.25 s against
+# 1.17-1.31 s, 3.11 over HTTPS 1.64-1.83 s against 1.57-1.97 s).  64 MiB
+# makes fewer calls for the same durability.
 SYNC_STEP = 64 << 20
 RING = 4                    # buffers in flight: enough to absorb jitter
 # The threaded sink's blocks: 1 MiB took 20% less CPU per GiB than 256 KiB
