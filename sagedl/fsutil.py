@@ -212,10 +212,7 @@ def write_atomic(path, data, mode=0o644, durable=False):
     def fill(tmp):
         fd = create_exclusive(tmp, mode)
         try:
-            view = memoryview(data)
-            while view:
-                n = os.write(fd, view)
-                view = view[n:]
+            write_all(fd, data)
             if durable:
                 os.fsync(fd)
         finally:
@@ -292,10 +289,16 @@ def copy_fd(rfd, wfd, block=1 << 20):
         b = os.read(rfd, block)
         if not b:
             return
-        view = memoryview(b)
-        while view:
-            n = os.write(wfd, view)
-            view = view[n:]
+        write_all(wfd, b)
+
+
+def write_all(fd, data):
+    """os.write until all of data is written: a short write is legal (a
+    disk that fills up, a signal).  data may be bytes, a bytearray, a
+    memoryview or (2.7) a buffer; the rest after a short write is a slice."""
+    while data:
+        k = os.write(fd, data)
+        data = data[k:]
 
 
 def _unlink_quietly(path):

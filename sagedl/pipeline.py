@@ -59,6 +59,7 @@ import os
 import sys
 
 from sagedl.compat import PY2, compat_buffer_slice
+from sagedl.fsutil import write_all
 
 # Transfers at least this large (or of unknown size) use ThreadedSink and
 # the Syncer; smaller ones finish before a thread would pay for itself.
@@ -104,13 +105,6 @@ def threads_pay():
     Python 3 (CPython's OpenSSL-backed hashlib, and PyPy's); not on 2.7,
     whose hashlib here is the built-in one that holds the GIL throughout."""
     return not PY2
-
-
-def write_all(fd, data):
-    """os.write until all of data is written (a short write is legal)."""
-    while data:
-        k = os.write(fd, data)
-        data = data[k:]
 
 
 class Sink(object):

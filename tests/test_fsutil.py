@@ -163,3 +163,17 @@ def test_an_interrupted_atomic_write_leaves_no_temporary_file(tmp_path, monkeypa
         with pytest.raises(KeyboardInterrupt):
             call()
         assert sorted(os.listdir(str(tmp_path))) == ["src"]
+
+
+def test_short_writes_are_continued(tmp_path, monkeypatch):
+    """write(2) may write less than asked (a disk filling up, a signal):
+    the metadata writer and the copy of a cached file go on until every
+    byte is written (fsutil.write_all, which the pipeline uses too)."""
+    from sagedl import fsutil
+    write = os.write
+    monkeypatch.setattr(os, "write", lambda fd, data: write(fd, memoryview(data)[:7]))
+    data = bytes(bytearray(range(256))) * 40
+    fsutil.write_atomic(str(tmp_path / "meta.json"), data)
+    assert (tmp_path / "meta.json").read_bytes() == data
+    fsutil.place(str(tmp_path / "meta.json"), str(tmp_path / "copy"), link=False)
+    assert (tmp_path / "copy").read_bytes() == data
