@@ -79,6 +79,17 @@ def assert_one_line_error(err, code_text=None):
         assert code_text in lines[0], err
 
 
+def interruptible():
+    """preexec_fn for a child that a test sends SIGINT, as a terminal's
+    Ctrl-C would: SIGINT back to its default.  A command started in the
+    background by a non-interactive shell (``pytest ... &`` in a script)
+    inherits SIGINT ignored, and so would every Python it starts, which then
+    never sees the signal: that, not load, made the Ctrl-C tests fail when
+    the suite ran in the background."""
+    import signal
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def wait_until(predicate, timeout=20.0):
     """Poll a condition that lives in another process (a file's size), with a
     deadline; conditions inside the test server use FaultServer.wait_for."""

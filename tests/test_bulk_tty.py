@@ -20,7 +20,7 @@ import termios
 import pytest
 
 from faultserver import FaultServer
-from helpers import Tree, clean_env, make_data
+from helpers import Tree, clean_env, interruptible, make_data
 from pyz import interpreter_params, pyz_path, require_interpreter
 
 TIMEOUT = 120
@@ -36,7 +36,8 @@ class Terminal(object):
         env = dict(env)
         env.pop("COLUMNS", None)          # the width comes from the terminal itself
         try:
-            self.proc = subprocess.Popen(argv, stdin=slave, stdout=slave, stderr=slave, env=env)
+            self.proc = subprocess.Popen(argv, stdin=slave, stdout=slave, stderr=slave, env=env,
+                                         preexec_fn=interruptible)
         finally:
             os.close(slave)
         self.raw = b""

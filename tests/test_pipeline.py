@@ -16,8 +16,8 @@ import sys
 import pytest
 
 from faultserver import FaultServer
-from helpers import (REPO, assert_one_line_error, clean_env, make_data, run_module, size_of,
-                     wait_until, wait_until_client_has_read)
+from helpers import (REPO, assert_one_line_error, clean_env, interruptible, make_data, run_module,
+                     size_of, wait_until, wait_until_client_has_read)
 from sagedl import pipeline
 from sagedl.errors import EXIT_CHECKSUM, EXIT_DISK, EXIT_INTERRUPTED, EXIT_NETWORK, EXIT_OK
 from sagedl.verify import Expected, Hasher
@@ -282,7 +282,8 @@ def test_a_signal_mid_transfer_leaves_a_resumable_partial(tmp_path, kind, sig):
         url = s.url_for("k.bin", "stall-at-%d,once" % N)
         p = subprocess.Popen([sys.executable, "-m", "sagedl", url, str(out / "k.bin"),
                               "--sha256", sha, "-q"], env=dict(env, PYTHONPATH=REPO),
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             preexec_fn=interruptible)
         try:
             wait_until_client_has_read(s, "k.bin", N)
             wait_until(lambda: (out / "k.bin.part.json").exists())

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from helpers import REPO, clean_env, make_data, run_module, size_of, wait_until
+from helpers import REPO, clean_env, interruptible, make_data, run_module, size_of, wait_until
 from faultserver import FaultServer
 from sagedl.errors import EXIT_INTERRUPTED, EXIT_LOCK
 
@@ -16,7 +16,8 @@ def spawn(argv, env, **kw):
     env = dict(env)
     env["PYTHONPATH"] = REPO
     return subprocess.Popen([sys.executable, "-m", "sagedl"] + [str(a) for a in argv], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, **kw)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            preexec_fn=interruptible, **kw)
 
 
 def test_sigkill_mid_transfer_then_next_run_sends_range_and_finishes(tmp_path, payload):
