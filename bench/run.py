@@ -39,7 +39,11 @@ page cache, so one tool's unwritten data never slows the next one down.
 sagedl fsyncs what it downloads (its durability rule); the peers do not,
 except the "curl && sync" row, which shows what that costs here.
 
-Only 127.0.0.1 is contacted.  The default (1 GiB, 5 runs) takes about 10
+While it measures, the VM's free page reporting is held off and the page
+cache warmed up (bench/hostmem.py; --keep-page-reporting leaves it alone),
+and the report says what was done.
+
+Only 127.0.0.1 is contacted.  The default (1 GiB, 5 runs) takes about 7
 minutes on 2 cores; --quick (64 MiB, 2 runs, fewer small files) about one.
 """
 
