@@ -81,18 +81,27 @@ def paired(samples_sagedl, samples_peer):
     return (median(ratios) if ratios else None), len(ratios)
 
 
-def _server_cpu(ok):
-    """The server's median CPU seconds during a tool's runs (nginx encrypts
-    over HTTPS on the same cores as the client)."""
-    vals = [s["server_cpu_s"] for s in ok if s.get("server_cpu_s") is not None]
-    return seconds(median(vals)) if vals else "—"
+def _median_of(ok, key, show):
+    """show(median) of one recorded field over a tool's good runs; "—" when
+    no run recorded it (older JSON files, tools run without a server)."""
+    vals = [s[key] for s in ok if s.get(key) is not None]
+    return show(median(vals)) if vals else "—"
 
 
-def _busy(ok):
-    """How busy the whole machine was during a tool's runs: near 100%, every
-    core was working (client, server, kernel), and CPU is what limits."""
-    vals = [s["machine_busy"] for s in ok if s.get("machine_busy") is not None]
-    return "%.0f%%" % (100 * median(vals)) if vals else "—"
+def _detail_row(item, name, samples, nbytes):
+    """One tool's row in the detail table.  Beside the client's own CPU: the
+    server's (nginx encrypts over HTTPS on the same cores as the client) and
+    how busy the whole machine was (near 100%, every core was working, and
+    CPU is what limits)."""
+    ok = _ok(samples)
+    wall = median([s["wall_s"] for s in ok])
+    errs = [s["error"] for s in samples if s.get("error")]
+    return [item, name, seconds(wall), rate(nbytes, wall),
+            _median_of(ok, "user_s", seconds), _median_of(ok, "sys_s", seconds),
+            mem(max(s["maxrss_kib"] for s in ok)) if ok else "—",
+            _median_of(ok, "server_cpu_s", seconds),
+            _median_of(ok, "machine_busy", lambda v: "%.0f%%" % (100 * v)),
+            "%d/%d%s" % (len(ok), len(samples), (" (" + errs[0][:60] + ")") if errs else "")]
 
 
 def verdict(value, ok):
@@ -115,16 +124,7 @@ def summarize(record):
     for proto in ("http", "https"):
         res = large.get(proto, {})
         for name, samples in sorted(res.items(), key=lambda kv: sw(kv[1]) or 1e9):
-            ok = _ok(samples)
-            errs = [s["error"] for s in samples if s.get("error")]
-            details.append(["1 %s" % proto.upper(), name,
-                            seconds(sw(samples)), rate(big, sw(samples)),
-                            seconds(median([s["user_s"] for s in ok])) if ok else "—",
-                            seconds(median([s["sys_s"] for s in ok])) if ok else "—",
-                            mem(max(s["maxrss_kib"] for s in ok)) if ok else "—",
-                            _server_cpu(ok), _busy(ok),
-                            "%d/%d%s" % (len(ok), len(samples),
-                                         (" (" + errs[0][:60] + ")") if errs else "")])
+            details.append(_detail_row("1 %s" % proto.upper(), name, samples, big))
 
         def pair_row(sname, pname, target, what):
             if sname not in res or pname not in res:
@@ -176,16 +176,7 @@ def summarize(record):
     for proto in ("http", "https"):
         res = results["small"].get(proto, {})
         for name, samples in sorted(res.items(), key=lambda kv: sw(kv[1]) or 1e9):
-            ok = _ok(samples)
-            errs = [s["error"] for s in samples if s.get("error")]
-            details.append(["3 %s" % proto.upper(), name, seconds(sw(samples)),
-                            rate(small_bytes, sw(samples)),
-                            seconds(median([s["user_s"] for s in ok])) if ok else "—",
-                            seconds(median([s["sys_s"] for s in ok])) if ok else "—",
-                            mem(max(s["maxrss_kib"] for s in ok)) if ok else "—",
-                            _server_cpu(ok), _busy(ok),
-                            "%d/%d%s" % (len(ok), len(samples),
-                                         (" (" + errs[0][:60] + ")") if errs else "")])
+            details.append(_detail_row("3 %s" % proto.upper(), name, samples, small_bytes))
         peers = [n for n in res if n.startswith("aria2c")]
         loops = [n for n in res if n.startswith("curl loop")]
         for sname in [n for n in res if n.startswith("sagedl")]:
