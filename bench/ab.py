@@ -4,9 +4,9 @@
     python3 bench/ab.py [--runs 5] [--size-mib 1024] [--https] \\
         'A=python3.11 -m sagedl' 'B=SAGEDL_PIPELINE=simple python3.11 -m sagedl' ...
 
-Why it exists: on this project's VM the kernel's write path costs several
-times more from one hour to the next (bench/README.md, "The disk and the
-kernel"), so two full benches taken apart cannot tell a 10% change from
+Why it exists: single runs on this project's VM vary by about 10% even
+with the host's memory reclaim held off (hostmem.py; bench/README.md, "The
+noise"), so two full benches taken apart cannot tell a 10% change from
 noise.  Here every variant runs once per round, in turn, against one nginx
 (bench/server.py) on 127.0.0.1, and the report gives each variant's runs,
 not only a median.  Decisions in sagedl/pipeline.py were made this way.

@@ -76,12 +76,13 @@ RING = 4                    # buffers in flight: enough to absorb jitter
 # The threaded sink's blocks: 1 MiB took 20% less CPU per GiB than 256 KiB
 # on 3.11 (1.5 vs 1.9 s: fewer recv calls and hand-offs), and PyPy3,
 # handing over whole blocks, got 729 MB/s against 617 MB/s with 256 KiB
-# ones, at a peak RSS of 82-102 MB on 1 GiB (loopback, 2026-11-28).
+# ones, at a peak RSS of 82-102 MB on 1 GiB (loopback, morning A/Bs of
+# 2026-11-28, so with the host noise the module docstring describes).
 THREADED_BLOCK = 1 << 20
 # When the caller hands a block to the worker: on PyPy once it is full, so
 # the worker can hash and write the bytearray itself (a slice is copied
-# there); on CPython after every read (slices cost nothing there, and
-# whole 1 MiB blocks measured slower).  See the module docstring.
+# there); on CPython after every read (a slice costs nothing there).  The
+# two measured the same speed on each interpreter: see the module docstring.
 WHOLE_BLOCKS = hasattr(sys, "pypy_version_info")
 
 
