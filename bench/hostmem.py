@@ -41,6 +41,7 @@ from __future__ import print_function
 import os
 
 PARAMS = "/sys/module/page_reporting/parameters"
+ORDER = "page_reporting_order"
 BUDDYINFO = "/proc/buddyinfo"
 
 
@@ -57,6 +58,11 @@ def _largest_order():
 def _read(name):
     with open(os.path.join(PARAMS, name)) as f:
         return f.read().strip()
+
+
+def _write(name, value):
+    with open(os.path.join(PARAMS, name), "w") as f:
+        f.write(value + "\n")
 
 
 def reported_kib():
@@ -87,46 +93,45 @@ class HoldPageReporting(object):
     """with HoldPageReporting(workdir, warm_bytes) as hold: ... ; hold.state
     says what was done, for the report."""
 
-    def __init__(self, directory, touch_bytes, enabled=True):
+    def __init__(self, directory, warm_bytes, enabled=True):
         self.directory = directory
-        self.touch_bytes = touch_bytes
+        self.warm_bytes = warm_bytes
         self.enabled = enabled
         self.old = None
         self.state = "no page reporting here"
 
     def __enter__(self):
-        path = os.path.join(PARAMS, "page_reporting_order")
-        if not os.path.exists(path):
+        if not os.path.exists(os.path.join(PARAMS, ORDER)):
             return self
         try:
-            self.old = _read("page_reporting_order")
+            order = int(_read(ORDER))
             above = _largest_order() + 1
         except (IOError, OSError, ValueError) as e:
             self.state = "page reporting: unreadable (%s)" % e
             return self
-        if int(self.old) >= above:
-            self.state = "page reporting off (order %s)" % self.old
-            self.old = None
+        if order >= above:
+            self.state = "page reporting off (order %d)" % order
             return self
         if not self.enabled:
-            self.state = "page reporting ACTIVE (order %s): figures may be bimodal" % self.old
-            self.old = None
+            self.state = "page reporting ACTIVE (order %d): figures may be bimodal" % order
             return self
         try:
-            with open(path, "w") as f:
-                f.write("%d\n" % above)
+            _write(ORDER, "%d" % above)
         except (IOError, OSError) as e:
-            self.state = ("page reporting ACTIVE (order %s; could not hold it: %s): "
-                          "figures may be bimodal" % (self.old, e.strerror or e))
-            self.old = None
+            self.state = ("page reporting ACTIVE (order %d; could not hold it: %s): "
+                          "figures may be bimodal" % (order, e.strerror or e))
             return self
-        self.state = "page reporting held off (order %s -> %d), restored after" % (self.old, above)
-        _warm_page_cache(self.directory, self.touch_bytes)
+        self.old = "%d" % order
+        self.state = "page reporting held off (order %d -> %d), restored after" % (order, above)
+        try:
+            _warm_page_cache(self.directory, self.warm_bytes)
+        except BaseException:   # a with statement whose __enter__ fails never calls __exit__
+            self.__exit__()
+            raise
         return self
 
     def __exit__(self, *exc):
         if self.old is not None:
-            with open(os.path.join(PARAMS, "page_reporting_order"), "w") as f:
-                f.write(self.old + "\n")
+            _write(ORDER, self.old)
             self.old = None
         return False

@@ -906,8 +906,9 @@ def main(argv=None):
         mach = machine(b)
         mach["commit"] = commit
         mach["host_memory"] = hold.state
-        if reported_at_start is not None:
-            mach["reported_to_host_mib"] = (hostmem.reported_kib() - reported_at_start) >> 10
+        reported_at_end = hostmem.reported_kib()
+        if reported_at_start is not None and reported_at_end is not None:
+            mach["reported_to_host_mib"] = (reported_at_end - reported_at_start) >> 10
         stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
         record = {"config": dict((k, v) for k, v in vars(args).items()
                                  if k not in ("items", "report")),

@@ -84,3 +84,23 @@ def test_no_page_reporting(fake, monkeypatch, tmp_path):
 
 def test_reported_kib(fake):
     assert hostmem.reported_kib() == 1234
+
+
+def test_restored_when_the_warm_up_fails(fake, monkeypatch):
+    """A with statement whose __enter__ raises never calls __exit__: a
+    warm-up that fails (a full disk) must put the order back itself."""
+    order, work = fake
+    monkeypatch.setattr(hostmem, "_warm_page_cache", lambda d, n: os.listdir("/nonexistent/dir"))
+    with pytest.raises(OSError):
+        with hostmem.HoldPageReporting(str(work), 1 << 20):
+            pass
+    assert order.read_text().strip() == "9"
+
+
+def test_an_unreadable_order_changes_nothing(fake):
+    order, work = fake
+    order.write_text("nine\n")
+    with hostmem.HoldPageReporting(str(work), 1 << 20) as hold:
+        pass
+    assert hold.state.startswith("page reporting: unreadable")
+    assert order.read_text().strip() == "nine"
