@@ -17,6 +17,7 @@ from __future__ import absolute_import
 
 import os
 
+from sagedl import errors
 from sagedl.compat import compat_monotonic
 from sagedl.errors import NetworkError, NotFoundError, SagedlError, UsageError
 from sagedl.fsutil import native_name, text_name
@@ -70,15 +71,35 @@ def by_tags(tarballs, tags):
     return chosen or list(tarballs)
 
 
-def select_tarballs(tree, names, exclude=(), has_files=(), no_files=(), tags=()):
+class BrokenPackage(object):
+    """A selected package whose checksums.ini sagedl refuses (``error``, a
+    MetadataError): it stands in the list of tarballs where the package's
+    tarballs would be, so that the run fails at that package -- at once
+    with --on-error stop, after the others with warn -- instead of before
+    anything is downloaded because of one package's file."""
+
+    def __init__(self, package, error):
+        self.package = self.listed_as = self.filename = package
+        self.error = error
+        self.path = error.path      # one job per file, as a shared tarball is
+
+
+def select_tarballs(tree, names, exclude=(), has_files=(), no_files=(), tags=(),
+                    broken_ok=False, empty_ok=False):
     """The tarballs to fetch for ``sage-package download NAMES``, in order.
 
     Each selected package contributes ``by_tags(its tarballs, tags)``: with
     no tags a package of per-platform wheels (rpds_py, cylp, clarabel)
     contributes all of them, as in Sage -- and as a site mirror wants.  A
     tarball file name selects exactly that tarball.  A package named
-    explicitly without any tarball is a NotFoundError (Sage prints nothing).
+    explicitly without any tarball is a NotFoundError (sage_bootstrap
+    prints nothing and succeeds: with ``empty_ok`` it contributes nothing
+    here too, if it is a package as Sage sees one, with a ``type`` file).
+    With ``broken_ok`` a package whose metadata is malformed contributes
+    a BrokenPackage instead of raising its MetadataError.
     """
+    from sagedl import sagebootstrap
+    from sagedl.errors import MetadataError
     names = [text_name(n) for n in names]   # as metadata names are (fsutil.text_name)
     packages, named = _select(tree, names, exclude, has_files, no_files)
     tarballs = []
@@ -87,9 +108,17 @@ def select_tarballs(tree, names, exclude=(), has_files=(), no_files=(), tags=())
         if pkg in named:
             tarballs.append(named[pkg])
             continue
-        mine = tree.tarballs(pkg)
+        try:
+            mine = tree.tarballs(pkg)
+        except MetadataError as e:
+            if not broken_ok:
+                raise
+            tarballs.append(BrokenPackage(pkg, e))
+            continue
         if not mine:
-            tree.resolve(pkg)   # raises: "package X has no tarball (no checksums.ini)"
+            if not empty_ok:
+                tree.resolve(pkg)   # raises: "package X has no tarball (no checksums.ini)"
+            sagebootstrap.Tree(tree.root).package(text_name(pkg))   # raises without type
         tarballs.extend(by_tags(mine, tags))
     return tarballs
 
@@ -218,7 +247,11 @@ def cmd_download(session):
     a = session.args
     tree = session.tree(required=True)
     exclude = [name for names in a.exclude for name in names]   # --exclude A B --exclude C
-    tarballs = select_tarballs(tree, a.packages, exclude, a.has_file, a.no_file, a.tags)
+    sage = errors.sage_exit_codes(session.env)
+    tarballs = select_tarballs(tree, a.packages, exclude, a.has_file, a.no_file, a.tags,
+                               broken_ok=True, empty_ok=sage)
+    if not tarballs and sage:
+        return 0    # sage_bootstrap: nothing to download is a success, said by nothing
 
     def emit(job):
         if job.error is None:
@@ -247,8 +280,14 @@ def fetch_tarballs(session, tree, tarballs, emit):
     a = session.args
     if not tarballs:
         raise UsageError("no package matches %s" % " ".join(a.packages))
-    jobs = [Job(i, t, path, sources)
-            for i, (t, path, sources) in enumerate(plan_tarballs(session, tree, tarballs))]
+    planned = iter(plan_tarballs(session, tree, [t for t in tarballs
+                                                 if not isinstance(t, BrokenPackage)]))
+    jobs = []
+    for i, t in enumerate(tarballs):
+        if isinstance(t, BrokenPackage):
+            jobs.append(Job(i, t, t.path, None))
+        else:
+            jobs.append(Job(i, *next(planned)))
     nworkers = max(1, min(a.jobs, len(jobs)))
     single = len(jobs) == 1
     agg = None if single else _aggregate(session, jobs)
@@ -264,6 +303,10 @@ def fetch_tarballs(session, tree, tarballs, emit):
             transport = local.get("transport")
             if transport is None:
                 transport = local["transport"] = session.new_transport()
+        if isinstance(job.tarball, BrokenPackage):
+            if agg is not None:
+                agg.file_done(job.tarball.filename, False)
+            raise job.tarball.error
         progress = session.progress() if single else _FileProgress(agg, job.tarball.filename)
         try:
             result = fetch(job.path, job.sources,

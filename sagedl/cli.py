@@ -436,8 +436,42 @@ def _destination_options(session):
 
 
 def main(argv=None, env=None, stdout=None, stderr=None):
+    """Run one command line; return its exit code (errors.EXIT_CODES), or
+    sage_bootstrap's (errors.SAGE_EXIT_CODES) when the environment asks for
+    them, as contrib/sage's wrappers do."""
     argv = list(sys.argv[1:] if argv is None else argv)
     env = os.environ if env is None else env
+    code = _main(argv, env, stdout, stderr)
+    if errors.sage_exit_codes(env) and code not in (errors.EXIT_OK, errors.EXIT_INTERRUPTED):
+        return errors.sage_exit_code(code, arguments_refused(argv))
+    return code
+
+
+def arguments_refused(argv):
+    """Whether the command line itself is wrong (what argparse refuses, or
+    sage-download-file with neither a file nor --print-fastest-mirror), as
+    opposed to a run that failed.  Parses again, without side effects: only
+    asked after a failure, to tell sage_bootstrap's 2 from its 1."""
+    if not argv:
+        return True
+    try:
+        if argv[0] in SAGE_PACKAGE_COMMANDS or argv[0].startswith("--"):
+            from sagedl import sagepackage
+            moved = sagepackage.command_first(argv)
+            if moved is not None:
+                sagepackage.make_parser(moved[0]).parse_args(moved[1:])
+                return False
+        command, parser, rest = split_command(argv)
+        args = parser.parse_args(rest)
+    except UsageError:
+        return True
+    except SystemExit:      # --help
+        return False
+    return command is None and not (args.url_or_tarball or args.print_fastest_mirror
+                                    or args.version)
+
+
+def _main(argv, env, stdout, stderr):
     if stdout is None or stderr is None:
         stdout, stderr = _process_streams(stdout, stderr)
     debug = "--debug" in argv

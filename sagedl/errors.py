@@ -32,6 +32,33 @@ EXIT_CODES = [
     (EXIT_INTERRUPTED, "interrupted (SIGINT/SIGTERM); partial file kept"),
 ]
 
+# Sage's build scripts call sage-download-file and sage-package download,
+# whose contract (sage_bootstrap's) is three codes.  contrib/sage's wrappers
+# set SAGEDL_EXIT_CODES=sage, and cli.main then folds the table above into
+# this one: nothing else about the run changes.
+SAGE_EXIT_CODES_VAR = "SAGEDL_EXIT_CODES"
+SAGE_EXIT_CODES = [
+    (EXIT_OK, "success, or nothing to download (a package without checksums.ini)"),
+    (EXIT_FAILURE, "any failure: not found, corrupt everywhere, network, disk, lock, metadata"),
+    (EXIT_USAGE, "bad arguments (the command line itself was refused)"),
+    (EXIT_INTERRUPTED, "interrupted (SIGINT/SIGTERM), as an interrupted Python exits"),
+]
+
+
+def sage_exit_codes(env):
+    """Whether this run answers with sage_bootstrap's codes (see SAGE_EXIT_CODES)."""
+    return env.get(SAGE_EXIT_CODES_VAR) == "sage"
+
+
+def sage_exit_code(code, arguments_refused):
+    """sagedl's exit code as sage_bootstrap's: 0 and 130 stay, 2 only when
+    the command line itself was refused (``arguments_refused``), any other
+    failure is 1 -- a malformed checksums.ini (2 in sagedl's table) too, as
+    it is a traceback and 1 in sage_bootstrap."""
+    if code in (EXIT_OK, EXIT_INTERRUPTED):
+        return code
+    return EXIT_USAGE if arguments_refused else EXIT_FAILURE
+
 
 # --debug details ("which CA store", ...): cli.main points this at stderr.
 _debug_sink = [None]

@@ -148,68 +148,60 @@ def mirror_path(package, filename):
 
 
 # ---------------------------------------------------------------------------
-# Versions and templates
-
-_PATCHLEVEL = re.compile(r"\.p[0-9]+$")
-# Bare VERSION_MAJOR must win over bare VERSION: the optional suffix is greedy.
-# No word boundary before a bare name: Sage writes e.g. "awali-all-vVERSION.tgz".
-_PLACEHOLDER = re.compile(r"\$\{(VERSION(?:_MAJOR|_MINOR|_MICRO)?)\}"
-                          r"|VERSION(?:_MAJOR|_MINOR|_MICRO)?")
-_COMPONENT = {"VERSION_MAJOR": 0, "VERSION_MINOR": 1, "VERSION_MICRO": 2}
-
+# Versions and templates: sage_bootstrap's rules, so that a tarball's name
+# is the one Sage computes (and looks for in upstream/ and on mirrors)
 
 def strip_patchlevel(version):
-    """'1.0.8.p0' -> '1.0.8': Sage's own patch level is not part of file names."""
-    return _PATCHLEVEL.sub("", version)
+    """package-version.txt's text without Sage's patch level, as
+    sage_bootstrap reads it: '1.0.8.p0' -> '1.0.8', and the *last* ``.pN``
+    anywhere ends the version ('2.3.p1.post2' -> '2.3')."""
+    from sagedl.sagebootstrap import split_version
+    return split_version(version)[0]
 
 
 def expand(template, version):
-    """Substitute VERSION, ${VERSION} and ${VERSION_MAJOR/MINOR/MICRO}.
-
-    ``version`` is package-version.txt's content; its ``.pN`` suffix is
-    stripped first and the components are its dot-separated parts (as Sage
-    does: '4.4.1p5' has micro '1p5').  One pass, so a version containing the
-    text VERSION is not substituted again.  Raises UsageError for a missing
-    component, a missing version, or an unknown ``${...}`` placeholder.
+    """Substitute VERSION, ${VERSION} and ${VERSION_MAJOR/MINOR/MICRO} as
+    sage_bootstrap does (sagebootstrap.substitute): one occurrence at a
+    time until none is left, the components being the dot-separated parts
+    ('4.4.1p5' has micro '1p5').  ``version`` is already without its patch
+    level.  Raises UsageError for a missing version or component, or a
+    substitution that would not end; other ``${...}`` stay as they are, as
+    in Sage.
     """
     if template is None:
         return None
-    base = None if version is None else strip_patchlevel(version)
-
-    def substitute(match):
-        var = match.group(1) or match.group(0)
-        if base is None:
-            raise UsageError("%s uses %s but the package has no version" % (_show(template), var))
-        if var == "VERSION":
-            return base
-        parts = base.split(".")
-        index = _COMPONENT[var]
-        if index >= len(parts):
-            raise UsageError("%s uses %s but version %s has no such component"
-                             % (_show(template), var, _show(base)))
-        return parts[index]
-
-    result = _PLACEHOLDER.sub(substitute, template)
-    if "${" in result:
-        raise UsageError("%s has an unknown ${...} placeholder" % _show(template))
-    return result
+    from sagedl.sagebootstrap import SagePackageError, substitute
+    try:
+        return substitute(template, version, "")
+    except SagePackageError as e:
+        raise UsageError("%s: %s" % (_show(template), e.message.replace("package  ", "")))
 
 
 # ---------------------------------------------------------------------------
 # checksums.ini
 
+# sage_bootstrap's patterns, applied with match() to each line as read in
+# text mode (universal newlines, the newline kept): a section or an
+# assignment must start the line; every other line is ignored.
+_SECTION = re.compile(r"\[([-a-zA-Z0-9_.]*)\]")
 _LINE_BREAK = re.compile(r"\r\n|\r|\n")
-_SECTION = re.compile(r"^\[(.*)\]$")
-_ASSIGNMENT = re.compile(r"^([A-Za-z0-9_]+)\s*=(.*)$")
-_HEX = re.compile(r"^[0-9a-f]*$")
+_ASSIGNMENT = re.compile(r"([a-zA-Z0-9_]*)=(.*)")
+_DIGEST = {"sha256": re.compile(r"^[0-9a-f]{64}$"), "sha1": re.compile(r"^[0-9a-f]{40}$")}
+
+
+def universal_newlines(text):
+    """text with CRLF and CR as LF, as Python's text mode reads a file
+    (sage_bootstrap opens its files so): a bare CR ends a line there."""
+    return text.replace("\r\n", "\n").replace("\r", "\n")
 
 
 def parse_checksums_ini(text, path):
     """Records of a checksums.ini: a list of dicts with the RECORD_KEYS.
 
     ``sha1`` and ``upstream_url`` are None when absent; values are still
-    templates (see expand).  Unknown keys (md5=, cksum= of old trees) are
-    ignored.  Raises MetadataError(path, lineno, ...) for anything malformed.
+    templates (see expand).  Other keys (md5=, cksum= of old trees) are
+    ignored.  Raises MetadataError(path, lineno, ...) for what Sage would
+    not download, or only unsafely.
     """
     return [record for record, _, _ in _parse_records(text, path)]
 
@@ -217,75 +209,79 @@ def parse_checksums_ini(text, path):
 def _parse_records(text, path):
     """As parse_checksums_ini, each record with {key: line number} and its
     ``[section]`` name (None for the one-record form): Sage matches
-    ``--tags`` against that name."""
-    if text[:1] == u"\ufeff":  # a BOM left by a Windows editor
-        text = text[1:]
-    records = []
-    current = None  # [record, linenos, section name or None]
-    sections = {}
-    for lineno, raw in enumerate(_LINE_BREAK.split(text), 1):
-        line = raw.strip()
-        if not line or line[0] in "#;":
+    ``--tags`` against that name.
+
+    Read as sage_bootstrap reads it (build/sage_bootstrap/package.py), so
+    that sagedl takes what Sage takes: a line starting ``[name]`` (name of
+    letters, digits and ``-_.``) opens a section, and a section seen again
+    starts afresh where it first stood; a line starting ``key=`` assigns
+    everything after the ``=`` (spaces included), a repeated key taking the
+    last value; any other line is ignored.  Lines before any section form
+    the unnamed record.  Then refused, where Sage would fail or download
+    without a check worth the name: a record without ``tarball=`` or whose
+    name is not a plain file name, a ``sha256`` that is not 64 lower-case
+    hex digits (Sage compares it to a lower-case digest: anything else
+    never verifies), no sha256 at all (Sage would trust sha1 alone, or
+    nothing), a ``sha1`` that is not 40 of them, a section whose
+    ``tarball=`` names another file once VERSION is substituted.
+    """
+    order = []
+    found = {}   # section name or None -> (record, {key: line number})
+    section = None
+    for lineno, line in enumerate(universal_newlines(text).split("\n"), 1):
+        match = _SECTION.match(line)
+        if match is not None:
+            section = match.group(1)
+            if section not in found:
+                order.append(section)
+            found[section] = ({}, {"": lineno})
             continue
-        section = _SECTION.match(line)
-        if section:
-            name = section.group(1).strip()
-            if not name:
-                raise MetadataError(path, lineno, "empty section name []")
-            if name in sections:
-                raise MetadataError(path, lineno, "section [%s] repeats line %d"
-                                    % (name, sections[name]))
-            sections[name] = lineno
-            if current is not None:
-                records.append(_finish_record(current, path))
-            current = [{}, {"": lineno}, name]
+        match = _ASSIGNMENT.match(line)
+        if match is None:
             continue
-        assignment = _ASSIGNMENT.match(line)
-        if not assignment:
-            raise MetadataError(path, lineno, "expected key=value, [file name] or a comment, "
-                                "found %s" % _show(line[:60]))
-        key = assignment.group(1).lower()
-        value = assignment.group(2).strip()
-        if current is None:
-            current = [{}, {"": lineno}, None]
-        if key not in RECORD_KEYS:
-            continue
-        record, linenos = current[0], current[1]
-        if key in record:
-            raise MetadataError(path, lineno, "%s= repeats line %d" % (key, linenos[key]))
+        if section not in found:
+            order.append(section)
+            found[section] = ({}, {"": lineno})
+        key, value = match.groups()
+        record, linenos = found[section]
         record[key] = value
         linenos[key] = lineno
-    if current is not None:
-        records.append(_finish_record(current, path))
-    return records
+    return [_finish_record(found[name][0], found[name][1], name, path) for name in order]
 
 
-def _finish_record(current, path):
-    record, linenos, section = current
-    raw_section = section
+def _finish_record(raw, linenos, section, path):
     start = linenos[""]
-    if section is not None:
-        if "tarball" in record and record["tarball"] != section:
-            raise MetadataError(path, linenos["tarball"], "tarball=%s does not match its "
-                                "section [%s]" % (record["tarball"], section))
-        record["tarball"] = section
-        linenos.setdefault("tarball", start)
-    if not record.get("tarball"):
-        raise MetadataError(path, linenos.get("tarball", start), "record has no tarball=")
-    if "sha256" not in record:
-        # Every entry of Sage's tree has sha256; sha1 is legacy and optional.
-        raise MetadataError(path, start, "no sha256= for %s" % record["tarball"])
+    record = dict((key, raw.get(key)) for key in RECORD_KEYS)
+    if record["tarball"] is None:
+        what = "record" if section is None else "section [%s]" % section
+        raise MetadataError(path, start, "%s has no tarball=" % what)
+    if not record["sha256"]:
+        # Every entry of Sage's tree has sha256; sha1 is legacy, not enough alone.
+        raise MetadataError(path, linenos.get("sha256", start),
+                            "no sha256= for %s" % record["tarball"])
     for key, length in DIGEST_LENGTHS:
-        if key not in record:
-            record[key] = None
-            continue
-        value = record[key].lower()
-        if len(value) != length or not _HEX.match(value):
-            raise MetadataError(path, linenos[key], "%s= must be %d hexadecimal digits, found %s"
-                                % (key, length, _show(record[key][:80])))
-        record[key] = value
-    record["upstream_url"] = record.get("upstream_url") or None
-    return record, linenos, raw_section
+        value = record[key]
+        if value is not None and not _DIGEST[key].match(value):
+            raise MetadataError(path, linenos[key], "%s= must be %d lower-case hexadecimal "
+                                "digits, found %s" % (key, length, _show(value[:80])))
+    record["upstream_url"] = record["upstream_url"] or None
+    return record, linenos, section
+
+
+def _check_section(record, linenos, section, filename, path, version):
+    """A ``[section]`` names its file: ``tarball=`` must name the same one
+    once VERSION is substituted in both (wheel sections write
+    ``tarball=pkg-VERSION-...whl`` under ``[pkg-1.0-...whl]``)."""
+    if section is None or section == filename:
+        return
+    try:
+        same = expand(section, version) == filename
+    except UsageError:
+        same = False
+    if not same:
+        raise MetadataError(path, linenos.get("tarball", linenos[""]),
+                            "tarball=%s does not match its section [%s]"
+                            % (record["tarball"], section))
 
 
 # ---------------------------------------------------------------------------
@@ -617,14 +613,16 @@ class SageTree(object):
         return cached
 
     def _version(self, pkg):
+        """The version without patch level as sage_bootstrap reads it (an
+        empty file is an empty version), or None without the file."""
         path = os.path.join(self.pkgs_dir, pkg, "package-version.txt")
         try:
-            version = _read_text(path).strip()
+            version = _read_text(path)
         except (IOError, OSError):
             return None
         except UnicodeDecodeError:
             raise MetadataError(path, None, "not UTF-8")
-        return strip_patchlevel(version) if version else None
+        return strip_patchlevel(universal_newlines(version))
 
     def _owner(self, pkg, path):
         """The package whose directory holds the real checksums.ini (Sage's tarball_package)."""
@@ -654,7 +652,8 @@ class SageTree(object):
             try:
                 filename = check_filename(expand(record["tarball"], version))
             except UsageError as e:
-                raise MetadataError(path, linenos["tarball"], e.message)
+                raise MetadataError(path, linenos.get("tarball", linenos[""]), e.message)
+            _check_section(record, linenos, section, filename, path, version)
             try:
                 upstream_url = expand(record["upstream_url"], version)
             except UsageError as e:

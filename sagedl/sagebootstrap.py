@@ -226,6 +226,52 @@ def quote(value):
     return compat_shlex_quote(value)
 
 
+def split_version(text):
+    """package-version.txt's text as (version, patch level), sage_bootstrap's
+    way: stripped, then cut at the *last* ``.pN`` (a match, not a full
+    match: ``2.3.p1.post2`` is version 2.3, patch level 1); -1 without one."""
+    text = text.strip()
+    match = _VERSION_PATCHLEVEL.match(text)
+    if match is None:
+        return text, -1
+    return match.group("version"), int(match.group("patchlevel"))
+
+
+def _component(version, var, name):
+    if version is None:
+        raise SagePackageError("package %s uses %s but has no package-version.txt"
+                               % (native(name), var))
+    if var == "VERSION":
+        return version
+    index = ("VERSION_MAJOR", "VERSION_MINOR", "VERSION_MICRO").index(var)
+    parts = version.split(".")
+    if index >= len(parts):
+        raise SagePackageError("package %s uses %s but its version %s has no such "
+                               "component" % (native(name), var, version))
+    return parts[index]
+
+
+def substitute(pattern, version, name):
+    """sage_bootstrap's template rule: VERSION, VERSION_MAJOR/MINOR/MICRO
+    and their ${...} forms, one occurrence at a time until none is left
+    (so a value holding the text VERSION is substituted again; Sage then
+    loops for ever, sagedl gives up).  ``version`` is split_version's;
+    ``name`` the package, for messages."""
+    for _ in range(_MAX_SUBSTITUTIONS):
+        for var in _VARIABLES:
+            braced = "${" + var + "}"
+            if braced in pattern:
+                pattern = pattern.replace(braced, _component(version, var, name), 1)
+                break
+            if var in pattern:
+                pattern = pattern.replace(var, _component(version, var, name), 1)
+                break
+        else:
+            return pattern
+    raise SagePackageError("package %s: VERSION substitution does not end (its version "
+                           "contains VERSION)" % native(name))
+
+
 # ---------------------------------------------------------------------------
 # The tree and its packages
 
@@ -347,11 +393,7 @@ class Package(object):
         text = _read_optional(self._file("package-version.txt"), _whole)
         if text is None:
             return None, None
-        text = text.strip()
-        match = _VERSION_PATCHLEVEL.match(text)
-        if match is None:
-            return text, -1
-        return match.group("version"), int(match.group("patchlevel"))
+        return split_version(text)
 
     def _init_type(self):
         path = self._file("type")
@@ -372,41 +414,9 @@ class Package(object):
 
     # -- tarballs ------------------------------------------------------------
 
-    def _component(self, index, var):
-        if self.version is None:
-            raise SagePackageError("package %s uses %s but has no package-version.txt"
-                                   % (native(self.name), var))
-        parts = self.version.split(".")
-        if index >= len(parts):
-            raise SagePackageError("package %s uses %s but its version %s has no such "
-                                   "component" % (native(self.name), var, self.version))
-        return parts[index]
-
-    def _value(self, var):
-        if var == "VERSION":
-            if self.version is None:
-                raise SagePackageError("package %s uses VERSION but has no package-version.txt"
-                                       % native(self.name))
-            return self.version
-        return self._component(("VERSION_MAJOR", "VERSION_MINOR", "VERSION_MICRO").index(var),
-                               var)
-
     def substitute(self, pattern):
-        """VERSION, VERSION_MAJOR/MINOR/MICRO and their ${...} forms, one
-        occurrence at a time until none is left (sage_bootstrap's rule)."""
-        for _ in range(_MAX_SUBSTITUTIONS):
-            for var in _VARIABLES:
-                braced = "${" + var + "}"
-                if braced in pattern:
-                    pattern = pattern.replace(braced, self._value(var), 1)
-                    break
-                if var in pattern:
-                    pattern = pattern.replace(var, self._value(var), 1)
-                    break
-            else:
-                return pattern
-        raise SagePackageError("package %s: VERSION substitution does not end (its version "
-                               "contains VERSION)" % native(self.name))
+        """VERSION, VERSION_MAJOR/MINOR/MICRO and their ${...} forms (see substitute)."""
+        return substitute(pattern, self.version, self.name)
 
     def tarball_filenames(self):
         """The tarball file names, in checksums.ini's order."""

@@ -17,7 +17,7 @@ from __future__ import absolute_import
 
 import os
 
-from sagedl.errors import ChecksumError, NetworkError, UsageError
+from sagedl.errors import ChecksumError, NetworkError, SagedlError, UsageError
 
 PROG = "sagedl"
 SMALL_DOCUMENT_BYTES = 256 * 1024
@@ -246,8 +246,34 @@ class Session(object):
         def resolve(url):
             if url not in self._resolved_lists:
                 self._resolved_lists[url] = self.usable(self.ranked(self.live_list(url)))
+                self.cache_list_for_sage(url, self._resolved_lists[url])
             return self._resolved_lists[url]
         return resolve
+
+    def cache_list_for_sage(self, url, bases):
+        """Sage keeps the list an .upstream.d line names, ranked, as
+        SAGE_DISTFILES/<the URL's last part> (upstream/mirror_list: a Python
+        list literal, read back with ast.literal_eval for a day); its other
+        tools read it there, so write it as Sage's MirrorList does.  Through
+        fsutil.write_atomic: never through a symlink; a failure is ignored,
+        as any cache's."""
+        from sagedl import fsutil
+        from sagedl.compat import compat_makedirs
+        from sagedl.sage import check_filename
+        tree = self.tree()
+        if tree is None or not bases:
+            return
+        try:
+            name = check_filename(url.rpartition("/")[2])
+        except UsageError:
+            return
+        distfiles = tree.distfiles(self.env)
+        text = "[%s]" % ", ".join("'%s'" % b for b in bases)   # no quote in a base URL
+        try:
+            compat_makedirs(distfiles)
+            fsutil.write_atomic(os.path.join(distfiles, name), text.encode("utf-8"))
+        except (IOError, OSError, SagedlError):
+            pass
 
     # -- running the engine ------------------------------------------------------
     def health_recorder(self):

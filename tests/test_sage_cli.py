@@ -135,7 +135,7 @@ def test_hostile_names_refused_before_io(run_cli, tmp_path, tree, mirror, name):
 
 def test_malformed_checksums_in_unrelated_package_does_not_matter(run_cli, tmp_path, tree, mirror):
     (tree.pkgs / "broken").mkdir()
-    (tree.pkgs / "broken" / "checksums.ini").write_text("tarball=broken-VERSION.tar.gz\nthis is junk\n")
+    (tree.pkgs / "broken" / "checksums.ini").write_text("tarball=broken-VERSION.tar.gz\nsha256=junk\n")
     (tree.pkgs / "broken" / "package-version.txt").write_text("1\n")
     r = run_cli(tree.ntl, env=env_for(tmp_path, tree, mirror))
     assert r.code == 0, r
