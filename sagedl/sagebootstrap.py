@@ -428,6 +428,8 @@ class Package(object):
                         native(self._file("checksums.ini")),
                         "the record" if key is None else "section [%s]" % key))
                 names.append(self.substitute(record["tarball"]))
+                if "upstream_url" in record:    # Sage substitutes it too, and may fail there
+                    self.substitute(record["upstream_url"])
             self._tarballs = names
         return list(self._tarballs)
 
