@@ -21,7 +21,7 @@ The rules, each the answer to a way downloads go wrong:
   are bounded, and the final error lists what each source did.
 * One process per file: an flock beside the target.  A process that waited
   for the lock verifies the finished file instead of downloading it again.
-* Only regular files of our own (issue 12, see fsutil): a symlink, device,
+* Only regular files of our own (see fsutil for why): a symlink, device,
   FIFO, socket or directory at NAME, NAME.part, NAME.part.json, NAME.lock or
   NAME.bad is refused (UnsafePath, exit 6), never followed, hashed, renamed
   or replaced.  NAME.part.json holds no credentials, is written 0600, and is

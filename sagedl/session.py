@@ -283,8 +283,8 @@ class Session(object):
 class _LazyRecorder(object):
     """The health recorder of a one-file fetch, made when a source was
     first tried: a verified cached file must not pay for importing the
-    health record's modules (the probe's, ssl among them) -- issue 11's
-    "no network at all" includes not getting ready for it."""
+    health record's modules (the probe's, ssl among them) -- using no
+    network when none is needed includes not getting ready for it."""
 
     def __init__(self, session):
         self.session = session
