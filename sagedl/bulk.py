@@ -391,8 +391,8 @@ def _above(session, job, emit):
 
 
 class NetworkStreak(object):
-    """The bulk early stop (issue 11): when every source of EARLY_STOP files
-    in a row failed at the network level, the network looks unreachable and
+    """The bulk early stop, for a broken network: when every source of
+    EARLY_STOP files in a row failed at the network level, the network looks unreachable and
     the rest of the run would only repeat that, one timeout and one message
     per file.  Called with each finished job (run_jobs' stop_after)."""
 

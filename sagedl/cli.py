@@ -548,7 +548,8 @@ def _main(argv, env, stdout, stderr):
 
 
 def _process_streams(stdout, stderr):
-    """The real stdout/stderr, made safe (issue 12): text survives any locale
+    """The real stdout/stderr, made safe (bad input is one line, never a
+    traceback): text survives any locale
     (fsutil.SafeStream), a closed descriptor gets /dev/null so no file
     sagedl opens lands on fd 1, and a failed write to stdout (closed,
     /dev/full, a broken pipe) is a DiskError (exit 6), not a traceback."""

@@ -102,8 +102,9 @@ class Session(object):
 
     def options(self):
         from sagedl.download import Options
+        from sagedl.retry import Retry
         a = self.args
-        opts = Options(timeout=a.timeout or 30.0, retries=a.retries,
+        opts = Options(timeout=a.timeout or 30.0, retry=Retry(total=a.retries),
                        low_speed_limit=a.low_speed_limit, low_speed_time=a.low_speed_time,
                        lock_timeout=a.lock_timeout, force=a.force)
         if a.max_size:
@@ -309,8 +310,8 @@ class Session(object):
 class _LazyRecorder(object):
     """The health recorder of a one-file fetch, made when a source was
     first tried: a verified cached file must not pay for importing the
-    health record's modules (the probe's, ssl among them) -- issue 11's
-    "no network at all" includes not getting ready for it."""
+    health record's modules (the probe's, ssl among them) -- using no
+    network when none is needed includes not getting ready for it."""
 
     def __init__(self, session):
         self.session = session

@@ -14,7 +14,8 @@ def cmd_print_fastest_mirror(session):
     mirror_list line, else Sage's own) is refreshed when a day old; offline
     that download fails, which is said, and the cached or shipped list is
     ranked instead (exit 0).  $SAGE_SERVER, when set, is the answer.  With
-    --mirror or $SAGEDL_MIRRORS: the best of those, measured (issue 11);
+    --mirror or $SAGEDL_MIRRORS: the best of those, measured (never an
+    unmeasured first one, which may be the dead one);
     with --mirrors-file or outside a tree: the best of the configured list.
     When no mirror answers, the first by priority (as Sage, whose own
     offline test expects a URL and exit 0).

@@ -1,9 +1,9 @@
-"""The command line as pip, git, curl and wget users expect it (issue 15),
+"""The command line as pip, git, curl and wget users expect it,
 through the built pyz: options anywhere, a mistyped subcommand, -O, -o -,
 -v, a URL on a terminal, short usage, and messages that fit the failure.
 
 Every run's mirrors are loopback FaultServers (SAGEDL_MIRRORS / --mirror);
-the one test about an unresolvable host runs in ../shared/tools/offline.
+the one test about an unresolvable host runs in tools/offline.
 """
 import os
 import pty
@@ -16,11 +16,11 @@ import pytest
 
 from faultserver import FaultServer
 from helpers import REPO, Tree, clean_env, make_data
+from netns import require_offline
 from pyz import pyz_path
 from sagedl import errors
 
 TIMEOUT = 120
-OFFLINE = os.path.join(os.path.dirname(REPO), "shared", "tools", "offline")
 
 
 def run(argv, env, cwd=None, prefix=()):
@@ -251,11 +251,8 @@ def test_a_503_everywhere_hints_at_a_busy_server_not_the_timeout(tree, env):
 
 
 def test_a_dns_failure_hints_at_dns_not_the_timeout(tree, env):
-    if not os.access(OFFLINE, os.X_OK):
-        pytest.skip("no ../shared/tools/offline")
-    r = run(["--mirror", "http://sage-mirror.invalid/", tree.ntl], env, prefix=[OFFLINE])
-    if r.returncode == 99:
-        pytest.skip("no network namespace here")
+    r = run(["--mirror", "http://sage-mirror.invalid/", tree.ntl], env,
+            prefix=require_offline())
     assert r.returncode == errors.EXIT_NETWORK, r.err
     assert "sagedl: hint: a host name did not resolve" in r.err, r.err
     assert "--timeout" not in r.err

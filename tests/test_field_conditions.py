@@ -1,9 +1,10 @@
-"""Field conditions (issue 11): offline, DNS that never answers, dead mirrors,
-endless bodies -- one test per row of the issue's table, each in a network
-namespace of its own (tests/netns.py) holding only loopback, so nothing here
-can reach a real mirror even when it uses the shipped mirror list.
+"""Field conditions: offline, DNS that never answers, dead mirrors,
+endless bodies -- one test per row of bench/README.md's "Broken networks"
+table, each in a network namespace of its own (tests/netns.py) holding only
+loopback, so nothing here can reach a real mirror even when it uses the
+shipped mirror list.
 
-The issue's timing targets ("within 3 s") are README figures, measured; these
+The timing figures ("within 3 s") are measured by bench/field.py; these
 tests assert the behaviour that makes them true instead: connection attempts
 and DNS questions counted, the dead mirror contacted once, the number of
 lines, the exit code, the cause named in the message.

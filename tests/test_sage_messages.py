@@ -1,4 +1,4 @@
-"""The messages Sage's own tests (build/test in the shared tree) look for.
+"""The messages Sage's own tests (build/test in Sage's tree) look for.
 
 * test_package_cmdline.test_download: a cached file makes stderr start with
   "Using cached file" (tests/test_sage_options.py checks that one);
@@ -16,7 +16,8 @@ import pytest
 from helpers import REPO, clean_env
 from pyz import pyz_path
 from sagedl import mirrorlist
-from sagetree import OFFLINE, can_go_offline, copy_tree, require_shared_tree
+from netns import require_offline
+from sagetree import TREES, copy_tree, require_tree
 
 DEAD = "http://127.0.0.1:9/"    # a closed loopback port
 
@@ -50,22 +51,19 @@ def test_print_fastest_mirror_is_sage_server_when_set(run_cli, tmp_path):
     assert (r.code, r.out) == (0, "http://127.0.0.1:9/site/\n"), r
 
 
-@pytest.mark.parametrize("upstream_d", ["passagemath", "upstream-sage"])
-def test_print_fastest_mirror_offline_in_the_real_tree(tmp_path, upstream_d):
+@pytest.mark.parametrize("tree_name", TREES)
+def test_print_fastest_mirror_offline_in_the_real_tree(tmp_path, tree_name):
     """Sage's own test command, through the installed drop-in, in a network
-    namespace: the live list cannot be fetched and no mirror answers."""
-    require_shared_tree()
-    if not can_go_offline():
-        pytest.skip("no network namespace here (../shared/tools/offline needs root)")
-    root = copy_tree(str(tmp_path / "sage"))
-    if upstream_d == "upstream-sage":   # its .upstream.d names the live mirror_list
-        with open(os.path.join(root, ".upstream.d", "30-www.sagemath.org-mirror_list"), "w") as f:
-            f.write("https://www.sagemath.org/mirror_list\n")
+    namespace: the live list cannot be fetched and no mirror answers.  Both
+    trees: sage-conf's .upstream.d names the live mirror_list, passagemath's
+    only GitHub release pages."""
+    offline = require_offline()
+    root = copy_tree(str(tmp_path / "sage"), require_tree(tree_name))
     subprocess.run(["sh", os.path.join(REPO, "contrib", "sage", "install.sh"), root, pyz_path()],
                    check=True, stdout=subprocess.PIPE, timeout=60)
     env = clean_env(tmp_path, SAGE_ROOT=root, http_proxy=DEAD, https_proxy=DEAD,
                     ftp_proxy=DEAD, rsync_proxy=DEAD)
-    p = subprocess.run(["sh", OFFLINE, os.path.join(root, "build", "bin", "sage-download-file"),
+    p = subprocess.run(offline + [os.path.join(root, "build", "bin", "sage-download-file"),
                         "--print-fastest-mirror", "--timeout=0.001"], env=env,
                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=120)
     out, err = p.stdout.decode(), p.stderr.decode()
