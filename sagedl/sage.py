@@ -206,10 +206,12 @@ def parse_checksums_ini(text, path):
     return [record for record, _, _ in _parse_records(text, path)]
 
 
-def _parse_records(text, path):
+def _parse_records(text, path, sections=True):
     """As parse_checksums_ini, each record with {key: line number} and its
     ``[section]`` name (None for the one-record form): Sage matches
-    ``--tags`` against that name.
+    ``--tags`` against that name.  Without ``sections`` (a tree whose
+    sage_bootstrap predates them, Sage 10.7: sagebootstrap.Dialect), a
+    section line is ignored as Sage's ignores it: one record.
 
     Read as sage_bootstrap reads it (build/sage_bootstrap/package.py), so
     that sagedl takes what Sage takes: a line starting ``[name]`` (name of
@@ -229,7 +231,7 @@ def _parse_records(text, path):
     found = {}   # section name or None -> (record, {key: line number})
     section = None
     for lineno, line in enumerate(universal_newlines(text).split("\n"), 1):
-        match = _SECTION.match(line)
+        match = _SECTION.match(line) if sections else None
         if match is not None:
             section = match.group(1)
             if section not in found:
@@ -394,6 +396,7 @@ class SageTree(object):
         self._index = None  # file name -> list of Tarball
         self._real_pkgs_dir = os.path.realpath(self.pkgs_dir)
         self._links = None  # owner -> packages whose checksums.ini links to it
+        self._sections = None  # whether this tree's Sage reads [sections]
 
     def __repr__(self):
         return "SageTree(%s)" % _show(self.root)
@@ -648,7 +651,10 @@ class SageTree(object):
         version = self._version(pkg)
         owner = self._owner(pkg, path)
         tarballs = []
-        for record, linenos, section in _parse_records(text, path):
+        if self._sections is None:
+            from sagedl.sagebootstrap import dialect
+            self._sections = dialect(self.root).sections
+        for record, linenos, section in _parse_records(text, path, self._sections):
             try:
                 filename = check_filename(expand(record["tarball"], version))
             except UsageError as e:

@@ -172,14 +172,16 @@ _VARIABLES = ("VERSION_MAJOR", "VERSION_MINOR", "VERSION_MICRO", "VERSION")
 _MAX_SUBSTITUTIONS = 1000
 
 
-def parse_checksums(lines):
+def parse_checksums(lines, sections=True):
     """sage_bootstrap's checksums.ini reading: {section or None: {var: value}},
-    as an ordered list of (key, dict) (Python 3's dict order, on every Python)."""
+    as an ordered list of (key, dict) (Python 3's dict order, on every Python).
+    Without ``sections`` (Sage 10.7), a section line is ignored like any
+    other that assigns nothing: one record."""
     order = []
     result = {}
     key = None
     for line in lines:
-        match = _SECTION.match(line)
+        match = _SECTION.match(line) if sections else None
         if match is not None:
             key = match.group("section")
             if key not in result:
@@ -275,6 +277,66 @@ def substitute(pattern, version, name):
 # ---------------------------------------------------------------------------
 # The tree and its packages
 
+# What ``properties`` prints, in current sage_bootstrap's order.
+PROPERTIES = ("path", "version_with_patchlevel", "type", "source", "trees", "purl",
+              "description", "uses_python_package_check")
+
+
+class Dialect(object):
+    """Where the tree's own sage_bootstrap answers differently from another
+    release's: the drop-in answers as *that tree's* code would.  Sage 10.7
+    (PyPI's sage-conf) predates what current Sage and passagemath do:
+
+    ``properties``   its own default list of properties; shell values always
+                     in single quotes (current: shlex-quoted, bools as text)
+    ``sections``     checksums.ini ``[sections]``, several tarballs per
+                     package (10.7: one flat record, section lines ignored;
+                     ``tarball`` of a package without one prints ``None``)
+    ``list_tree``    ``list --tree``
+    ``purl_file``    purl.txt overrides the computed PURL
+    ``pyproject``    src/pyproject.toml.m4's lists count as dependencies (10.7:
+                     only ``dependencies``' names before '|')
+    ``lenient_deps`` --include-dependencies maps $(PYTHON) & co. and skips
+                     malformed names (10.7: a malformed name is an error)
+    """
+
+    def __init__(self, properties=PROPERTIES, shell_quote=True, sections=True,
+                 list_tree=True, purl_file=True, pyproject=True, lenient_deps=True):
+        self.properties = tuple(properties)
+        self.shell_quote = shell_quote
+        self.sections = sections
+        self.list_tree = list_tree
+        self.purl_file = purl_file
+        self.pyproject = pyproject
+        self.lenient_deps = lenient_deps
+
+
+CURRENT = Dialect()
+_PROPS_DEFAULT = re.compile(r"kwds\.pop\(\s*'props',\s*\[([^\]]*)\]")
+
+
+def dialect(root):
+    """The Dialect of the sage_bootstrap in ``root``/build, read from its
+    sources as text (never run); CURRENT when they are not there (a bare
+    metadata checkout) or unreadable."""
+    code = {}
+    for name in ("app", "package", "cmdline", "expand_class"):
+        try:
+            f = _open_text(os.path.join(root, "build", "sage_bootstrap", name + ".py"))
+            code[name] = f.read()
+        except (IOError, OSError, UnicodeError, SagePackageError):
+            return CURRENT
+    found = _PROPS_DEFAULT.search(code["app"])
+    properties = re.findall(r"'([A-Za-z_]+)'", found.group(1)) if found else PROPERTIES
+    return Dialect(properties=properties or PROPERTIES,
+                   shell_quote="quote(value)" in code["app"],
+                   sections="def tarballs(self)" in code["package"],
+                   list_tree="trees=args.trees" in code["cmdline"],
+                   purl_file="purl.txt" in code["package"],
+                   pyproject="pyproject.toml.m4" in code["package"],
+                   lenient_deps="ValueError, FileNotFoundError" in code["expand_class"])
+
+
 class Tree(object):
     """SAGE_ROOT/build/pkgs as sage_bootstrap sees it; packages cached by name.
 
@@ -290,6 +352,7 @@ class Tree(object):
                                    hint="set SAGE_ROOT to the top of a Sage source tree")
         self._packages = {}
         self._all = None
+        self.dialect = dialect(root)
 
     def package(self, name):
         """sage_bootstrap's Package(name): a package name, or a PURL
@@ -356,7 +419,8 @@ class Package(object):
         # The same files, in the same order, as Package.__init__ reads them,
         # so that a broken one fails here as it fails there.
         ini = self._file("checksums.ini")
-        self._checksums = parse_checksums(_read_optional(ini, _lines) or [])
+        self._checksums = parse_checksums(_read_optional(ini, _lines) or [],
+                                          tree.dialect.sections)
         # The directory holding the real checksums.ini (Sage's tarball_package).
         self._tarball_package_name = _text(os.path.realpath(ini).split(os.sep)[-2])
         self.version, self.patchlevel = self._init_version()
@@ -370,9 +434,10 @@ class Package(object):
         self._dependencies_order_only = self._first("dependencies_order_only", "")
         self._dependencies_build = self._first("dependencies_build", None)
         self._trees = self._first("trees.txt", None)
-        self._purl = self._first("purl.txt", None)
+        self._purl = self._first("purl.txt", None) if tree.dialect.purl_file else None
         self._pyproject = parse_pyproject(_read_optional(
-            self._file("src", "pyproject.toml.m4"), _lines) or [])
+            self._file("src", "pyproject.toml.m4"), _lines) or []) \
+            if tree.dialect.pyproject else {}
 
     def __repr__(self):
         return "Package(%s)" % native(self.name)
@@ -420,6 +485,10 @@ class Package(object):
 
     def tarball_filenames(self):
         """The tarball file names, in checksums.ini's order."""
+        if self._tarballs is None and not self.tree.dialect.sections:
+            # Sage 10.7: Package.tarball_filename, None unless tarball= is set
+            record = self._checksums[0][1] if self._checksums else {}
+            self._tarballs = [self.substitute(record["tarball"])] if record.get("tarball") else []
         if self._tarballs is None:
             names = []
             for key, record in self._checksums:
@@ -573,13 +642,18 @@ def select(tree, selectors, has_files=(), no_files=(), trees=(), exclude=(),
 def _include_dependencies(tree, names, name):
     if name in names:
         return
-    match = _SUBSTITUTE.match(name)
+    lenient = tree.dialect.lenient_deps
+    match = _SUBSTITUTE.match(name) if lenient else None
     if match:
         name = SUBSTITUTED.get(match.group("variable"), name)
     try:
         pkg = tree.package(name)
-    except (PackageNameError, NoSuchPackage):
-        return   # $(BLAS)-like substitutions, $(find-string ...), unknown names
+    except NoSuchPackage:
+        return   # unknown names
+    except PackageNameError:
+        if not lenient:
+            raise    # Sage 10.7: "package names should be lowercase, got $(MP_LIBRARY)"
+        return   # $(BLAS)-like substitutions, $(find-string ...)
     names.add(name)
     for dependency in pkg.dependencies:
         _include_dependencies(tree, names, dependency)

@@ -38,9 +38,6 @@ from sagedl.sagebootstrap import (MSG_NOT_REFERENCED, SagePackageError, Tree, na
 PROG = "sagedl"
 COMMANDS = ("properties", "list", "tarball", "name")
 
-# What ``properties`` prints, in sage_bootstrap's order.
-PROPERTIES = ("path", "version_with_patchlevel", "type", "source", "trees", "purl",
-              "description", "uses_python_package_check")
 
 
 # ---------------------------------------------------------------------------
@@ -53,22 +50,26 @@ def properties_lines(tree, selectors, fmt="plain"):
         pkg = tree.package(name)
         if len(names) > 1 and fmt == "plain":
             lines.append([name, ":"])
-        for prop in PROPERTIES:
-            value = getattr(pkg, prop)
+        for prop in tree.dialect.properties:
+            value = getattr(pkg, prop, None)
             if value is None:
                 value = "none" if prop.startswith("version") else ""
+            if isinstance(value, bool):
+                value = str(value)
             if fmt == "plain":   # Sage: u"        {0:28} {1}".format(prop + ":", value)
-                shown = str(value) if isinstance(value, bool) else value
-                lines.append(["        ", (prop + ":").ljust(28), " ", shown])
-            else:
-                if isinstance(value, bool):
-                    value = str(value)
+                lines.append(["        ", (prop + ":").ljust(28), " ", value])
+            elif tree.dialect.shell_quote:
                 lines.append([prop, "_", name, "=", quote(value)])
+            else:                # Sage 10.7: "{0}_{1}='{2}'"
+                lines.append([prop, "_", name, "='", value, "'"])
     return lines
 
 
 def tarball_lines(tree, name):
-    return [[f] for f in tree.package(name).tarball_filenames()]
+    names = tree.package(name).tarball_filenames()
+    if not tree.dialect.sections:
+        return [[names[0] if names else "None"]]   # Sage 10.7: print(package.tarball.filename)
+    return [[f] for f in names]
 
 
 def name_lines(tree, tarball):
@@ -175,6 +176,9 @@ def run(command, args, env):
     """The lines (lists of str parts) that ``sage-package COMMAND`` prints."""
     tree = Tree(find_root(args.sage_root, env))
     if command == "list":
+        if args.trees and not tree.dialect.list_tree:
+            # This tree's sage-package has no such option: argparse's refusal.
+            raise UsageError("unrecognized arguments: --tree", hint="see 'sagedl list --help'")
         selectors = args.package_class
         if selectors == [":all-or-nothing:"]:
             selectors = ([] if args.include_dependencies or args.exclude_dependencies
