@@ -92,9 +92,10 @@ def select_tarballs(tree, names, exclude=(), has_files=(), no_files=(), tags=(),
     no tags a package of per-platform wheels (rpds_py, cylp, clarabel)
     contributes all of them, as in Sage -- and as a site mirror wants.  A
     tarball file name selects exactly that tarball.  A package named
-    explicitly without any tarball is a NotFoundError (sage_bootstrap
-    prints nothing and succeeds: with ``empty_ok`` it contributes nothing
-    here too, if it is a package as Sage sees one, with a ``type`` file).
+    explicitly without any tarball is a NotFoundError (current
+    sage_bootstrap prints nothing and succeeds: with ``empty_ok`` it
+    contributes nothing here too, if it is a package as Sage sees one, with
+    a ``type`` file, and the tree's Sage is not 10.7, which fails there).
     With ``broken_ok`` a package whose metadata is malformed contributes
     a BrokenPackage instead of raising its MetadataError.
     """
@@ -116,9 +117,11 @@ def select_tarballs(tree, names, exclude=(), has_files=(), no_files=(), tags=(),
             tarballs.append(BrokenPackage(pkg, e))
             continue
         if not mine:
-            if not empty_ok:
+            bootstrap = sagebootstrap.Tree(tree.root)
+            if not (empty_ok and bootstrap.dialect.sections):
+                # Sage 10.7 fails there too ("non-normal package does define a tarball")
                 tree.resolve(pkg)   # raises: "package X has no tarball (no checksums.ini)"
-            sagebootstrap.Tree(tree.root).package(text_name(pkg))   # raises without type
+            bootstrap.package(text_name(pkg))   # raises without a type file
         tarballs.extend(by_tags(mine, tags))
     return tarballs
 
