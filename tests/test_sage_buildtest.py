@@ -1,4 +1,5 @@
-"""Sage's own test suite (build/test of sage-conf 10.7's tree) against the drop-in.
+"""Sage's own test suite (build/test of sage-conf 10.7's tree) against the drop-in,
+in both PyPI trees (passagemath's, which ships no build/test, gets 10.7's).
 
 The suite runs twice, under the same conditions: in a network namespace
 holding only loopback (tools/offline), with a real nginx serving
@@ -17,6 +18,7 @@ checksums.ini and the site serves that.  The other fetches (files.sagemath
 import hashlib
 import io
 import os
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -27,7 +29,7 @@ from helpers import REPO
 from pyz import pyz_path
 from sage_buildtest import outcomes
 from netns import require_offline
-from sagetree import copy_tree, install_dropin, require_tree
+from sagetree import TREES, copy_tree, install_dropin, require_tree
 
 # The tests of the messages sagedl was made to match.  The print_mirror_list
 # ones fail with Sage 10.7's own scripts, whose MirrorList lost the
@@ -100,15 +102,31 @@ def run_suite(tmp_path, root, site, label):
     return outcomes(junit), log
 
 
+def add_build_test(root, tests_from):
+    """passagemath's sdist ships no build/test: give its tree Sage 10.7's, the
+    same in both copies, so the suite exercises passagemath's own scripts
+    and sage_bootstrap, and then the drop-in in their place."""
+    dest = os.path.join(root, "build", "test")
+    if not os.path.isdir(dest):
+        shutil.copytree(os.path.join(tests_from, "build", "test"), dest)
+        # passagemath's pyproject.toml tells pytest to collect only *_test.py
+        # and to skip build/: a config of build/'s own comes first.
+        with open(os.path.join(root, "build", "pytest.ini"), "w") as f:
+            f.write("[pytest]\n")
+
+
 @pytest.mark.timeout(600)   # two copies of the tree and two runs of Sage's suite
-def test_sages_build_test_passes_with_the_dropin_wherever_it_passes_without(tmp_path):
-    source = require_tree("sage-conf")      # the sdist that ships build/test
+@pytest.mark.parametrize("tree", TREES)
+def test_sages_build_test_passes_with_the_dropin_wherever_it_passes_without(tmp_path, tree):
+    tests_from = require_tree("sage-conf")      # the sdist that ships build/test
+    source = require_tree(tree)
     require_offline()
     blob = configure_tarball()
     site = tmp_path / "site"
     trees = {}
     for label in ("original", "dropin"):
         root = copy_tree(str(tmp_path / label), source)
+        add_build_test(root, tests_from)
         name = prepare(root, blob)
         if label == "dropin":
             install_dropin(root, pyz_path())
@@ -122,6 +140,9 @@ def test_sages_build_test_passes_with_the_dropin_wherever_it_passes_without(tmp_
     regressions = sorted(t for t, o in original.items() if o == "passed" and dropin[t] != "passed")
     assert regressions == [], log_d
     assert [t for t in MUST_PASS if dropin[t] != "passed"] == [], log_d
-    # For the record in the test log: the two columns.
+    # For the record in the test log: the two columns, and the counts.
     for t in sorted(original):
         print("%-7s %-7s %s" % (original[t], dropin[t], t))
+    print("%s: %d tests; passed with Sage's scripts %d, with the drop-in %d"
+          % (tree, len(original), list(original.values()).count("passed"),
+             list(dropin.values()).count("passed")))
