@@ -657,8 +657,11 @@ def test_a_section_must_name_the_file_its_tarball_names_after_substitution(tmp_p
              "sha256=%s\n" % SHA256, "1.0.p2")
     make_pkg(tmp_path, "v", "[v-1.0-py3-none-any.whl]\ntarball=v-VERSION-py3-none-any.whl\n"
              "sha256=%s\n" % SHA256, "2.0")
+    make_pkg(tmp_path, "u", "[u-VERSION-py3-none-any.whl]\ntarball=u-2.0-py3-none-any.whl\n"
+             "sha256=%s\n" % SHA256, "2.0")
     tree = SageTree(str(tmp_path))
     assert tree.resolve("w").filename == "w-1.0-py3-none-any.whl"
+    assert tree.resolve("u").filename == "u-2.0-py3-none-any.whl"
     with pytest.raises(MetadataError) as info:
         tree.resolve("v")
     assert "does not match its section" in str(info.value) and info.value.lineno == 2
