@@ -7,9 +7,14 @@ The output must be byte-identical to sage_bootstrap's, because shell scripts
 eval it.  So this is a port of the parts of sage_bootstrap's ``package.py``,
 ``expand_class.py`` and ``app.py`` that these commands use, with their rules
 kept on purpose, quirks included (tests/test_sage_package_diff.py compares
-both over every package of a real tree).  ``sagedl.sage`` reads the same
-files with stricter rules for downloading (it refuses malformed metadata,
-strips only a trailing ``.pN``); the two must not be merged.  The quirks:
+both over every package of two real trees, and tests/test_sage_metadata_fuzz.py
+over fuzzed metadata).  It answers as the tree's own sage_bootstrap, whose
+release it reads from the sources (Dialect: Sage 10.7's is older than
+current Sage's).  ``sagedl.sage`` reads checksums.ini for downloading with
+the same rules (split_version, substitute) plus the refusals that keep a
+download verifiable; the two views stay apart because a Package here
+carries everything sage-package prints, and a Tarball there only what a
+download needs.  The quirks:
 
 * the patch level is the *last* ``.pN`` anywhere in package-version.txt
   (``2.3.p1.post2`` is version ``2.3``, patch level 1);
