@@ -57,6 +57,11 @@ def _exit_code_epilog():
     lines = ["exit codes:"]
     for code, text in errors.EXIT_CODES:
         lines.append("  %-4d %s" % (code, text))
+    lines.append("with %s=sage (as Sage's sage-download-file and sage-package download,"
+                 % errors.SAGE_EXIT_CODES_VAR)
+    lines.append("through contrib/sage's wrappers):")
+    for code, text in errors.SAGE_EXIT_CODES:
+        lines.append("  %-4d %s" % (code, text))
     lines.append("")
     lines.append("environment: SAGE_ROOT, SAGE_DISTFILES, SAGE_SERVER, SAGEDL_MIRRORS (space-separated")
     lines.append("mirror base URLs, like --mirror), http_proxy/https_proxy/no_proxy, SSL_CERT_FILE.")
