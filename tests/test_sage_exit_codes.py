@@ -90,7 +90,9 @@ def test_wrappers_answer_with_sage_bootstraps_codes_sagedl_with_its_own(tmp_path
         (["download", "--bogus", "ntl"], PKG, ["download", "--bogus", "ntl"], 2, 2),
         (["download"], PKG, ["download"], 2, 2),
         # `make download`: the standard packages, some of them missing from the mirror
-        (["download", ":standard:"], PKG, ["download", ":standard:"], 1, errors.EXIT_CHECKSUM),
+        # (sagedl: one job at a time, so it stops at pari's 404 before zlib's corrupt bytes)
+        (["download", ":standard:"], PKG, ["download", "--jobs", "1", ":standard:"], 1,
+         errors.EXIT_NOT_FOUND),
     ]
     for wargv, wrapper, argv, sage_code, own_code in cases:
         fresh(tree)
