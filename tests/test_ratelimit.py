@@ -136,7 +136,7 @@ def test_the_engine_pays_for_every_byte_in_reads_of_at_most_a_chunk(tmp_path, mo
         try:
             download.fetch(str(tmp_path / "f.bin"), [Source(s.url_for("f.bin"))],
                            Expected(None, hashlib.sha256(data).hexdigest()), t, Progress(),
-                           Options(timeout=10, retries=0, throttle=throttle))
+                           Options(timeout=10, throttle=throttle))
         finally:
             t.close()
     assert (tmp_path / "f.bin").read_bytes() == data
