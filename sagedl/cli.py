@@ -3,6 +3,7 @@
 Two call forms, both drop-in compatible with Sage's tools:
 
   sagedl [options] URL_OR_TARBALL [DESTINATION]      (sage-download-file)
+  sagedl [options] [-P DIR] URL URL... [-i FILE]     (several files, as wget)
   sagedl download [options] PKG_OR_CLASS...          (sage-package download)
 
 plus ``sagedl --print-fastest-mirror``, ``list-mirrors``, ``make-mirror``,

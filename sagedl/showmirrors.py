@@ -63,11 +63,12 @@ def no_mirror_answered(ranked):
     the most common reason."""
     from sagedl.errors import NetworkError
     from sagedl.reachability import verdict
-    from sagedl.session import UNREACHABLE_HINT
     if not ranked:
         return NetworkError("no mirror to measure", hint="check --mirror or --mirrors-file")
     why = verdict(ranked).sentence().split(": ", 1)[1]
-    return NetworkError("no mirror answered: %s" % why, hint=UNREACHABLE_HINT)
+    return NetworkError("no mirror answered: %s" % why,
+                        hint="check the network, DNS or proxy (http_proxy/https_proxy), "
+                             "and the mirror URLs")
 
 
 def cmd_list_mirrors(session):
