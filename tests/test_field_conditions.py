@@ -192,7 +192,9 @@ def test_the_live_mirror_list_gives_up_its_lookup_sooner_than_a_download(tmp_pat
     from sagedl.session import SMALL_DOCUMENT_CONNECT
     tree = tree_with_upstream(tmp_path, "30-mirror_list", "https://lists.example.org/mirror_list")
     with netns.offline(dns_hole=True) as net:
-        r = net.run(sagedl("--print-fastest-mirror"), env_for(tmp_path, tree), timeout=TIMEOUT)
+        r = net.run(sagedl("--print-fastest-mirror"),
+                    env_for(tmp_path, tree, SAGEDL_CALLED_AS="sage-download-file"),
+                    timeout=TIMEOUT)
     assert r.code == EXIT_OK, r          # as Sage: a URL from the shipped list, exit 0
     assert "timed out resolving lists.example.org (%gs)" % SMALL_DOCUMENT_CONNECT in r.err, r
 

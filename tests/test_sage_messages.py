@@ -5,7 +5,8 @@
 * test_download_cmdline.test_print_mirror_list_no_network:
   ``sage-download-file --print-fastest-mirror --timeout=0.001`` with every
   proxy pointing at a closed port exits 0, prints one URL, and says on
-  stderr "Downloading the mirror list failed".
+  stderr "Downloading the mirror list failed" (sagedl itself, not called
+  as sage-download-file, exits 5 there and prints no URL).
 """
 
 import os
@@ -17,6 +18,7 @@ from helpers import REPO, clean_env
 from pyz import pyz_path
 from sagedl import mirrorlist
 from netns import require_offline
+from sagedl.errors import EXIT_NETWORK
 from sagetree import TREES, copy_tree, require_tree
 
 DEAD = "http://127.0.0.1:9/"    # a closed loopback port
@@ -39,9 +41,15 @@ def test_print_fastest_mirror_says_the_list_download_failed_and_answers(run_cli,
     os.makedirs(os.path.dirname(cache))
     with open(cache, "wb") as f:
         f.write(mirrorlist._serialise_list([DEAD + "sage/"], DEAD + "mirror_list", 0.0))
-    r = run_cli("--print-fastest-mirror", "--timeout=0.001", env=env)
+    # As Sage's sage-download-file (what its drop-in wrapper says it is).
+    sage_env = dict(env, SAGEDL_CALLED_AS="sage-download-file")
+    r = run_cli("--print-fastest-mirror", "--timeout=0.001", env=sage_env)
     assert (r.code, r.out) == (0, DEAD + "sage/\n"), r
     assert "Downloading the mirror list failed" in r.err, r
+    # As sagedl: no mirror answered is a network failure, with no URL.
+    r = run_cli("--print-fastest-mirror", "--timeout=0.001", env=env)
+    assert (r.code, r.out) == (EXIT_NETWORK, ""), r
+    assert "sagedl: error: no mirror answered: " in r.err, r
 
 
 def test_print_fastest_mirror_is_sage_server_when_set(run_cli, tmp_path):
