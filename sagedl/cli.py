@@ -59,7 +59,8 @@ def _exit_code_epilog():
         lines.append("  %-4d %s" % (code, text))
     lines.append("")
     lines.append("environment: SAGE_ROOT, SAGE_DISTFILES, SAGE_SERVER, SAGEDL_MIRRORS (space-separated")
-    lines.append("mirror base URLs, like --mirror), http_proxy/https_proxy/no_proxy, SSL_CERT_FILE.")
+    lines.append("mirror base URLs, like --mirror; set and empty: no mirrors at all),")
+    lines.append("http_proxy/https_proxy/no_proxy, SSL_CERT_FILE.")
     return "\n".join(lines)
 
 
