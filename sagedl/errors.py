@@ -14,8 +14,8 @@ EXIT_FAILURE = 1        # generic failure (Sage's code for "download failed")
 EXIT_USAGE = 2          # bad arguments or input (argparse uses 2 as well)
 EXIT_NOT_FOUND = 3      # unknown package or tarball name, or no source had the file (404s)
 EXIT_CHECKSUM = 4       # every source served bytes that failed verification
-EXIT_NETWORK = 5        # every source failed at the network level
-EXIT_DISK = 6           # could not write the destination (full, read-only)
+EXIT_NETWORK = 5        # every source failed at the network level, or its redirects did
+EXIT_DISK = 6           # could not write the destination (full, read-only) or read what it needs
 EXIT_LOCK = 7           # timed out waiting for another process's lock
 EXIT_INTERRUPTED = 130  # SIGINT/SIGTERM; the partial file is kept for resume
 
@@ -25,9 +25,11 @@ EXIT_CODES = [
     (EXIT_USAGE, "usage error: bad arguments, an unsafe file name"),
     (EXIT_NOT_FOUND, "not found: no such package or tarball, or no source has the file"),
     (EXIT_CHECKSUM, "checksum failed on every source"),
-    (EXIT_NETWORK, "network failure on every source"),
-    (EXIT_DISK, "cannot write the destination or stdout (full, read-only, closed, ...), or\n"
-                "       refused a symlink, device or FIFO at a name sagedl writes"),
+    (EXIT_NETWORK, "network failure on every source (or redirects that lead nowhere)"),
+    (EXIT_DISK, "cannot write the destination or stdout (full, read-only, closed, ...),\n"
+                "       cannot read or search a file or directory it needs (permissions, a\n"
+                "       lock another user left), or refused a symlink, device or FIFO at a\n"
+                "       name sagedl writes"),
     (EXIT_LOCK, "timed out waiting for another sagedl on the same file"),
     (EXIT_INTERRUPTED, "interrupted (SIGINT/SIGTERM); partial file kept"),
 ]
@@ -134,11 +136,28 @@ class SourceFailure(Exception):
         return self.message
 
 
+def unexpected(e):
+    """The SagedlError standing for an exception nothing translated, so that
+    it can be one file's failure in a bulk run (a worker thread that died of
+    it once left its files "not started" and the run exited 0): an OSError
+    is a DiskError with its reason, anything else a failure that names
+    itself as internal."""
+    if isinstance(e, SagedlError):
+        return e
+    if isinstance(e, EnvironmentError):
+        name = getattr(e, "filename", None)
+        reason = getattr(e, "strerror", None) or str(e)
+        return DiskError("%s%s" % ("%s: " % name if name else "", reason))
+    return SagedlError("internal error: %s: %s" % (e.__class__.__name__, e),
+                       hint="run again with --debug for a traceback, and please report it")
+
+
 def failure_error(attempts, target_name, announced=0):
     """Build the final SagedlError from a list of (source_label, SourceFailure).
 
     The exit code follows what the sources did: all 404 -> not found; any
-    checksum failure and no success -> checksum; all network -> network.
+    checksum failure and no success -> checksum; all network (or redirects
+    that lead nowhere) -> network.
     ``announced``: how many of the attempts were already shown, reason and
     all, as "X failed: ...; trying Y" notes; the message lists the others
     and refers to those, so each failure is said once.
