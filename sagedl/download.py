@@ -411,6 +411,14 @@ class Download(object):
         else:
             if not offset:
                 raise SourceFailure(SourceFailure.KIND_PROTOCOL, "206 Partial Content to a request without Range")
+            if ctype.startswith("multipart/byteranges"):
+                # Parts in a MIME envelope, not the one range asked for: the
+                # range was not honoured as sagedl needs it.  As a 200 would
+                # be, it is a restart from zero (without Range), not a
+                # failure that every later resume would meet again.
+                self.notify("%s: server answered the range request in several parts; "
+                            "starting from zero" % self.name)
+                raise _Restart()
             total = self._check_content_range(resp, offset, meta)
             if if_range and if_range not in (resp.header("etag"), resp.header("last-modified")):
                 # RFC 7233 3.2: a 206 answers "the representation is unchanged".

@@ -89,9 +89,16 @@ class Response(object):
         if method == "HEAD" or status in (204, 304) or 100 <= status < 200:
             self._remaining = 0
         elif te:
-            # RFC 7230 section 3.3.3: Transfer-Encoding overrides Content-Length;
-            # unless chunked is the last coding, the body ends at close.
-            self.chunked = te.split(",")[-1].strip() == "chunked"
+            # RFC 7230 section 3.3.3: Transfer-Encoding overrides Content-Length.
+            # Only chunked is decoded here; a body in any other transfer
+            # coding (gzip, ...) would be stored and hashed as it came, so it
+            # is refused: gzip bytes once reached a final name with exit 0.
+            codings = [c.strip() for c in te.split(",") if c.strip() not in ("", "identity")]
+            if codings not in ([], ["chunked"]):
+                raise SourceFailure(SourceFailure.KIND_PROTOCOL,
+                                    "unsupported Transfer-Encoding %r (only chunked is decoded)"
+                                    % _printable(headers["transfer-encoding"], 60))
+            self.chunked = codings == ["chunked"]
         elif "content-length" in headers:
             # "5, 5" (a repeated header) is fine; "5, 7", "+5", "0x5" or "5_0"
             # are not: a body length that is ambiguous is an attack surface.
