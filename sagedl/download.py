@@ -111,18 +111,27 @@ RETRY_STATUSES = {
     504: "gateway timeout: as 502",
 }
 NOT_FOUND_STATUSES = (404, 410)
+# Set-aside bad files kept beside one target (NAME.bad, NAME.bad.1, ...):
+# past this many, something is wrong that a new name will not fix.
+MAX_SET_ASIDE = 1000
+# Five minutes of "busy" from one source is long enough: the next source is
+# tried (a --retries of 100000000 once retried a 503 for ever).
+MAX_RETRY_TIME = 300.0
 
 
 class Options(object):
     """Tunables.  timeout: network timeout (s).  low_speed_*: the stall rule:
     a transfer averaging under low_speed_limit bytes/s over low_speed_time
     seconds is abandoned (a read timeout alone never catches a trickle).
-    max_size: the cap on a body of unknown size (see DEFAULT_MAX_SIZE)."""
+    max_size: the cap on a body of unknown size (see DEFAULT_MAX_SIZE).
+    max_retry_time: how long one source may keep answering 429/503 before
+    it counts as failed, whatever the number of retries left."""
 
     def __init__(self, timeout=30.0, retries=2, low_speed_limit=1024, low_speed_time=30.0,
                  lock_timeout=3600.0, max_backoff=30.0, force=False, block_size=BLOCK_SIZE,
-                 max_size=DEFAULT_MAX_SIZE):
+                 max_size=DEFAULT_MAX_SIZE, max_retry_time=MAX_RETRY_TIME):
         self.timeout = timeout
+        self.max_retry_time = max_retry_time
         self.retries = retries
         self.low_speed_limit = low_speed_limit
         self.low_speed_time = low_speed_time
@@ -311,11 +320,19 @@ class Download(object):
                     continue
                 except SourceFailure as f:
                     if f.kind == SourceFailure.KIND_TRANSIENT and tries < self.opts.retries:
+                        if tries == 0:
+                            retry_start = compat_monotonic()
                         tries += 1
                         delay = self._backoff(tries, f.retry_after)
-                        self.notify("%s: %s; retrying in %.1fs" % (src.label, f, delay))
-                        self.sleep(delay)
-                        continue
+                        waited = compat_monotonic() - retry_start
+                        if waited + delay <= self.opts.max_retry_time:
+                            self.notify("%s: %s; retrying in %.1fs" % (src.label, f, delay))
+                            self.sleep(delay)
+                            continue
+                        # --retries bounds the count, this the time: a huge
+                        # count against a server busy for ever still ends.
+                        f = SourceFailure(f.kind, "%s; gave up after %d retries in %.0fs"
+                                          % (f, tries - 1, waited))
                     attempts.append((src.label, f))
                     self.on_result(src.url, False, str(f))
                     resumed = f.resumed

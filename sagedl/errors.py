@@ -114,6 +114,7 @@ class SourceFailure(Exception):
     KIND_NETWORK = "network"      # connect/read error, timeout, reset, stall
     KIND_NOT_FOUND = "not-found"  # 404/410
     KIND_HTTP = "http"            # other 4xx/5xx
+    KIND_REDIRECT = "redirect"    # a redirect loop, or one refused: no way to the file
     KIND_TRANSIENT = "transient"  # 503/429/408: worth retrying the same source
     KIND_PROTOCOL = "protocol"    # short body, bad Content-Range, HTML page, too long
     KIND_CHECKSUM = "checksum"    # size or digest mismatch after a full transfer
@@ -179,7 +180,8 @@ def failure_error(attempts, target_name, announced=0):
         e = ChecksumError(summary, hint=(detail + "; " if detail else "") + SAGE_CHECKSUM_ADVICE)
         e.detail = detail
         return e
-    if kinds <= set([SourceFailure.KIND_NETWORK, SourceFailure.KIND_TRANSIENT]):
+    if kinds <= set([SourceFailure.KIND_NETWORK, SourceFailure.KIND_TRANSIENT,
+                     SourceFailure.KIND_REDIRECT]):
         # A failure may know its own fix (a TLS problem says which CA option
         # to use); when every source agrees on one, that is the hint.
         hints = set(f.hint for _, f in attempts)
@@ -199,6 +201,10 @@ URL_CHECKSUM_ADVICE = ("the server sent a different file than --sha256/--sha1/--
 # Network failures by cause, each with the advice that fits it: a DNS
 # failure is not cured by a longer --timeout, nor a 503 by a proxy setting.
 _CAUSES = (
+    # First: "redirect refused" is no refused connection.
+    ("redirect", ("redirect",),
+     "the server redirects in a loop, or somewhere sagedl does not follow (another scheme, "
+     "https to http without a checksum): check the URL, or use another mirror"),
     ("dns", ("cannot resolve", "resolving", "name or service not known",
              "temporary failure in name resolution", "nodename nor servname",
              "no address associated"),

@@ -538,7 +538,7 @@ class Transport(object):
             _drain(resp)
             seen += 1
             if seen > max_redirects:
-                raise SourceFailure(SourceFailure.KIND_HTTP,
+                raise SourceFailure(SourceFailure.KIND_REDIRECT,
                                     "too many redirects (more than %d)" % max_redirects)
             # The header was decoded as latin-1: back to its bytes, and
             # anything unsafe percent-encoded, before it is parsed.
@@ -546,15 +546,15 @@ class Transport(object):
                 new = compat_urljoin(url, _quote_unsafe(location.encode("latin-1")))
                 new_parts = check_url(new)
             except ValueError as e:         # urljoin: "Invalid IPv6 URL"
-                raise SourceFailure(SourceFailure.KIND_HTTP,
+                raise SourceFailure(SourceFailure.KIND_REDIRECT,
                                     "redirect refused: invalid Location '%s' (%s)"
                                     % (_printable(redact(location), 100), e))
             except UsageError as e:
-                raise SourceFailure(SourceFailure.KIND_HTTP, "redirect refused: %s" % e)
+                raise SourceFailure(SourceFailure.KIND_REDIRECT, "redirect refused: %s" % e)
             old_parts = compat_urlsplit(url)
             if (old_parts.scheme.lower() == "https"
                     and new_parts.scheme.lower() == "http" and not allow_downgrade):
-                raise SourceFailure(SourceFailure.KIND_HTTP,
+                raise SourceFailure(SourceFailure.KIND_REDIRECT,
                                     "redirect from https to http refused: %s (followed only "
                                     "when a checksum is known)" % redact(new))
             if origin(new_parts) != origin(old_parts) and headers:
