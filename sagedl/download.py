@@ -239,7 +239,10 @@ class Download(object):
         if not os.path.exists(self.dest):
             return None
         if self.opts.force:
-            self._set_aside("re-downloading (--force)")
+            # --force downloads again; a file that verifies is simply
+            # replaced by the new one, only a bad one is set aside.
+            if self.expected.known() and not self._verify_existing()[0]:
+                self._set_aside("re-downloading (--force); the existing file does not verify")
             return None
         if not self.expected.known():
             # Nothing pins the content: download again, as curl, wget -O and
@@ -265,10 +268,21 @@ class Download(object):
         return self._verdict[1]
 
     def _set_aside(self, why):
-        """A bad final file is moved aside, never silently deleted."""
-        aside = self.dest + ".bad"
+        """A bad final file is moved aside, never silently deleted: to
+        NAME.bad, or when that is taken (an earlier bad file, kept too) to
+        the first free NAME.bad.1, NAME.bad.2, ...  Under the lock on NAME,
+        so no other sagedl picks the same name meanwhile."""
         fsutil.refuse_unless_regular(self.dest, "move aside")
-        fsutil.refuse_unless_regular(aside)
+        aside = self.dest + ".bad"
+        n = 0
+        while fsutil.kind(aside) is not None:
+            fsutil.refuse_unless_regular(aside)
+            n += 1
+            if n > MAX_SET_ASIDE:
+                raise DiskError("cannot move %s aside: %s.bad to .bad.%d all exist"
+                                % (self.dest, self.name, MAX_SET_ASIDE),
+                                hint="remove the old %s.bad* files" % self.name)
+            aside = "%s.bad.%d" % (self.dest, n)
         self.notify("%s: %s; moved to %s" % (self.name, why, os.path.basename(aside)))
         try:
             compat_replace(self.dest, aside)

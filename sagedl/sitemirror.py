@@ -82,7 +82,7 @@ MAX_SUMS_BYTES = 16 << 20      # 700 tarballs take about 100 KB
 def served_files(directory):
     """The keys (spkg/upstream/PKG/FILE) of the files DIR serves now."""
     found = scan(directory)[0] if os.path.isdir(os.path.join(directory, *MIRROR_DIR.split("/"))) else {}
-    return dict((k, p) for k, p in found.items() if not k.endswith(OWN_SUFFIXES)
+    return dict((k, p) for k, p in found.items() if not is_own_file(k)
                 and os.path.isfile(p))
 
 
