@@ -503,7 +503,10 @@ class Download(object):
                     raise _Restart()
             else:
                 hasher = Hasher(expected)
-            self._save_meta(src, resp, total)
+            try:
+                self._save_meta(src, resp, total)
+            except DiskError as e:
+                raise self._meta_error(e, offset)
             limit = total if total is not None else expected.size
             self._capped = limit is None and bool(self.opts.max_size)
             try:
@@ -528,6 +531,20 @@ class Download(object):
         self.progress.finish(True)
         return Result(self.dest, "downloaded", src.url, done - offset,
                       compat_monotonic() - start, hasher.sha256.hexdigest())
+
+    def _meta_error(self, e, offset):
+        """NAME.part.json could not be written (a full disk): a new, empty
+        NAME.part without it is nothing to resume, so it goes, and the hint
+        says what is kept -- it once promised a partial that did not exist."""
+        if not offset:
+            self._discard_partial()
+        hint = {errno.ENOSPC: "free some space and run again",
+                errno.EDQUOT: "free some space and run again"}.get(
+            getattr(e, "errno", None), e.hint or "choose a writable destination directory")
+        if offset:
+            hint += ": the partial download (%d bytes) is kept and resumes" % offset
+        e.hint = hint
+        return e
 
     def _open_partial(self, offset):
         """NAME.part for writing: the existing regular file when resuming

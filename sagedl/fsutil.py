@@ -271,7 +271,9 @@ def _rename_into_place(fill, dest):
         compat_replace(tmp, dest)
     except (IOError, OSError) as e:
         _unlink_quietly(tmp)
-        raise DiskError("cannot write %s: %s" % (dest, getattr(e, "strerror", None) or e))
+        error = DiskError("cannot write %s: %s" % (dest, getattr(e, "strerror", None) or e))
+        error.errno = getattr(e, "errno", None)    # for a caller's hint (ENOSPC, EROFS)
+        raise error
     except BaseException:     # UnsafePath, or Ctrl-C between creating and renaming
         _unlink_quietly(tmp)
         raise
