@@ -675,7 +675,8 @@ def test_retries_of_a_busy_source_are_bounded_in_time(server, payload, tmp_path)
     from sagedl.errors import NetworkError
     from sagedl.progress import make_progress
     from sagedl.verify import Expected
-    opts = Options(retries=100000000, max_retry_time=0.5, timeout=10)
+    from sagedl.retry import Retry
+    opts = Options(retry=Retry(total=100000000), max_retry_time=0.5, timeout=10)
     t = Transport(timeout=10)
     try:
         with pytest.raises(NetworkError) as e:
