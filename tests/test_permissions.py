@@ -248,3 +248,30 @@ def test_a_password_in_a_mirror_url_is_never_shown_or_cached(label, world, tmp_p
         assert secret not in data and "alice" not in data, (p, data)
     ranking = json.loads((cache / "ranking.json").read_text())
     assert any(r["url"].startswith("http://***@") for r in ranking["results"]), ranking
+
+
+@pytest.mark.parametrize("label", interpreter_params(("2.7", "3.13", "pypy3")))
+def test_make_mirror_counts_a_file_it_cannot_place(label, world, tmp_path):
+    """Placing a file in the mirror failed inside a worker thread: it died
+    with a traceback, and make-mirror exited 0."""
+    tree, names, dist, env, s = world
+    pkg = tmp_path / "mirror" / "spkg" / "upstream" / "foo"
+    pkg.mkdir(parents=True)
+    os.chmod(str(pkg), 0o555)
+    r = run(label, ["make-mirror", tmp_path / "mirror", "foo", "bar"], env)
+    assert r.code == EXIT_DISK, r
+    assert_no_internal_error(r)
+    assert "failed: %s: cannot write %s" % (names[0], pkg / names[0]) in r.err, r
+
+
+@pytest.mark.parametrize("label", interpreter_params(("2.7", "3.13", "pypy3")))
+def test_a_bulk_run_with_stdout_closed_is_exit_6(label, world):
+    """Printing a path failed inside a worker thread: a traceback, exit 0."""
+    tree, names, dist, env, s = world
+    python = require_interpreter(label)
+    p = subprocess.run(["bash", "-c", 'exec "$@" >&-', "sh", python, pyz_path(), "download",
+                        "foo", "bar"], env=env, stderr=subprocess.PIPE, timeout=120)
+    err = p.stderr.decode("utf-8", "replace")
+    assert p.returncode == EXIT_DISK, err
+    assert "Traceback" not in err and "Exception in thread" not in err, err
+    assert "cannot write to standard output" in err, err
