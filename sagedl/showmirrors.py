@@ -63,8 +63,7 @@ def cmd_print_fastest_mirror(session):
         raise no_mirror_answered(ranked)
     # A password in a mirror URL is never shown, here no more than in a
     # log: whoever needs it has it in their SAGEDL_MIRRORS or --mirror.
-    session.stdout.write(redact((usable_bases(ranked) or [ranked[0].mirror.url])[0]) + "
-")
+    session.stdout.write(redact((usable_bases(ranked) or [ranked[0].mirror.url])[0]) + "\n")
     return 0
 
 
