@@ -286,7 +286,7 @@ def fetch_tarballs(session, tree, tarballs, emit):
             emit(job)
         elif a.on_error == "warn":
             # The network's verdict in full once (emits come in job order).
-            brief = getattr(job.error, "brief", None)
+            brief = job.error.brief
             text = brief if brief and "verdict" in said else job.error
             if brief:
                 said.add("verdict")

@@ -86,7 +86,7 @@ import time
 from sagedl.compat import (PY2, compat_monotonic, compat_replace, compat_str,
                            compat_text_types, compat_urlsplit)
 from sagedl import fsutil
-from sagedl.errors import DiskError, SourceFailure, failure_error
+from sagedl.errors import CAUSE_BUSY, CAUSE_SLOW, DiskError, SourceFailure, failure_error
 from sagedl.lock import FileLock
 from sagedl.pipeline import open_sink
 from sagedl.retry import RETRY_STATUSES, Retry, parse_retry_after
@@ -104,6 +104,7 @@ except NameError:
     int_types = (int,)
 
 NOT_FOUND_STATUSES = (404, 410)
+BUSY_STATUSES = (408, 429, 503)   # the server itself asks us to come back (not a gateway's 502/504)
 
 
 class Options(object):
@@ -381,7 +382,8 @@ class Download(object):
             raise SourceFailure(SourceFailure.KIND_NOT_FOUND, "HTTP %d %s" % (status, resp.reason))
         if status in RETRY_STATUSES:
             raise SourceFailure(SourceFailure.KIND_TRANSIENT, "HTTP %d %s" % (status, resp.reason),
-                                retry_after=parse_retry_after(resp.header("retry-after")))
+                                retry_after=parse_retry_after(resp.header("retry-after")),
+                                cause=CAUSE_BUSY if status in BUSY_STATUSES else None)
         if status == 416 and offset:
             self._handle_416(resp, offset, meta)
         if status not in (200, 206):
@@ -537,7 +539,8 @@ class Download(object):
                 if window_bytes < low_limit * (t - window_start):
                     raise SourceFailure(SourceFailure.KIND_NETWORK,
                                         "stalled: %d bytes in %.0fs (below %d bytes/s)"
-                                        % (window_bytes, t - window_start, low_limit))
+                                        % (window_bytes, t - window_start, low_limit),
+                                        cause=CAUSE_SLOW)
                 window_start, window_bytes = t, 0
         return done
 

@@ -607,10 +607,8 @@ class SageTree(object):
             try:
                 cached = self._parse_package(pkg)
             except MetadataError as e:
-                if e.hint is None:
-                    e.hint = HINT_BROKEN
-                self.broken.append(e)
-                cached = e
+                cached = e.with_hint(HINT_BROKEN)
+                self.broken.append(cached)
             self._loaded[pkg] = cached
         if isinstance(cached, MetadataError):
             raise cached
