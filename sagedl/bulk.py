@@ -19,7 +19,7 @@ import os
 
 from sagedl.compat import compat_monotonic
 from sagedl.errors import NetworkError, NotFoundError, SagedlError, UsageError
-from sagedl.fsutil import native_name, text_name
+from sagedl.text import native_name, text_name
 
 def _select(tree, names, exclude, has_files, no_files):
     """(package names, sorted, {package: Tarball} for names that were
@@ -79,7 +79,7 @@ def select_tarballs(tree, names, exclude=(), has_files=(), no_files=(), tags=())
     tarball file name selects exactly that tarball.  A package named
     explicitly without any tarball is a NotFoundError (Sage prints nothing).
     """
-    names = [text_name(n) for n in names]   # as metadata names are (fsutil.text_name)
+    names = [text_name(n) for n in names]   # as metadata names are (text.text_name)
     packages, named = _select(tree, names, exclude, has_files, no_files)
     tarballs = []
     for pkg in packages:

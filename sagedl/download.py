@@ -83,13 +83,14 @@ import re
 import stat
 import time
 
-from sagedl.compat import (PY2, compat_monotonic, compat_replace, compat_str,
+from sagedl.compat import (compat_integer_types, compat_monotonic, compat_replace,
                            compat_text_types, compat_urlsplit)
 from sagedl import fsutil
 from sagedl.errors import CAUSE_BUSY, CAUSE_SLOW, DiskError, SourceFailure, failure_error
 from sagedl.lock import FileLock
 from sagedl.pipeline import open_sink
 from sagedl.retry import RETRY_STATUSES, Retry, parse_retry_after
+from sagedl.text import native_str
 from sagedl.urls import redact
 from sagedl.verify import Hasher, hash_file, verify_file
 
@@ -98,10 +99,6 @@ BLOCK_SIZE = 256 * 1024
 # checksums.ini) could go on for ever and fill the disk: it is cut off here
 # (--max-size), and what was received is discarded, not kept as a partial.
 DEFAULT_MAX_SIZE = 4 << 30
-try:
-    int_types = (int, long)  # noqa: F821 (Python 2)
-except NameError:
-    int_types = (int,)
 
 NOT_FOUND_STATUSES = (404, 410)
 BUSY_STATUSES = (408, 429, 503)   # the server itself asks us to come back (not a gateway's 502/504)
@@ -129,12 +126,10 @@ class Options(object):
 
 class Source(object):
     def __init__(self, url, label=None):
-        if PY2 and isinstance(url, compat_str):
-            # Mirror URLs come from TOML/JSON as unicode on 2.7; mixed with a
-            # non-ASCII byte path in a message they raised UnicodeDecodeError.
-            url = url.encode("utf-8")
-        self.url = url
-        self.label = label or source_label(url)
+        # Mirror URLs come from TOML/JSON as unicode on 2.7; mixed with a
+        # non-ASCII byte path in a message they raised UnicodeDecodeError.
+        self.url = native_str(url)
+        self.label = label or source_label(self.url)
 
     def __repr__(self):
         return "Source(%r)" % redact(self.url)
@@ -652,7 +647,7 @@ def _valid_meta(meta):
                                   or _header_value(value) != value):
             return False
     total = meta.get("total")
-    if total is not None and (isinstance(total, bool) or not isinstance(total, int_types)
+    if total is not None and (isinstance(total, bool) or not isinstance(total, compat_integer_types)
                               or total < 0):
         return False
     return True

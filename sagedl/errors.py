@@ -293,11 +293,13 @@ def network_hint(failures):
 
 def report(stderr, e, debug, prog="sagedl"):
     """Print a SagedlError the one way: ``sagedl: error: ...`` and an optional
-    ``sagedl: hint: ...``; the traceback only with --debug."""
+    ``sagedl: hint: ...``; the traceback only with --debug.  The message is
+    joined to the ASCII prefix, never formatted with %s: on 2.7 str() of an
+    error with a unicode message raises for a non-ASCII name."""
     if debug:
         import traceback
         traceback.print_exc(file=stderr)
-    stderr.write("%s: error: %s\n" % (prog, e))
+    stderr.write(prog + ": error: " + e.message + "\n")
     if e.hint:
-        stderr.write("%s: hint: %s\n" % (prog, e.hint))
+        stderr.write(prog + ": hint: " + e.hint + "\n")
     stderr.flush()

@@ -13,6 +13,8 @@ Both are caches under cache_dir(): a corrupt or unwritable file is ignored
 and rewritten next time, never fatal.
 """
 
+from __future__ import absolute_import
+
 import hashlib
 import json
 import os

@@ -8,6 +8,8 @@ it; the ranking also stops early once enough mirrors answered.  Results are
 cached, and recently failed mirrors demoted, by health.py.
 """
 
+from __future__ import absolute_import
+
 import errno
 import os
 import random

@@ -37,8 +37,9 @@ import errno
 import os
 import re
 
-from sagedl.compat import PY2, compat_text_types
+from sagedl.compat import compat_text_types
 from sagedl.errors import MetadataError, NotFoundError, UsageError
+from sagedl.text import native_str
 from sagedl.verify import DIGEST_LENGTHS
 
 # Longer names are refused: 255 bytes is NAME_MAX on Linux, macOS and the BSDs.
@@ -103,7 +104,7 @@ def check_filename(name, what="tarball name"):
         raise UsageError(MSG_UNSAFE % (what, _show(name), reason), HINT_UNSAFE)
     # 2.7: the native str (UTF-8 bytes), which joins with byte paths such as
     # a non-ASCII SAGE_ROOT; unicode there raised UnicodeDecodeError (issue 12).
-    return name.encode("utf-8") if PY2 else name
+    return native_str(name)
 
 
 def _invisible_char(name):
@@ -373,8 +374,7 @@ def _read_text(path, limit=MAX_METADATA_BYTES):
         raise IOError(errno.EINVAL, "%s is %s, not a regular file" % (path, fsutil.describe(e.kind)))
     except fsutil.TooLarge:
         raise MetadataError(path, None, "larger than %d bytes: not a Sage metadata file" % limit)
-    text = data.decode("utf-8")
-    return text.encode("utf-8") if PY2 else text
+    return native_str(data.decode("utf-8"))
 
 
 class SageTree(object):

@@ -22,9 +22,9 @@ from __future__ import absolute_import
 import os
 import re
 
-from sagedl.compat import PY2, compat_quote, compat_str
+from sagedl.compat import compat_quote
 from sagedl.errors import UsageError
-from sagedl.fsutil import native_name, text_name
+from sagedl.text import native_name, native_str, text_name
 
 MAX_DEAD_MIRRORS = 3
 SPREAD_OVER = 3     # a bulk download spreads its files over the k best mirrors
@@ -50,9 +50,7 @@ _PCHAR_SAFE = "!$&'()*+,;=:@-._~"
 
 
 def _segment(s):
-    if PY2 and isinstance(s, compat_str):
-        s = s.encode("utf-8")  # Python 2's quote() fails on non-ASCII text
-    return compat_quote(s, safe=_PCHAR_SAFE)
+    return compat_quote(native_str(s), safe=_PCHAR_SAFE)  # 2.7's quote() fails on non-ASCII text
 
 
 def _server(env):
