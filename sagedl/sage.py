@@ -366,7 +366,7 @@ def _read_text(path, limit=MAX_METADATA_BYTES):
     IOError, as an unreadable file), decoded as UTF-8 (UnicodeDecodeError).
     Symlinks are followed: Sage links checksums.ini between packages.
     On 2.7 the text is returned as UTF-8 bytes, the native str, so that it
-    mixes with byte paths and argv (see fsutil.native_name)."""
+    mixes with byte paths and argv (see text.native_name)."""
     from sagedl import fsutil
     try:
         data = fsutil.read_bounded(path, limit, follow=True)
