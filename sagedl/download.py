@@ -144,13 +144,13 @@ def source_label(url):
 
 
 class Result(object):
-    def __init__(self, path, status, source=None, nbytes=0, seconds=0.0, sha256=None):
+    """path: where the file is.  nbytes: bytes received in this run (the
+    size of a file found present), for the bulk summary."""
+
+    def __init__(self, path, status, nbytes=0):
         self.path = path
         self.status = status      # "downloaded" | "present"
-        self.source = source
         self.nbytes = nbytes
-        self.seconds = seconds
-        self.sha256 = sha256
 
 
 class _Restart(Exception):
@@ -339,11 +339,10 @@ class Download(object):
             try:
                 offset, total = self._check_response(resp, offset, meta,
                                                      headers.get("If-Range"))
-            except _Finished as done:
+            except _Finished:
                 # 416 for a partial that verified: it was complete after all.
                 self._commit()
-                return Result(self.dest, "downloaded", src.url, 0, 0.0,
-                              done.hasher.sha256.hexdigest())
+                return Result(self.dest, "downloaded", 0)
             return self._stream(src, resp, offset, total)
         finally:
             resp.close()
@@ -430,12 +429,11 @@ class Download(object):
         if total == offset and self.expected.known():
             h = hash_file(self.part, self.expected)
             if h.mismatch() is None:
-                raise _Finished(h)
+                raise _Finished()
         self.notify("%s: range not satisfiable; starting from zero" % self.name)
         raise _Restart()
 
     def _stream(self, src, resp, offset, total):
-        start = compat_monotonic()
         expected = self.expected
         fd = self._open_partial(offset)
         try:
@@ -470,8 +468,7 @@ class Download(object):
             if fd is not None:
                 os.close(fd)
         self.progress.finish(True)
-        return Result(self.dest, "downloaded", src.url, done - offset,
-                      compat_monotonic() - start, hasher.sha256.hexdigest())
+        return Result(self.dest, "downloaded", done - offset)
 
     def _open_partial(self, offset):
         """NAME.part for writing: the existing regular file when resuming
@@ -504,7 +501,7 @@ class Download(object):
         return done
 
     def _write_error(self, e):
-        return _disk_error("cannot write %s" % self.part, e, partial=True)
+        return _disk_error("cannot write %s" % self.part, e)
 
     def _copy_loop(self, resp, sink, done, limit):
         readinto, buffer, put = resp.readinto, sink.buffer, sink.put
@@ -561,7 +558,7 @@ class Download(object):
         try:
             os.fsync(fd)
         except OSError as e:
-            raise _disk_error("cannot write %s" % self.part, e, partial=True)
+            raise _disk_error("cannot write %s" % self.part, e)
         self._commit()
 
     def _commit(self):
@@ -600,9 +597,7 @@ class Download(object):
 
 
 class _Finished(Exception):
-    def __init__(self, hasher):
-        Exception.__init__(self)
-        self.hasher = hasher
+    """Internal: a 416 for a partial that verifies: it was complete after all."""
 
 
 def fetch(dest, sources, expected, transport, progress, options=None, on_result=None,
@@ -668,7 +663,7 @@ def _url_key(url):
     return redact(url) if "@" in url else url
 
 
-def _disk_error(what, e, partial=False):
+def _disk_error(what, e):
     reason = getattr(e, "strerror", None) or str(e)
     hint = None
     if getattr(e, "errno", None) == errno.ENOSPC:

@@ -200,7 +200,7 @@ def remove_stale_temps(path, suffixes=("", ".part", ".part.json")):
             _unlink_quietly(os.path.join(d, name))
 
 
-def write_atomic(path, data, mode=0o644, durable=False):
+def write_atomic(path, data, mode=0o644):
     """Replace ``path`` with ``data`` (bytes): a new file under a random name
     (O_EXCL, O_NOFOLLOW, ``mode``), then a rename.  Refuses when ``path`` is a
     symlink or not a regular file.  Raises DiskError/UnsafePath."""
@@ -210,8 +210,6 @@ def write_atomic(path, data, mode=0o644, durable=False):
         fd = create_exclusive(tmp, mode)
         try:
             write_all(fd, data)
-            if durable:
-                os.fsync(fd)
         finally:
             os.close(fd)
     _rename_into_place(fill, path)

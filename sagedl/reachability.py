@@ -193,10 +193,6 @@ class HostMemory(object):
             return min(connect_timeout, PROBATION_CONNECT), min(head_timeout, PROBATION_HEAD)
         return connect_timeout, head_timeout
 
-    def dead(self, origin):
-        with self._cond:
-            return self._dead.get(origin)
-
     def before_connect(self, origin, wait):
         """Returns None to go ahead; returns the remembered failure of a
         dead server (the caller raises it).  ``wait``: how long to wait for

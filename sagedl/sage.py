@@ -206,19 +206,13 @@ _HEX = re.compile(r"^[0-9a-f]*$")
 
 
 def parse_checksums_ini(text, path):
-    """Records of a checksums.ini: a list of dicts with the RECORD_KEYS.
-
-    ``sha1`` and ``upstream_url`` are None when absent; values are still
-    templates (see expand).  Unknown keys (md5=, cksum= of old trees) are
-    ignored.  Raises MetadataError(path, lineno, ...) for anything malformed.
-    """
-    return [record for record, _, _ in _parse_records(text, path)]
-
-
-def _parse_records(text, path):
-    """As parse_checksums_ini, each record with {key: line number} and its
-    ``[section]`` name (None for the one-record form): Sage matches
-    ``--tags`` against that name."""
+    """Records of a checksums.ini: (record, {key: line number}, section)
+    each.  A record is a dict with the RECORD_KEYS; ``sha1`` and
+    ``upstream_url`` are None when absent; values are still templates (see
+    expand).  Unknown keys (md5=, cksum= of old trees) are ignored.  The
+    section is the ``[section]`` name (None for the one-record form): Sage
+    matches ``--tags`` against it.  Raises MetadataError(path, lineno, ...)
+    for anything malformed."""
     if text[:1] == u"\ufeff":  # a BOM left by a Windows editor
         text = text[1:]
     records = []
@@ -648,7 +642,7 @@ class SageTree(object):
         version = self._version(pkg)
         owner = self._owner(pkg, path)
         tarballs = []
-        for record, linenos, section in _parse_records(text, path):
+        for record, linenos, section in parse_checksums_ini(text, path):
             try:
                 filename = check_filename(expand(record["tarball"], version))
             except UsageError as e:
@@ -690,7 +684,7 @@ def read_upstream_d(root, distfiles=None):
     backups; so do we, and dotfiles too), lines in order, blanks and '#'
     comments skipped.  A line ending in ``mirror_list`` names a mirror list;
     any other line is a URL prefix to which the file name is appended, with
-    ${SPKG} and ${SAGE_SERVER} left for sources.source_urls.  ${SAGE_ROOT} and
+    ${SPKG} and ${SAGE_SERVER} left for sources.iter_source_urls.  ${SAGE_ROOT} and
     ${SAGE_DISTFILES} are substituted here, as Sage does when reading.
     A missing directory means no entries.
     """
