@@ -686,7 +686,9 @@ def read_upstream_d(root, distfiles=None):
     any other line is a URL prefix to which the file name is appended, with
     ${SPKG} and ${SAGE_SERVER} left for sources.iter_source_urls.  ${SAGE_ROOT} and
     ${SAGE_DISTFILES} are substituted here, as Sage does when reading.
-    A missing directory means no entries.
+    A missing directory means no entries; an unreadable file, a FIFO or a
+    device is skipped (as Sage skips unreadable files); a file that is not
+    UTF-8 or is over MAX_METADATA_BYTES is a MetadataError.
     """
     directory = os.path.join(root, UPSTREAM_D)
     if distfiles is None:
