@@ -70,7 +70,8 @@ def _open_text(path):
     try:
         data = fsutil.read_bounded(path, MAX_METADATA_BYTES, follow=True)
     except fsutil.UnsafePath as e:
-        raise SagePackageError("%s is %s, not a regular file" % (printable(path), fsutil.describe(e.kind)))
+        raise SagePackageError("%s is %s, not a regular file"
+                               % (printable(path), fsutil.describe(e.kind)))
     except fsutil.TooLarge:
         raise SagePackageError("%s is larger than %d bytes: not a Sage metadata file"
                                % (printable(path), MAX_METADATA_BYTES))
@@ -331,7 +332,8 @@ class Package(object):
                                                   printable(self.name)))
         except (IOError, OSError) as e:
             if e.errno in (errno.ENOENT, errno.ENOTDIR):
-                raise NoSuchPackage(MSG_NO_PACKAGE % (printable(self.name), printable(self.tree.root),
+                raise NoSuchPackage(MSG_NO_PACKAGE % (printable(self.name),
+                                                      printable(self.tree.root),
                                                       printable(self.name)))
             raise SagePackageError("cannot read %s: %s" % (printable(path), e.strerror or e))
         if text not in TYPES:

@@ -10,7 +10,8 @@ import tokenize
 
 import pytest
 
-from pyz import REPO, interpreter_params, require_interpreter
+from helpers import Tree, assert_one_line_error, clean_env, make_data
+from pyz import REPO, TIMEOUT, interpreter_params, pyz_path, require_interpreter
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -36,7 +37,8 @@ def test_no_module_but_compat_names_unicode_or_sys_version_info():
             continue
         toks = names(os.path.join(SAGEDL, name))
         for i, (tok, line) in enumerate(toks):
-            if tok in ("unicode", "long") or (tok == "version_info" and i and toks[i - 1][0] == "sys"):
+            after_sys = i and toks[i - 1][0] == "sys"
+            if tok in ("unicode", "long") or (tok == "version_info" and after_sys):
                 offences.append("%s:%d: %s" % (name, line, tok))
     assert offences == []
 
@@ -74,3 +76,22 @@ sys.stdout.write("ok")
     out = subprocess.run([python, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                          timeout=60)
     assert out.stdout == b"ok", out.stderr
+
+
+@pytest.mark.parametrize("label", interpreter_params(("2.7", "3.6", "3.13", "pypy3")))
+@pytest.mark.parametrize("locale", ["C", "C.UTF-8"])
+def test_a_non_ascii_name_in_an_error_is_one_line_everywhere(label, locale, tmp_path):
+    # sage-package's errors (text on 2.7) and the download's (bytes on 2.7)
+    # go through the one report: joined to the prefix, never str(error).
+    python = require_interpreter(label)
+    tree = Tree(tmp_path / u"sag\u00e9")
+    tree.add("pkga", "1.0", "pkga-VERSION.tar.gz", make_data(100, 1))
+    env = clean_env(tmp_path, SAGE_ROOT=str(tree.root), LC_ALL=locale,
+                    SAGEDL_MIRRORS="http://127.0.0.1:9/")
+    for argv, code in (([u"tarball", u"\u00e9t\u00e9"], 1),
+                       ([u"pkga-2.0-\u00e9t\u00e9.tar.gz"], 3)):
+        r = subprocess.run([python, pyz_path()] + argv, env=env, stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, timeout=TIMEOUT)
+        err = r.stderr.decode("utf-8", "replace")
+        assert r.returncode == code, err
+        assert_one_line_error(err, u"\u00e9t\u00e9")
