@@ -246,9 +246,12 @@ def cmd_verify(ctx):
         out.write("unreadable %s (%s)\n" % (k, e))
     for k in sorted(extra):
         out.write("extra    %s\n" % k)
-    ctx.stderr.write("%s: %d verified, %d missing, %d bad, %d extra%s\n"
-                     % ("sagedl", good, len(missing), len(bad), len(extra),
-                        ", %d unreadable" % len(unreadable) if unreadable else ""))
+    if not ctx.quiet or missing or bad or unreadable:
+        # -q as wget's and curl's: nothing on success; a failure still says
+        # how many files it concerns (the lines above are on stdout).
+        ctx.stderr.write("%s: %d verified, %d missing, %d bad, %d extra%s\n"
+                         % ("sagedl", good, len(missing), len(bad), len(extra),
+                            ", %d unreadable" % len(unreadable) if unreadable else ""))
     if bad:
         return EXIT_CHECKSUM
     if unreadable:
