@@ -37,8 +37,9 @@ import errno
 import os
 import re
 
-from sagedl.compat import PY2, compat_text_types
+from sagedl.compat import compat_text_types
 from sagedl.errors import MetadataError, NotFoundError, UsageError
+from sagedl.text import native_str
 from sagedl.verify import DIGEST_LENGTHS
 
 # Longer names are refused: 255 bytes is NAME_MAX on Linux, macOS and the BSDs.
@@ -103,7 +104,7 @@ def check_filename(name, what="tarball name"):
         raise UsageError(MSG_UNSAFE % (what, _show(name), reason), HINT_UNSAFE)
     # 2.7: the native str (UTF-8 bytes), which joins with byte paths such as
     # a non-ASCII SAGE_ROOT; unicode there raised UnicodeDecodeError.
-    return name.encode("utf-8") if PY2 else name
+    return native_str(name)
 
 
 def _invisible_char(name):
@@ -195,21 +196,13 @@ def universal_newlines(text):
     return text.replace("\r\n", "\n").replace("\r", "\n")
 
 
-def parse_checksums_ini(text, path):
-    """Records of a checksums.ini: a list of dicts with the RECORD_KEYS.
-
-    ``sha1`` and ``upstream_url`` are None when absent; values are still
-    templates (see expand).  Other keys (md5=, cksum= of old trees) are
-    ignored.  Raises MetadataError(path, lineno, ...) for what Sage would
-    not download, or only unsafely.
-    """
-    return [record for record, _, _ in _parse_records(text, path)]
-
-
-def _parse_records(text, path, sections=True):
-    """As parse_checksums_ini, each record with {key: line number} and its
-    ``[section]`` name (None for the one-record form): Sage matches
-    ``--tags`` against that name.  Without ``sections`` (a tree whose
+def parse_checksums_ini(text, path, sections=True):
+    """Records of a checksums.ini: (record, {key: line number}, section)
+    each.  A record is a dict with the RECORD_KEYS; ``sha1`` and
+    ``upstream_url`` are None when absent; values are still templates (see
+    expand); other keys (md5=, cksum= of old trees) are ignored.  The
+    section is the ``[section]`` name (None for the one-record form): Sage
+    matches ``--tags`` against it.  Without ``sections`` (a tree whose
     sage_bootstrap predates them, Sage 10.7: sagebootstrap.Dialect), a
     section line is ignored as Sage's ignores it: one record.
 
@@ -363,7 +356,7 @@ def _read_text(path, limit=MAX_METADATA_BYTES):
     IOError, as an unreadable file), decoded as UTF-8 (UnicodeDecodeError).
     Symlinks are followed: Sage links checksums.ini between packages.
     On 2.7 the text is returned as UTF-8 bytes, the native str, so that it
-    mixes with byte paths and argv (see fsutil.native_name)."""
+    mixes with byte paths and argv (see text.native_name)."""
     from sagedl import fsutil
     try:
         data = fsutil.read_bounded(path, limit, follow=True)
@@ -371,8 +364,7 @@ def _read_text(path, limit=MAX_METADATA_BYTES):
         raise IOError(errno.EINVAL, "%s is %s, not a regular file" % (path, fsutil.describe(e.kind)))
     except fsutil.TooLarge:
         raise MetadataError(path, None, "larger than %d bytes: not a Sage metadata file" % limit)
-    text = data.decode("utf-8")
-    return text.encode("utf-8") if PY2 else text
+    return native_str(data.decode("utf-8"))
 
 
 class SageTree(object):
@@ -606,10 +598,8 @@ class SageTree(object):
             try:
                 cached = self._parse_package(pkg)
             except MetadataError as e:
-                if e.hint is None:
-                    e.hint = HINT_BROKEN
-                self.broken.append(e)
-                cached = e
+                cached = e.with_hint(HINT_BROKEN)
+                self.broken.append(cached)
             self._loaded[pkg] = cached
         if isinstance(cached, MetadataError):
             raise cached
@@ -654,7 +644,7 @@ class SageTree(object):
         if self._sections is None:
             from sagedl.sagebootstrap import dialect
             self._sections = dialect(self.root).sections
-        for record, linenos, section in _parse_records(text, path, self._sections):
+        for record, linenos, section in parse_checksums_ini(text, path, self._sections):
             try:
                 filename = check_filename(expand(record["tarball"], version))
             except UsageError as e:
@@ -697,9 +687,11 @@ def read_upstream_d(root, distfiles=None):
     backups; so do we, and dotfiles too), lines in order, blanks and '#'
     comments skipped.  A line ending in ``mirror_list`` names a mirror list;
     any other line is a URL prefix to which the file name is appended, with
-    ${SPKG} and ${SAGE_SERVER} left for sources.source_urls.  ${SAGE_ROOT} and
+    ${SPKG} and ${SAGE_SERVER} left for sources.iter_source_urls.  ${SAGE_ROOT} and
     ${SAGE_DISTFILES} are substituted here, as Sage does when reading.
-    A missing directory means no entries.
+    A missing directory means no entries; an unreadable file, a FIFO or a
+    device is skipped (as Sage skips unreadable files); a file that is not
+    UTF-8 or is over MAX_METADATA_BYTES is a MetadataError.
     """
     directory = os.path.join(root, UPSTREAM_D)
     if distfiles is None:

@@ -3,10 +3,10 @@ read from its sources (sagebootstrap.dialect).  The real trees are compared
 byte for byte in test_sage_package_diff.py and test_sage_metadata_fuzz.py;
 these small trees pin each detected difference without a download."""
 
-import io
 import os
 
-from sagedl import sagebootstrap, sagepackage
+from helpers import run_in_process
+from sagedl import sagebootstrap
 
 # The lines of Sage 10.7's sage_bootstrap that tell it from current Sage's.
 OLD = {
@@ -48,9 +48,8 @@ def make_tree(root, sources):
 
 
 def run(root, *argv):
-    out, err = io.BytesIO(), io.StringIO()
-    code = sagepackage.main(list(argv), {"SAGE_ROOT": root}, out, err)
-    return code, out.getvalue().decode()
+    result = run_in_process(argv, {"SAGE_ROOT": root})
+    return result.code, result.out
 
 
 def test_each_difference_follows_the_trees_own_sage_bootstrap(tmp_path):

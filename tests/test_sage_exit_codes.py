@@ -142,7 +142,7 @@ def test_one_malformed_checksums_ini_fails_its_package_only_with_warn(tmp_path, 
                          wrapper)
     upstream = tree.root / "upstream"
     assert out == [str(upstream / n) for n in (tree.opt, tree.ntl, tree.zlib)], err
-    assert code == (1 if wrapper else errors.EXIT_USAGE), err
+    assert code == (1 if wrapper else errors.EXIT_METADATA), err
     assert "pari/checksums.ini:4: sha256= must be 64" in err, err
 
 
@@ -155,7 +155,7 @@ def test_one_malformed_checksums_ini_stops_the_run_there_with_stop(tmp_path, tre
                          wrapper)
     # ntl comes before pari, zlib after it: never started
     assert out == [str(tree.root / "upstream" / tree.ntl)], err
-    assert code == (1 if wrapper else errors.EXIT_USAGE), err
+    assert code == (1 if wrapper else errors.EXIT_METADATA), err
     assert "pari/checksums.ini:4" in err and mirror.requests_for(tree.zlib) == [], err
 
 
