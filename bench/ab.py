@@ -4,10 +4,9 @@
     python3 bench/ab.py [--runs 5] [--size-mib 1024] [--https] \\
         'A=python3.11 -m sagedl' 'B=SAGEDL_PIPELINE=simple python3.11 -m sagedl' ...
 
-Why it exists: single runs on this project's VM vary by about 10% even
-with the host's memory reclaim held off (hostmem.py; bench/README.md, "The
-noise"), so two full benches taken apart cannot tell a 10% change from
-noise.  Here every variant runs once per round, in turn, against one nginx
+Why it exists: single runs on this project's VM vary by about 10% (the
+host takes free memory back: hostmem.py; bench/README.md, "The noise"),
+so two full benches taken apart cannot tell a 10% change from noise.  Here every variant runs once per round, in turn, against one nginx
 (bench/server.py) on 127.0.0.1, and the report gives each variant's runs,
 not only a median.  Decisions in sagedl/pipeline.py were made this way.
 
@@ -73,8 +72,6 @@ def main(argv=None):
     p.add_argument("--size-mib", type=int, default=1024)
     p.add_argument("--https", action="store_true", help="over HTTPS instead of HTTP")
     p.add_argument("--workdir", help="where data and outputs go (default: a temp dir)")
-    p.add_argument("--keep-page-reporting", action="store_true",
-                   help="leave the VM's free page reporting as it is (see hostmem.py)")
     args = p.parse_args(argv)
     variants = [parse_variant(v) for v in args.variants]
 
@@ -90,10 +87,8 @@ def main(argv=None):
     base_env["PYTHONPATH"] = REPO
     proto = "https" if args.https else "http"
     results = dict((label, []) for label, _, _ in variants)
-    hold = hostmem.HoldPageReporting(out, 2 * data.size + (256 << 20),
-                                     enabled=not args.keep_page_reporting)
-    with hold, Nginx(data.www, os.path.join(workdir, "nginx"), cert, key) as nginx:
-        print(hold.state)
+    with Nginx(data.www, os.path.join(workdir, "nginx"), cert, key) as nginx:
+        print(hostmem.state())
         url = "%s/big.bin" % nginx.base(proto)
         for r in range(args.runs):
             for label, env, words in variants:
@@ -101,6 +96,8 @@ def main(argv=None):
                 argv = words + [url, dest, "--sha256", data.sha256, "-q", "--progress", "none"]
                 if args.https:
                     argv += ["--ca-bundle", ca]
+                # Changes no setting: pages that just came back from the host.
+                hostmem.warm_page_cache(out, data.size)
                 s = measure.run(argv, env=dict(base_env, **env),
                                 timeout=max(300.0, data.size / 2e6))
                 ok = s.ok and os.path.isfile(dest) and os.path.getsize(dest) == data.size
