@@ -14,8 +14,8 @@ Each variant is LABEL=COMMAND: a command line (leading NAME=VALUE words
 are environment variables) that is given URL DEST --sha256 HEX -q
 --progress none [--ca-bundle CA].  PYTHONPATH defaults to this checkout,
 so ``python3 -m sagedl`` measures the working tree; set PYTHONPATH=DIR in a
-variant to measure another tree (``git worktree add``).  Reports wall time
-and the command's CPU (user + sys) per run, measured by measure.run (with
+variant to measure another tree (``git worktree add``).  Reports wall time,
+the command's CPU (user + sys) and its peak RSS per run, measured by measure.run (with
 its timeout), as run.py's items are.
 """
 
@@ -101,9 +101,10 @@ def main(argv=None):
                 s = measure.run(argv, env=dict(base_env, **env),
                                 timeout=max(300.0, data.size / 2e6))
                 ok = s.ok and os.path.isfile(dest) and os.path.getsize(dest) == data.size
-                results[label].append((s.wall, s.user + s.sys) if ok else None)
-                print("run %d %-16s %s" % (r + 1, label, "%.3f s wall, %.3f s CPU" % (
-                    s.wall, s.user + s.sys) if ok else "FAILED: " + s.error()))
+                results[label].append((s.wall, s.user + s.sys, s.maxrss_kib) if ok else None)
+                print("run %d %-16s %s" % (r + 1, label, "%.3f s wall, %.3f s CPU, %.1f MB" % (
+                    s.wall, s.user + s.sys, s.maxrss_kib / 1024.0) if ok else
+                    "FAILED: " + s.error()))
                 sys.stdout.flush()
                 # Unlinking drops the dirty pages; nothing is left to write back.
                 shutil.rmtree(out)
@@ -116,11 +117,12 @@ def main(argv=None):
         if not good:
             print("%-16s all runs failed" % label)
             continue
-        walls = sorted(w for w, _ in good)
+        walls = sorted(w for w, _, _ in good)
         med = walls[len(walls) // 2]
-        print("%-16s median %.3f s (%.0f MB/s); runs %s; CPU %s" % (
-            label, med, mb / med, " ".join("%.2f" % w for w, _ in good),
-            " ".join("%.2f" % c for _, c in good)))
+        print("%-16s median %.3f s (%.0f MB/s); runs %s; CPU %s; peak RSS %s MB" % (
+            label, med, mb / med, " ".join("%.2f" % w for w, _, _ in good),
+            " ".join("%.2f" % c for _, c, _ in good),
+            " ".join("%.0f" % (m / 1024.0) for _, _, m in good)))
     if not args.workdir:
         shutil.rmtree(workdir, ignore_errors=True)
 
