@@ -23,7 +23,7 @@ What it does, in order:
      ``sagedl download :all:`` (with --jobs / --transport when its --help
      lists them) against ``aria2c -j N -i list`` and a curl-per-file loop;
   4. start-up: ``python sagedl.pyz --version`` against ``python -c pass``
-     under 2.7, 3.6, 3.11 and 3.13, and the modules a plain http fetch
+     under 2.7, 3.6, 3.11, 3.13 and PyPy3, and the modules a plain http fetch
      imports (``-X importtime``);
   5. resuming a 90 % partial (re-hash, then fetch the rest) against a
      full download;
