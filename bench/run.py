@@ -45,8 +45,8 @@ this VM gives free memory back to its host, and the pages a run writes
 into should not depend on how long the machine sat idle before it); the
 report says whether free page reporting is active.
 
-Only 127.0.0.1 is contacted.  The default (1 GiB, 5 runs) takes about 7
-minutes on 2 cores; --quick (64 MiB, 2 runs, fewer small files) about one.
+Only 127.0.0.1 is contacted.  The default (1 GiB, 5 runs) takes 7 to 15
+minutes on 2 cores, depending on what else runs; --quick (64 MiB, 2 runs, fewer small files) about one.
 """
 
 from __future__ import division, print_function
