@@ -39,9 +39,10 @@ NEVER_FOR_A_CACHED_FILE = {"http.client", "httplib", "email", "tempfile", "subpr
 
 VERSION_MODULES = ["sagedl", "sagedl.cli", "sagedl.compat", "sagedl.errors", "sagedl.fsutil"]
 CACHED_FILE_MODULES = VERSION_MODULES + [
-    "sagedl.download", "sagedl.lock", "sagedl.pipeline", "sagedl.progress",
+    "sagedl.download", "sagedl.lock", "sagedl.output", "sagedl.pipeline", "sagedl.progress",
     "sagedl.progresstext", "sagedl.reachability", "sagedl.retry", "sagedl.sage", "sagedl.session",
-    "sagedl.single", "sagedl.sources", "sagedl.transport", "sagedl.urls", "sagedl.verify"]
+    "sagedl.single", "sagedl.sources", "sagedl.targets", "sagedl.transport", "sagedl.urls",
+    "sagedl.verify"]
 
 
 def imported(python, args, tmp_path):
