@@ -61,7 +61,8 @@ def _exit_code_epilog():
         lines.append("  %-4d %s" % (code, text))
     lines.append("")
     lines.append("environment: SAGE_ROOT, SAGE_DISTFILES, SAGE_SERVER, SAGEDL_MIRRORS (space-separated")
-    lines.append("mirror base URLs, like --mirror), http_proxy/https_proxy/no_proxy, SSL_CERT_FILE.")
+    lines.append("mirror base URLs, like --mirror; set and empty: no mirrors at all),")
+    lines.append("http_proxy/https_proxy/no_proxy, SSL_CERT_FILE.")
     return "\n".join(lines)
 
 
@@ -143,6 +144,18 @@ def _count(text):
     return value
 
 
+def _positive(text):
+    """A whole number >= 1, for argparse (--jobs 0 once ran nothing at all)."""
+    import argparse
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError("invalid number %r (a whole number >= 1)" % text)
+    return value
+
+
 def _byte_count(text):
     """A size such as 4096, 512M or 4G (powers of 1024), for argparse."""
     import argparse
@@ -164,17 +177,22 @@ def _rate(text):
     return rate
 
 
-def _parser(command, description, selection=False, jobs=False):
-    """An argparse parser whose errors are UsageErrors (one line, exit 2)."""
+def argument_parser(prog, description, epilog=None):
+    """An argparse parser whose errors are UsageErrors (one line, exit 2):
+    every command's, sage-package's subcommands' too."""
     import argparse
-    prog = PROG + (" " + command if command else "")
 
     class Parser(argparse.ArgumentParser):
         def error(self, message):
-            raise UsageError(message, hint="see '%s --help'" % prog)
+            raise UsageError(message, hint="see '%s --help'" % self.prog)
 
-    p = Parser(prog=prog, description=description, epilog=_exit_code_epilog(),
-               formatter_class=argparse.RawDescriptionHelpFormatter)
+    return Parser(prog=prog, description=description, epilog=epilog,
+                  formatter_class=argparse.RawDescriptionHelpFormatter)
+
+
+def _parser(command, description, selection=False, jobs=False):
+    p = argument_parser(PROG + (" " + command if command else ""), description,
+                        _exit_code_epilog())
     if selection:
         p.add_argument("--exclude", action="append", default=[], metavar="PKG",
                        help="leave this package out (repeatable)")
@@ -183,7 +201,7 @@ def _parser(command, description, selection=False, jobs=False):
         p.add_argument("--no-file", action="append", default=[], metavar="FILE",
                        help="only packages whose directory lacks FILE (repeatable)")
     if jobs:
-        p.add_argument("--jobs", "-j", type=int, default=4, metavar="N",
+        p.add_argument("--jobs", "-j", type=_positive, default=4, metavar="N",
                        help="parallel downloads (default 4)")
         p.add_argument("--on-error", choices=("stop", "warn"), default="stop",
                        help="stop at the first failure (default) or warn and go on")
@@ -222,7 +240,7 @@ def make_parser():
                         "as wget -i; they are saved as several files are")
     p.add_argument("--sha256", metavar="HEX", help="expected sha256 of the file")
     p.add_argument("--sha1", metavar="HEX", help="expected sha1 of the file")
-    p.add_argument("--size", type=int, metavar="BYTES", help="expected size of the file")
+    p.add_argument("--size", type=_count, metavar="BYTES", help="expected size of the file")
     p.add_argument("--print-fastest-mirror", action="store_true",
                    help="print the best mirror's base URL on stdout and exit")
     _add_common(p)
@@ -465,18 +483,20 @@ def main(argv=None, env=None, stdout=None, stderr=None, stdin=None):
     if not argv:
         stderr.write(USAGE)
         return errors.EXIT_USAGE
+    sage_package = None
     if argv[0] in SAGE_PACKAGE_COMMANDS or (argv[0].startswith("--") and
                                             any(a in SAGE_PACKAGE_COMMANDS for a in argv)):
         # sage-package's read-only subcommands: their own parsers and output rules.
         from sagedl import sagepackage
-        moved = sagepackage.command_first(argv)
-        if moved is not None:
-            return sagepackage.main(moved, env, stdout, stderr)
+        sage_package = sagepackage.command_first(argv)
     ctx = None
     old_term = _install_sigterm()
     if debug or "--verbose" in argv or "-v" in argv:
         errors.set_debug(stderr.write)
     try:
+        if sage_package is not None:
+            from sagedl.sagepackage import cmd_sage_package
+            return cmd_sage_package(sage_package, env, stdout)
         command, parser, argv = split_command(argv)
         args = parser.parse_args(argv)
         if command is None and args.version:

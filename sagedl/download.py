@@ -83,13 +83,14 @@ import re
 import stat
 import time
 
-from sagedl.compat import (PY2, compat_monotonic, compat_replace, compat_str,
+from sagedl.compat import (compat_integer_types, compat_monotonic, compat_replace,
                            compat_text_types, compat_urlsplit)
 from sagedl import fsutil
-from sagedl.errors import DiskError, SourceFailure, failure_error
+from sagedl.errors import CAUSE_BUSY, CAUSE_SLOW, DiskError, SourceFailure, failure_error
 from sagedl.lock import FileLock
 from sagedl.pipeline import open_sink
 from sagedl.retry import RETRY_STATUSES, Retry, parse_retry_after
+from sagedl.text import native_str
 from sagedl.urls import redact
 from sagedl.verify import Hasher, hash_file, verify_file
 
@@ -98,12 +99,15 @@ BLOCK_SIZE = 256 * 1024
 # checksums.ini) could go on for ever and fill the disk: it is cut off here
 # (--max-size), and what was received is discarded, not kept as a partial.
 DEFAULT_MAX_SIZE = 4 << 30
-try:
-    int_types = (int, long)  # noqa: F821 (Python 2)
-except NameError:
-    int_types = (int,)
 
 NOT_FOUND_STATUSES = (404, 410)
+BUSY_STATUSES = (408, 429, 503)   # the server itself asks us to come back (not a gateway's 502/504)
+# Set-aside bad files kept beside one target (NAME.bad, NAME.bad.1, ...):
+# past this many, something is wrong that a new name will not fix.
+MAX_SET_ASIDE = 1000
+# Five minutes of "busy" from one source is long enough: the next source is
+# tried (a --retries of 100000000 once retried a 503 for ever).
+MAX_RETRY_TIME = 300.0
 
 
 class Options(object):
@@ -111,15 +115,18 @@ class Options(object):
     a transfer averaging under low_speed_limit bytes/s over low_speed_time
     seconds is abandoned (a read timeout alone never catches a trickle).
     max_size: the cap on a body of unknown size (see DEFAULT_MAX_SIZE).
-    retry: when a busy source is asked again (see retry.py).
+    retry: when a busy source is asked again (see retry.py).  max_retry_time:
+    how long one source may keep answering 429/503 before it counts as
+    failed, whatever the number of retries left.
     throttle: --limit-rate's ratelimit.TokenBucket, shared by the run's
     transfers, or None."""
 
     def __init__(self, timeout=30.0, retry=None, low_speed_limit=1024, low_speed_time=30.0,
                  lock_timeout=3600.0, force=False, block_size=BLOCK_SIZE,
-                 max_size=DEFAULT_MAX_SIZE, throttle=None):
+                 max_size=DEFAULT_MAX_SIZE, throttle=None, max_retry_time=MAX_RETRY_TIME):
         self.timeout = timeout
         self.retry = retry if retry is not None else Retry()
+        self.max_retry_time = max_retry_time
         self.low_speed_limit = low_speed_limit
         self.low_speed_time = low_speed_time
         self.lock_timeout = lock_timeout
@@ -131,12 +138,10 @@ class Options(object):
 
 class Source(object):
     def __init__(self, url, label=None):
-        if PY2 and isinstance(url, compat_str):
-            # Mirror URLs come from TOML/JSON as unicode on 2.7; mixed with a
-            # non-ASCII byte path in a message they raised UnicodeDecodeError.
-            url = url.encode("utf-8")
-        self.url = url
-        self.label = label or source_label(url)
+        # Mirror URLs come from TOML/JSON as unicode on 2.7; mixed with a
+        # non-ASCII byte path in a message they raised UnicodeDecodeError.
+        self.url = native_str(url)
+        self.label = label or source_label(self.url)
 
     def __repr__(self):
         return "Source(%r)" % redact(self.url)
@@ -151,13 +156,13 @@ def source_label(url):
 
 
 class Result(object):
-    def __init__(self, path, status, source=None, nbytes=0, seconds=0.0, sha256=None):
+    """path: where the file is.  nbytes: bytes received in this run (the
+    size of a file found present), for the bulk summary."""
+
+    def __init__(self, path, status, nbytes=0):
         self.path = path
         self.status = status      # "downloaded" | "present"
-        self.source = source
         self.nbytes = nbytes
-        self.seconds = seconds
-        self.sha256 = sha256
 
 
 class _Restart(Exception):
@@ -226,7 +231,10 @@ class Download(object):
         if not os.path.exists(self.dest):
             return None
         if self.opts.force:
-            self._set_aside("re-downloading (--force)")
+            # --force downloads again; a file that verifies is simply
+            # replaced by the new one, only a bad one is set aside.
+            if self.expected.known() and not self._verify_existing()[0]:
+                self._set_aside("re-downloading (--force); the existing file does not verify")
             return None
         if not self.expected.known():
             # Nothing pins the content: download again, as curl, wget -O and
@@ -252,10 +260,21 @@ class Download(object):
         return self._verdict[1]
 
     def _set_aside(self, why):
-        """A bad final file is moved aside, never silently deleted."""
-        aside = self.dest + ".bad"
+        """A bad final file is moved aside, never silently deleted: to
+        NAME.bad, or when that is taken (an earlier bad file, kept too) to
+        the first free NAME.bad.1, NAME.bad.2, ...  Under the lock on NAME,
+        so no other sagedl picks the same name meanwhile."""
         fsutil.refuse_unless_regular(self.dest, "move aside")
-        fsutil.refuse_unless_regular(aside)
+        aside = self.dest + ".bad"
+        n = 0
+        while fsutil.kind(aside) is not None:
+            fsutil.refuse_unless_regular(aside)
+            n += 1
+            if n > MAX_SET_ASIDE:
+                raise DiskError("cannot move %s aside: %s.bad to .bad.%d all exist"
+                                % (self.dest, self.name, MAX_SET_ASIDE),
+                                hint="remove the old %s.bad* files" % self.name)
+            aside = "%s.bad.%d" % (self.dest, n)
         self.notify("%s: %s; moved to %s" % (self.name, why, os.path.basename(aside)))
         try:
             compat_replace(self.dest, aside)
@@ -307,11 +326,20 @@ class Download(object):
                     continue
                 except SourceFailure as f:
                     if f.kind == SourceFailure.KIND_TRANSIENT and not retry.exhausted:
+                        if not retry.used:
+                            retry_start = compat_monotonic()
                         retry = retry.increment()
                         delay = retry.delay(f.retry_after)
-                        self.notify("%s: %s; retrying in %.1fs" % (src.label, f, delay))
-                        self.sleep(delay)
-                        continue
+                        waited = compat_monotonic() - retry_start
+                        if waited + delay <= self.opts.max_retry_time:
+                            self.notify("%s: %s; retrying in %.1fs" % (src.label, f, delay))
+                            self.sleep(delay)
+                            continue
+                        # The Retry bounds the count, this the time: a huge
+                        # --retries against a server busy for ever still ends.
+                        f = SourceFailure(f.kind, "%s; gave up after %d retries in %.0fs"
+                                          % (f, retry.used - 1, waited), hint=f.hint,
+                                          cause=f.cause)
                     attempts.append((src.label, f))
                     self.on_result(src.url, False, str(f))
                     resumed = f.resumed
@@ -346,11 +374,10 @@ class Download(object):
             try:
                 offset, total = self._check_response(resp, offset, meta,
                                                      headers.get("If-Range"))
-            except _Finished as done:
+            except _Finished:
                 # 416 for a partial that verified: it was complete after all.
                 self._commit()
-                return Result(self.dest, "downloaded", src.url, 0, 0.0,
-                              done.hasher.sha256.hexdigest())
+                return Result(self.dest, "downloaded", 0)
             return self._stream(src, resp, offset, total)
         finally:
             resp.close()
@@ -384,7 +411,8 @@ class Download(object):
             raise SourceFailure(SourceFailure.KIND_NOT_FOUND, "HTTP %d %s" % (status, resp.reason))
         if status in RETRY_STATUSES:
             raise SourceFailure(SourceFailure.KIND_TRANSIENT, "HTTP %d %s" % (status, resp.reason),
-                                retry_after=parse_retry_after(resp.header("retry-after")))
+                                retry_after=parse_retry_after(resp.header("retry-after")),
+                                cause=CAUSE_BUSY if status in BUSY_STATUSES else None)
         if status == 416 and offset:
             self._handle_416(resp, offset, meta)
         if status not in (200, 206):
@@ -400,6 +428,14 @@ class Download(object):
         else:
             if not offset:
                 raise SourceFailure(SourceFailure.KIND_PROTOCOL, "206 Partial Content to a request without Range")
+            if ctype.startswith("multipart/byteranges"):
+                # Parts in a MIME envelope, not the one range asked for: the
+                # range was not honoured as sagedl needs it.  As a 200 would
+                # be, it is a restart from zero (without Range), not a
+                # failure that every later resume would meet again.
+                self.notify("%s: server answered the range request in several parts; "
+                            "starting from zero" % self.name)
+                raise _Restart()
             total = self._check_content_range(resp, offset, meta)
             if if_range and if_range not in (resp.header("etag"), resp.header("last-modified")):
                 # RFC 7233 3.2: a 206 answers "the representation is unchanged".
@@ -436,12 +472,11 @@ class Download(object):
         if total == offset and self.expected.known():
             h = hash_file(self.part, self.expected)
             if h.mismatch() is None:
-                raise _Finished(h)
+                raise _Finished()
         self.notify("%s: range not satisfiable; starting from zero" % self.name)
         raise _Restart()
 
     def _stream(self, src, resp, offset, total):
-        start = compat_monotonic()
         expected = self.expected
         fd = self._open_partial(offset)
         try:
@@ -453,7 +488,10 @@ class Download(object):
                     raise _Restart()
             else:
                 hasher = Hasher(expected)
-            self._save_meta(src, resp, total)
+            try:
+                self._save_meta(src, resp, total)
+            except DiskError as e:
+                raise self._meta_error(e, offset)
             limit = total if total is not None else expected.size
             self._capped = limit is None and bool(self.opts.max_size)
             try:
@@ -476,8 +514,24 @@ class Download(object):
             if fd is not None:
                 os.close(fd)
         self.progress.finish(True)
-        return Result(self.dest, "downloaded", src.url, done - offset,
-                      compat_monotonic() - start, hasher.sha256.hexdigest())
+        return Result(self.dest, "downloaded", done - offset)
+
+    def _meta_error(self, e, offset):
+        """The error for NAME.part.json that could not be written (a full
+        disk): a new, empty NAME.part without it is nothing to resume, so
+        it goes, and the hint says what is kept -- it once promised a
+        partial that did not exist.  A planted symlink there (UnsafePath)
+        keeps its own error."""
+        if not offset:
+            self._discard_partial()
+        if isinstance(e, fsutil.UnsafePath):
+            return e
+        hint = {errno.ENOSPC: "free some space and run again",
+                errno.EDQUOT: "free some space and run again"}.get(
+            getattr(e, "errno", None), e.hint or "choose a writable destination directory")
+        if offset:
+            hint += ": the partial download (%d bytes) is kept and resumes" % offset
+        return DiskError(e.message, hint=hint)
 
     def _open_partial(self, offset):
         """NAME.part for writing: the existing regular file when resuming
@@ -510,7 +564,7 @@ class Download(object):
         return done
 
     def _write_error(self, e):
-        return _disk_error("cannot write %s" % self.part, e, partial=True)
+        return _disk_error("cannot write %s" % self.part, e)
 
     def _copy_loop(self, resp, sink, done, limit):
         readinto, buffer, put = resp.readinto, sink.buffer, sink.put
@@ -546,7 +600,8 @@ class Download(object):
                 if window_bytes < low_limit * (t - window_start):
                     raise SourceFailure(SourceFailure.KIND_NETWORK,
                                         "stalled: %d bytes in %.0fs (below %d bytes/s)"
-                                        % (window_bytes, t - window_start, low_limit))
+                                        % (window_bytes, t - window_start, low_limit),
+                                        cause=CAUSE_SLOW)
                 window_start, window_bytes = t, 0
         return done
 
@@ -572,7 +627,7 @@ class Download(object):
         try:
             os.fsync(fd)
         except OSError as e:
-            raise _disk_error("cannot write %s" % self.part, e, partial=True)
+            raise _disk_error("cannot write %s" % self.part, e)
         self._commit()
 
     def _commit(self):
@@ -611,9 +666,7 @@ class Download(object):
 
 
 class _Finished(Exception):
-    def __init__(self, hasher):
-        Exception.__init__(self)
-        self.hasher = hasher
+    """Internal: a 416 for a partial that verifies: it was complete after all."""
 
 
 def fetch(dest, sources, expected, transport, progress, options=None, on_result=None,
@@ -658,7 +711,7 @@ def _valid_meta(meta):
                                   or _header_value(value) != value):
             return False
     total = meta.get("total")
-    if total is not None and (isinstance(total, bool) or not isinstance(total, int_types)
+    if total is not None and (isinstance(total, bool) or not isinstance(total, compat_integer_types)
                               or total < 0):
         return False
     return True
@@ -679,7 +732,7 @@ def _url_key(url):
     return redact(url) if "@" in url else url
 
 
-def _disk_error(what, e, partial=False):
+def _disk_error(what, e):
     reason = getattr(e, "strerror", None) or str(e)
     hint = None
     if getattr(e, "errno", None) == errno.ENOSPC:

@@ -19,9 +19,8 @@ FIFO at the final name make it hash forever.  The rules, all here:
   a verified file under another name (a hard link or a copy).
 * What sagedl reads from disk is bounded (``read_bounded``): a 200 MB
   package-version.txt once took 1.2 GB of memory.
-* Text reaching stdout/stderr survives any locale (``safe_stream``), and names
-  read from Sage's metadata become paths the OS can take on 2.7 and 3.6 with a
-  C locale (``native_name``/``text_name``).
+* Text reaching stdout/stderr survives any locale (``SafeStream``); names
+  read from Sage's metadata become paths the OS can take through text.py.
 
 A check-then-rename on a final name leaves a race a local attacker with
 write access to the directory can still win against a determined schedule;
@@ -36,8 +35,8 @@ import errno
 import os
 import stat
 
-from sagedl.compat import PY2, compat_replace
-from sagedl.errors import DiskError
+from sagedl.compat import PY2, compat_replace, compat_str
+from sagedl.errors import DiskError, UsageError
 
 O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
@@ -76,14 +75,34 @@ def kind_of_mode(mode):
 
 def kind(path, follow=False):
     """"file", "directory", "symlink", "fifo", "socket", "char-device",
-    "block-device", "other", or None when nothing is there."""
+    "block-device", "other", or None when nothing is there.  A name that
+    cannot even be looked at (a directory without search permission, a
+    name too long) is access_error's one-line error, not an OSError: it
+    once escaped as "internal error", and killed bulk workers."""
     try:
         st = os.stat(path) if follow else os.lstat(path)
     except OSError as e:
         if e.errno in (errno.ENOENT, errno.ENOTDIR):
             return None
-        raise
+        raise access_error("access", path, e)
     return kind_of_mode(st.st_mode)
+
+
+ACCESS_HINT = ("sagedl must be able to search that directory and read the files in it: "
+               "fix the permissions, or use a directory of your own")
+
+
+def access_error(doing, path, e):
+    """The SagedlError for an OSError met while ``doing`` (a verb) ``path``:
+    a name longer than the system takes is bad input (UsageError, exit 2),
+    anything else a disk problem (DiskError, exit 6) -- with a hint when
+    permissions are the cause."""
+    reason = getattr(e, "strerror", None) or str(e)
+    if getattr(e, "errno", None) == errno.ENAMETOOLONG:
+        return UsageError("cannot %s %s: file name too long" % (doing, path),
+                          hint="use a shorter file or directory name")
+    hint = ACCESS_HINT if getattr(e, "errno", None) in (errno.EACCES, errno.EPERM) else None
+    return DiskError("cannot %s %s: %s" % (doing, path, reason), hint=hint)
 
 
 def describe(k):
@@ -93,10 +112,7 @@ def describe(k):
 def refuse_unless_regular(path, doing="write"):
     """Raise UnsafePath unless ``path`` is absent or a regular file (not a
     symlink).  Called before any rename onto a name sagedl writes."""
-    try:
-        k = kind(path)
-    except OSError as e:
-        raise DiskError("cannot %s %s: %s" % (doing, path, e.strerror or e))
+    k = kind(path)
     if k not in (None, "file"):
         raise UnsafePath(path, k, doing)
 
@@ -143,7 +159,7 @@ def open_regular(path, flags, mode=0o644, doing="write", follow=False):
 def _quiet_kind(path):
     try:
         return kind(path)
-    except OSError:
+    except (OSError, DiskError, UsageError):
         return None
 
 
@@ -177,9 +193,7 @@ def temp_name(path):
     import binascii
     d, base = os.path.split(path)
     token = binascii.hexlify(os.urandom(6))
-    if not PY2:
-        token = token.decode("ascii")
-    elif isinstance(base, type(u"")):
+    if not PY2 or isinstance(base, compat_str):
         token = token.decode("ascii")
     return os.path.join(d, ".%s.%s.tmp" % (base, token))
 
@@ -203,7 +217,7 @@ def remove_stale_temps(path, suffixes=("", ".part", ".part.json")):
             _unlink_quietly(os.path.join(d, name))
 
 
-def write_atomic(path, data, mode=0o644, durable=False):
+def write_atomic(path, data, mode=0o644):
     """Replace ``path`` with ``data`` (bytes): a new file under a random name
     (O_EXCL, O_NOFOLLOW, ``mode``), then a rename.  Refuses when ``path`` is a
     symlink or not a regular file.  Raises DiskError/UnsafePath."""
@@ -213,8 +227,6 @@ def write_atomic(path, data, mode=0o644, durable=False):
         fd = create_exclusive(tmp, mode)
         try:
             write_all(fd, data)
-            if durable:
-                os.fsync(fd)
         finally:
             os.close(fd)
     _rename_into_place(fill, path)
@@ -254,7 +266,9 @@ def _rename_into_place(fill, dest):
         compat_replace(tmp, dest)
     except (IOError, OSError) as e:
         _unlink_quietly(tmp)
-        raise DiskError("cannot write %s: %s" % (dest, getattr(e, "strerror", None) or e))
+        error = DiskError("cannot write %s: %s" % (dest, getattr(e, "strerror", None) or e))
+        error.errno = getattr(e, "errno", None)    # for a caller's hint (ENOSPC, EROFS)
+        raise error
     except BaseException:     # UnsafePath, or Ctrl-C between creating and renaming
         _unlink_quietly(tmp)
         raise
@@ -334,7 +348,7 @@ def stream_destination(path):
 def _quiet_kind_follow(path):
     try:
         return kind(path, follow=True)
-    except OSError:
+    except (OSError, DiskError, UsageError):
         return None
 
 
@@ -354,34 +368,6 @@ def open_stream_destination(path):
 
 
 # -- names and streams in any locale ---------------------------------------------
-def native_name(text):
-    """A file name read from Sage's metadata (UTF-8 on disk) as the str the
-    OS calls take.  On 2.7 sage.py already reads metadata as UTF-8 bytes, the
-    native str (joining unicode with a non-ASCII byte path raised
-    UnicodeDecodeError), so this only encodes stray unicode.  On 3.x: the
-    name whose encoding in the filesystem encoding is those UTF-8 bytes (3.6
-    in a C locale encodes paths as ASCII with surrogateescape)."""
-    if PY2:
-        return text.encode("utf-8") if isinstance(text, unicode) else text  # noqa: F821
-    if isinstance(text, bytes):
-        return os.fsdecode(text)
-    return os.fsdecode(text.encode("utf-8", "surrogateescape"))
-
-
-def text_name(native):
-    """The inverse: an argv or path component (native str) in the form names
-    read from Sage's metadata have, to compare them: text on 3.x, UTF-8
-    bytes on 2.7."""
-    if PY2:
-        return native.encode("utf-8") if isinstance(native, unicode) else native  # noqa: F821
-    if isinstance(native, bytes):
-        return native.decode("utf-8", "surrogateescape")
-    try:
-        return os.fsencode(native).decode("utf-8", "surrogateescape")
-    except UnicodeError:
-        return native   # already text (PyPy decodes argv as UTF-8 even under LANG=C)
-
-
 class StreamError(DiskError):
     """stdout could not be written (closed, /dev/full, a broken pipe): exit 6."""
 
@@ -426,7 +412,7 @@ class SafeStream(object):
     def write(self, text):
         try:
             if PY2:
-                if isinstance(text, unicode):  # noqa: F821
+                if isinstance(text, compat_str):
                     text = self.encode(text)
                 self._stream.write(text)
                 self._stream.flush()

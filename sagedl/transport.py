@@ -21,7 +21,8 @@ import socket
 
 from sagedl import __version__
 from sagedl.compat import compat_monotonic, compat_urljoin, compat_urlsplit
-from sagedl.errors import SourceFailure, UsageError
+from sagedl.errors import (CAUSE_REDIRECT, CAUSE_SILENT, CAUSE_SLOW, SourceFailure,
+                           UsageError)
 from sagedl.urls import (PROXY_HINT, ascii_host, basic_auth, check_url, origin, port_of,
                          proxy_endpoint, proxy_for, redact, resolve)
 
@@ -89,9 +90,16 @@ class Response(object):
         if method == "HEAD" or status in (204, 304) or 100 <= status < 200:
             self._remaining = 0
         elif te:
-            # RFC 7230 section 3.3.3: Transfer-Encoding overrides Content-Length;
-            # unless chunked is the last coding, the body ends at close.
-            self.chunked = te.split(",")[-1].strip() == "chunked"
+            # RFC 7230 section 3.3.3: Transfer-Encoding overrides Content-Length.
+            # Only chunked is decoded here; a body in any other transfer
+            # coding (gzip, ...) would be stored and hashed as it came, so it
+            # is refused: gzip bytes once reached a final name with exit 0.
+            codings = [c.strip() for c in te.split(",") if c.strip() not in ("", "identity")]
+            if codings not in ([], ["chunked"]):
+                raise SourceFailure(SourceFailure.KIND_PROTOCOL,
+                                    "unsupported Transfer-Encoding %r (only chunked is decoded)"
+                                    % _printable(headers["transfer-encoding"], 60))
+            self.chunked = codings == ["chunked"]
         elif "content-length" in headers:
             # "5, 5" (a repeated header) is fine; "5, 7", "+5", "0x5" or "5_0"
             # are not: a body length that is ambiguous is an attack surface.
@@ -213,7 +221,8 @@ class Connection(object):
         try:
             self.sock.sendall(data)
         except socket.timeout:
-            raise SourceFailure(SourceFailure.KIND_NETWORK, "timed out sending the request")
+            raise SourceFailure(SourceFailure.KIND_NETWORK, "timed out sending the request",
+                                cause=CAUSE_SLOW)
         except _NETWORK_ERRORS as e:
             raise SourceFailure(SourceFailure.KIND_NETWORK, "send failed: %s" % _strerror(e))
 
@@ -354,8 +363,7 @@ def server_key(parts, env):
 
 
 def _silent(message):
-    from sagedl.reachability import SILENT, tag
-    return tag(SourceFailure(SourceFailure.KIND_NETWORK, message), SILENT)
+    return SourceFailure(SourceFailure.KIND_NETWORK, message, cause=CAUSE_SILENT)
 
 
 def _is_ascii(text):
@@ -419,10 +427,9 @@ class Transport(object):
             connect_timeout, head_timeout = self.hosts.deadlines(key, connect_timeout, head_timeout)
             known = self.hosts.before_connect(key, connect_timeout + head_timeout + 1.0)
             if known is not None:
-                from sagedl.reachability import tag
-                raise tag(SourceFailure(SourceFailure.KIND_NETWORK,
-                                        "skipped: failed earlier in this run (%s)" % known),
-                          getattr(known, "cause", None))
+                raise SourceFailure(SourceFailure.KIND_NETWORK,
+                                    "skipped: failed earlier in this run (%s)" % known,
+                                    cause=known.cause)
         try:
             sock = self._socket(scheme, host, port, proxy_url, connect_timeout)
             if scheme == "https":
@@ -452,19 +459,19 @@ class Transport(object):
         """A connected socket; WHAT ("the proxy " or "") prefixes the peer in messages."""
         # "resolving example.org", "connecting to example.org:443"
         name, peer = what + host, what + _host_port(host, port)
-        from sagedl.reachability import cause_of_connect, cause_of_lookup, tag
+        from sagedl.reachability import cause_of_connect, cause_of_lookup
         # An ASCII host as bytes: a str host makes getaddrinfo import the
         # idna codec (7 ms of start-up on 3.13).
         addr = host.encode("ascii") if not isinstance(host, bytes) and _is_ascii(host) else host
         try:
             infos = resolve(addr, port, connect_timeout)
         except socket.timeout as e:
-            raise tag(SourceFailure(SourceFailure.KIND_NETWORK, "timed out resolving %s (%gs)"
-                                    % (name, connect_timeout)), cause_of_lookup(e))
+            raise SourceFailure(SourceFailure.KIND_NETWORK, "timed out resolving %s (%gs)"
+                                % (name, connect_timeout), cause=cause_of_lookup(e))
         except _NETWORK_ERRORS as e:
-            raise tag(SourceFailure(SourceFailure.KIND_NETWORK,
-                                    "cannot connect to %s: %s" % (peer, _strerror(e))),
-                      cause_of_lookup(e))
+            raise SourceFailure(SourceFailure.KIND_NETWORK,
+                                "cannot connect to %s: %s" % (peer, _strerror(e)),
+                                cause=cause_of_lookup(e))
         error = None
         for family, _, _, _, sockaddr in infos:
             try:
@@ -475,12 +482,12 @@ class Transport(object):
                 error = e
         else:
             if isinstance(error, socket.timeout):
-                raise tag(SourceFailure(SourceFailure.KIND_NETWORK,
-                                        "timed out connecting to %s (%gs)"
-                                        % (peer, connect_timeout)), cause_of_connect(error))
-            raise tag(SourceFailure(SourceFailure.KIND_NETWORK,
-                                    "cannot connect to %s: %s" % (peer, _strerror(error))),
-                      cause_of_connect(error))
+                raise SourceFailure(SourceFailure.KIND_NETWORK,
+                                    "timed out connecting to %s (%gs)" % (peer, connect_timeout),
+                                    cause=cause_of_connect(error))
+            raise SourceFailure(SourceFailure.KIND_NETWORK,
+                                "cannot connect to %s: %s" % (peer, _strerror(error)),
+                                cause=cause_of_connect(error))
         try:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         except _NETWORK_ERRORS:
@@ -531,25 +538,29 @@ class Transport(object):
             _drain(resp)
             seen += 1
             if seen > max_redirects:
-                raise SourceFailure(SourceFailure.KIND_HTTP,
-                                    "too many redirects (more than %d)" % max_redirects)
+                raise SourceFailure(SourceFailure.KIND_REDIRECT,
+                                    "too many redirects (more than %d)" % max_redirects,
+                                    cause=CAUSE_REDIRECT)
             # The header was decoded as latin-1: back to its bytes, and
             # anything unsafe percent-encoded, before it is parsed.
             try:
                 new = compat_urljoin(url, _quote_unsafe(location.encode("latin-1")))
                 new_parts = check_url(new)
             except ValueError as e:         # urljoin: "Invalid IPv6 URL"
-                raise SourceFailure(SourceFailure.KIND_HTTP,
+                raise SourceFailure(SourceFailure.KIND_REDIRECT,
                                     "redirect refused: invalid Location '%s' (%s)"
-                                    % (_printable(redact(location), 100), e))
+                                    % (_printable(redact(location), 100), e),
+                                    cause=CAUSE_REDIRECT)
             except UsageError as e:
-                raise SourceFailure(SourceFailure.KIND_HTTP, "redirect refused: %s" % e)
+                raise SourceFailure(SourceFailure.KIND_REDIRECT, "redirect refused: %s" % e,
+                                    cause=CAUSE_REDIRECT)
             old_parts = compat_urlsplit(url)
             if (old_parts.scheme.lower() == "https"
                     and new_parts.scheme.lower() == "http" and not allow_downgrade):
-                raise SourceFailure(SourceFailure.KIND_HTTP,
+                raise SourceFailure(SourceFailure.KIND_REDIRECT,
                                     "redirect from https to http refused: %s (followed only "
-                                    "when a checksum is known)" % redact(new))
+                                    "when a checksum is known)" % redact(new),
+                                    cause=CAUSE_REDIRECT)
             if origin(new_parts) != origin(old_parts) and headers:
                 # Credentials given for one origin are not another's business.
                 headers = dict((k, v) for k, v in headers.items()
