@@ -41,8 +41,8 @@ VERSION_MODULES = ["sagedl", "sagedl.cli", "sagedl.compat", "sagedl.errors", "sa
 CACHED_FILE_MODULES = VERSION_MODULES + [
     "sagedl.download", "sagedl.lock", "sagedl.output", "sagedl.pipeline", "sagedl.progress",
     "sagedl.progresstext", "sagedl.reachability", "sagedl.retry", "sagedl.sage", "sagedl.session",
-    "sagedl.single", "sagedl.sources", "sagedl.targets", "sagedl.transport", "sagedl.urls",
-    "sagedl.verify"]
+    "sagedl.single", "sagedl.sources", "sagedl.targets", "sagedl.text", "sagedl.transport",
+    "sagedl.urls", "sagedl.verify"]
 
 
 def imported(python, args, tmp_path):
