@@ -4,10 +4,9 @@
     python3 bench/ab.py [--runs 5] [--size-mib 1024] [--https] \\
         'A=python3.11 -m sagedl' 'B=SAGEDL_PIPELINE=simple python3.11 -m sagedl' ...
 
-Why it exists: single runs on this project's VM vary by about 10% even
-with the host's memory reclaim held off (hostmem.py; bench/README.md, "The
-noise"), so two full benches taken apart cannot tell a 10% change from
-noise.  Here every variant runs once per round, in turn, against one nginx
+Why it exists: single runs on this project's VM vary by about 10% (the
+host takes free memory back: hostmem.py; bench/README.md, "The noise"),
+so two full benches taken apart cannot tell a 10% change from noise.  Here every variant runs once per round, in turn, against one nginx
 (bench/server.py) on 127.0.0.1, and the report gives each variant's runs,
 not only a median.  Decisions in sagedl/pipeline.py were made this way.
 
@@ -15,8 +14,8 @@ Each variant is LABEL=COMMAND: a command line (leading NAME=VALUE words
 are environment variables) that is given URL DEST --sha256 HEX -q
 --progress none [--ca-bundle CA].  PYTHONPATH defaults to this checkout,
 so ``python3 -m sagedl`` measures the working tree; set PYTHONPATH=DIR in a
-variant to measure another tree (``git worktree add``).  Reports wall time
-and the command's CPU (user + sys) per run, measured by measure.run (with
+variant to measure another tree (``git worktree add``).  Reports wall time,
+the command's CPU (user + sys) and its peak RSS per run, measured by measure.run (with
 its timeout), as run.py's items are.
 """
 
@@ -73,8 +72,6 @@ def main(argv=None):
     p.add_argument("--size-mib", type=int, default=1024)
     p.add_argument("--https", action="store_true", help="over HTTPS instead of HTTP")
     p.add_argument("--workdir", help="where data and outputs go (default: a temp dir)")
-    p.add_argument("--keep-page-reporting", action="store_true",
-                   help="leave the VM's free page reporting as it is (see hostmem.py)")
     args = p.parse_args(argv)
     variants = [parse_variant(v) for v in args.variants]
 
@@ -90,10 +87,8 @@ def main(argv=None):
     base_env["PYTHONPATH"] = REPO
     proto = "https" if args.https else "http"
     results = dict((label, []) for label, _, _ in variants)
-    hold = hostmem.HoldPageReporting(out, 2 * data.size + (256 << 20),
-                                     enabled=not args.keep_page_reporting)
-    with hold, Nginx(data.www, os.path.join(workdir, "nginx"), cert, key) as nginx:
-        print(hold.state)
+    with Nginx(data.www, os.path.join(workdir, "nginx"), cert, key) as nginx:
+        print(hostmem.state())
         url = "%s/big.bin" % nginx.base(proto)
         for r in range(args.runs):
             for label, env, words in variants:
@@ -101,12 +96,15 @@ def main(argv=None):
                 argv = words + [url, dest, "--sha256", data.sha256, "-q", "--progress", "none"]
                 if args.https:
                     argv += ["--ca-bundle", ca]
+                # Changes no setting: pages that just came back from the host.
+                hostmem.warm_page_cache(out, data.size)
                 s = measure.run(argv, env=dict(base_env, **env),
                                 timeout=max(300.0, data.size / 2e6))
                 ok = s.ok and os.path.isfile(dest) and os.path.getsize(dest) == data.size
-                results[label].append((s.wall, s.user + s.sys) if ok else None)
-                print("run %d %-16s %s" % (r + 1, label, "%.3f s wall, %.3f s CPU" % (
-                    s.wall, s.user + s.sys) if ok else "FAILED: " + s.error()))
+                results[label].append((s.wall, s.user + s.sys, s.maxrss_kib) if ok else None)
+                print("run %d %-16s %s" % (r + 1, label, "%.3f s wall, %.3f s CPU, %.1f MB" % (
+                    s.wall, s.user + s.sys, s.maxrss_kib / 1024.0) if ok else
+                    "FAILED: " + s.error()))
                 sys.stdout.flush()
                 # Unlinking drops the dirty pages; nothing is left to write back.
                 shutil.rmtree(out)
@@ -119,11 +117,12 @@ def main(argv=None):
         if not good:
             print("%-16s all runs failed" % label)
             continue
-        walls = sorted(w for w, _ in good)
+        walls = sorted(w for w, _, _ in good)
         med = walls[len(walls) // 2]
-        print("%-16s median %.3f s (%.0f MB/s); runs %s; CPU %s" % (
-            label, med, mb / med, " ".join("%.2f" % w for w, _ in good),
-            " ".join("%.2f" % c for _, c in good)))
+        print("%-16s median %.3f s (%.0f MB/s); runs %s; CPU %s; peak RSS %s MB" % (
+            label, med, mb / med, " ".join("%.2f" % w for w, _, _ in good),
+            " ".join("%.2f" % c for _, c, _ in good),
+            " ".join("%.0f" % (m / 1024.0) for _, _, m in good)))
     if not args.workdir:
         shutil.rmtree(workdir, ignore_errors=True)
 

@@ -1,4 +1,4 @@
-"""Keep the VM from giving freed memory back to its host while measuring.
+"""Free memory the VM gives back to its host: what the bench says and does about it.
 
 Why: this project's machine is a Firecracker VM whose kernel reports freed
 memory to the host (virtio-balloon free page reporting,
@@ -13,27 +13,27 @@ last one ended.  Measured on 2026-11-28 (3.11, 1,024 os.write calls of a
 
 * 0.21-0.22 s when the previous run had ended less than a second before;
 * 1.09-1.26 s after 3 or 10 s of idle (the pages had been reported);
-* 0.22 s after 5 s of idle with reporting held off as below.
+* 0.22 s after 5 s of idle with reporting held off (page_reporting_order
+  raised by hand, once, for that measurement: the bench does not do it).
 
 A slow run's perf profile has 43% of its samples on one instruction of
 copy_folio_from_iter_atomic, the kernel's copy into the page cache; that
 profile had earlier been read as "PyPy's write(2) is slow".  The same
 1 GiB download took 1.2 s or 2.3 s from one run to the next for this reason,
 on PyPy more often than on CPython (why PyPy more often is not known).
-Held off, most runs are fast, but not all: the host has other ways to
-take memory back, so a run can still be an outlier and figures are medians.
+Even held off, not every run was fast: the host has other ways to take
+memory back, so a run can be an outlier and figures are medians.
 
-So, as pyperf's ``system tune`` fixes CPU frequency before measuring, the
-bench raises ``page_reporting_order`` above the largest block order the
-kernel has (no free block qualifies, so nothing is reported), writes and
-unlinks a file of twice the download's size once, so that the page-cache
-pages the runs will get are host-backed again, and puts the old value back
-at the end.  The warm-up must go through the page cache: with reporting
-held, touching 2.25 GiB of anonymous memory left the next 1 GiB of writes
-as slow as before (2.43 s of system time), writing and unlinking a file of
-that size made them fast (0.21 s).  ``--keep-page-reporting``
-measures the machine as it is.  Not root, or no such file: nothing
-changes, and the report says so.
+The bench measures the machine as it is: it changes no kernel setting (the
+order of page reporting is part of how this VM gives memory back to its
+host, which is not ours to change, and a killed bench would leave it
+changed).  What it does without privilege: right before each measured run
+it writes and unlinks a file of that run's size, so the page-cache pages
+the run gets have just come back from the host: the kernel's reporting
+worker runs about 2 s after pages are freed (PAGE_REPORTING_DELAY), longer
+than the gap before the run starts.  Runs are interleaved and figures are medians; the report says
+whether page reporting is active, and how much memory the guest reported
+to the host while measuring.
 """
 
 from __future__ import print_function
@@ -60,11 +60,6 @@ def _read(name):
         return f.read().strip()
 
 
-def _write(name, value):
-    with open(os.path.join(PARAMS, name), "w") as f:
-        f.write(value + "\n")
-
-
 def reported_kib():
     """How much memory the guest has reported to the host so far (None: no
     such counter); the bench records it before and after."""
@@ -74,64 +69,32 @@ def reported_kib():
         return None
 
 
-def _warm_page_cache(directory, size):
+def state():
+    """One line for the report: is free page reporting active here?  Read
+    only."""
+    if not os.path.exists(os.path.join(PARAMS, ORDER)):
+        return "no page reporting here"
+    try:
+        order = int(_read(ORDER))
+        largest = _largest_order()
+    except (IOError, OSError, ValueError) as e:
+        return "page reporting: unreadable (%s)" % e
+    if order > largest:
+        return "page reporting off (order %d)" % order
+    return ("page reporting ACTIVE (order %d), as the machine came; the page cache is "
+            "warmed right before each measured run" % order)
+
+
+def warm_page_cache(directory, size):
     """Write size bytes into a new file and unlink it: the pages come back
-    from the host once, and are freed again unreported (unlinking drops
-    them before any writeback)."""
+    from the host now, and are free (unlinking drops them before any
+    writeback) for the run that starts next."""
     path = os.path.join(directory, "hostmem-warm-up.tmp")
     block = bytearray(1 << 20)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_EXCL, 0o600)
     try:
-        for _ in range(size >> 20):
+        for _ in range(max(1, size >> 20)):
             os.write(fd, block)
     finally:
         os.close(fd)
         os.unlink(path)
-
-
-class HoldPageReporting(object):
-    """with HoldPageReporting(workdir, warm_bytes) as hold: ... ; hold.state
-    says what was done, for the report."""
-
-    def __init__(self, directory, warm_bytes, enabled=True):
-        self.directory = directory
-        self.warm_bytes = warm_bytes
-        self.enabled = enabled
-        self.old = None
-        self.state = "no page reporting here"
-
-    def __enter__(self):
-        if not os.path.exists(os.path.join(PARAMS, ORDER)):
-            return self
-        try:
-            order = int(_read(ORDER))
-            above = _largest_order() + 1
-        except (IOError, OSError, ValueError) as e:
-            self.state = "page reporting: unreadable (%s)" % e
-            return self
-        if order >= above:
-            self.state = "page reporting off (order %d)" % order
-            return self
-        if not self.enabled:
-            self.state = "page reporting ACTIVE (order %d): figures may be bimodal" % order
-            return self
-        try:
-            _write(ORDER, "%d" % above)
-        except (IOError, OSError) as e:
-            self.state = ("page reporting ACTIVE (order %d; could not hold it: %s): "
-                          "figures may be bimodal" % (order, e.strerror or e))
-            return self
-        self.old = "%d" % order
-        self.state = "page reporting held off (order %d -> %d), restored after" % (order, above)
-        try:
-            _warm_page_cache(self.directory, self.warm_bytes)
-        except BaseException:   # a with statement whose __enter__ fails never calls __exit__
-            self.__exit__()
-            raise
-        return self
-
-    def __exit__(self, *exc):
-        if self.old is not None:
-            _write(ORDER, self.old)
-            self.old = None
-        return False

@@ -24,7 +24,7 @@ TARGET_STARTUP_MS = 25.0
 TARGET_VS_ARIA2C = 1.0      # bulk: no slower than aria2c
 
 LARGE_PYTHONS = ("3.11", "2.7", "pypy3")
-STARTUP_PYTHONS = ("2.7", "3.6", "3.11", "3.13")
+STARTUP_PYTHONS = ("2.7", "3.6", "3.11", "3.13", "pypy3")
 ONE_THREAD = "sagedl one thread (3.11)"    # SAGEDL_PIPELINE=simple: what the pipeline gains
 DISK_ALONE = "dd conv=fdatasync (disk alone)"
 WATCHED_MODULES = ("ssl", "threading", "argparse")

@@ -23,7 +23,7 @@ What it does, in order:
      ``sagedl download :all:`` (with --jobs / --transport when its --help
      lists them) against ``aria2c -j N -i list`` and a curl-per-file loop;
   4. start-up: ``python sagedl.pyz --version`` against ``python -c pass``
-     under 2.7, 3.6, 3.11 and 3.13, and the modules a plain http fetch
+     under 2.7, 3.6, 3.11, 3.13 and PyPy3, and the modules a plain http fetch
      imports (``-X importtime``);
   5. resuming a 90 % partial (re-hash, then fetch the rest) against a
      full download;
@@ -39,12 +39,14 @@ page cache, so one tool's unwritten data never slows the next one down.
 sagedl fsyncs what it downloads (its durability rule); the peers do not,
 except the "curl && sync" row, which shows what that costs here.
 
-While it measures, the VM's free page reporting is held off and the page
-cache warmed up (bench/hostmem.py; --keep-page-reporting leaves it alone),
-and the report says what was done.
+It changes no system setting.  Right before each measured run of items 1,
+3 and 5 it writes and unlinks a file of that run's size (bench/hostmem.py:
+this VM gives free memory back to its host, and the pages a run writes
+into should not depend on how long the machine sat idle before it); the
+report says whether free page reporting is active.
 
-Only 127.0.0.1 is contacted.  The default (1 GiB, 5 runs) takes about 7
-minutes on 2 cores; --quick (64 MiB, 2 runs, fewer small files) about one.
+Only 127.0.0.1 is contacted.  The default (1 GiB, 5 runs) takes 7 to 15
+minutes on 2 cores, depending on what else runs; --quick (64 MiB, 2 runs, fewer small files) about one.
 """
 
 from __future__ import division, print_function
@@ -419,6 +421,7 @@ def large_run(b, tools, run_index, rng):
         rng.shuffle(order)
         for tool in order:
             d = b.fresh_out("large")
+            hostmem.warm_page_cache(d, b.size)
             s, err = run_tool(b, tool, proto, url, os.path.join(d, "big.bin"))
             slot = b.record["large"].setdefault(proto, {}).setdefault(tool.name, [])
             slot.append(dict(s.as_dict(), error=err))
@@ -456,6 +459,7 @@ def _resume_one(b, run_index, label, py):
                 "hash_file(sys.argv[2], Expected(sha256=sys.argv[3]))",
                 b.pyz or REPO, part, b.sha256]
     h = measure.run(hash_cmd, env=b.env)
+    hostmem.warm_page_cache(d, b.size - keep)
     cmd = b.sagedl(py) + [url, dest, "--sha256", b.sha256, "-q", "--progress", "none"]
     s = measure.run(cmd, env=b.sagedl_env(), cwd=d)
     err = None
@@ -555,6 +559,7 @@ def small_run(b, tools, entries, run_index, rng):
         rng.shuffle(order)
         for tool in order:
             out = b.fresh_out("small")
+            hostmem.warm_page_cache(out, nbytes * len(entries))
             env = b.sagedl_env({"SAGE_DISTFILES": out}) if tool.kind == "sagedl" else b.env
             s = measure.run(tool.argv(proto, out), env=env, cwd=out, shell=tool.shell,
                             timeout=600.0)
@@ -717,6 +722,7 @@ def hash_speed(b):
         py = b.pythons.get(label)
         if not py:
             continue
+        hostmem.warm_page_cache(b.out, 1 << 30)   # as before every measured run
         s = measure.run([py, "-c", WRITE_COST, os.path.join(b.out, "write-cost.bin")], env=b.env)
         if s.ok:
             user, sys_ = s.stdout.split()
@@ -819,8 +825,6 @@ def parse_args(argv):
     p.add_argument("--keep", action="store_true", help="keep the work dir (reused data saves time)")
     p.add_argument("--no-install", action="store_true", help="never run apt-get")
     p.add_argument("--seed", type=int, default=1, help="seed of the per-run shuffle")
-    p.add_argument("--keep-page-reporting", action="store_true",
-                   help="leave the VM's free page reporting as it is (see bench/hostmem.py)")
     p.add_argument("--report", metavar="JSON",
                    help="measure nothing: print the tables of a saved bench/results/*.json")
     a = p.parse_args(argv)
@@ -863,7 +867,6 @@ def main(argv=None):
     commit = git_commit()
     b.pyz, b.pyz_desc = ensure_pyz(args, workdir)
     b.nginx = None
-    hold = None
     log("work dir %s; interpreters: %s" % (workdir, ", ".join(
         "%s=%s" % kv for kv in sorted(b.pythons.items()))))
     try:
@@ -873,10 +876,7 @@ def main(argv=None):
         b.nginx = Nginx(b.www, os.path.join(workdir, "nginx"), cert, key).start()
         log("nginx on %s and %s" % (b.nginx.base("http"), b.nginx.base("https")))
         detect_features(b)
-        hold = hostmem.HoldPageReporting(b.out, 2 * b.size + (256 << 20),
-                                         enabled=not args.keep_page_reporting)
-        hold.__enter__()
-        log(hold.state)
+        log(hostmem.state())
         reported_at_start = hostmem.reported_kib()
         rng = random.Random(args.seed)
         ltools = large_tools(b) if 1 in args.items else []
@@ -905,7 +905,7 @@ def main(argv=None):
                 small_run(b, stools, entries, r, rng)
         mach = machine(b)
         mach["commit"] = commit
-        mach["host_memory"] = hold.state
+        mach["host_memory"] = hostmem.state()
         reported_at_end = hostmem.reported_kib()
         if reported_at_start is not None and reported_at_end is not None:
             mach["reported_to_host_mib"] = (reported_at_end - reported_at_start) >> 10
@@ -922,8 +922,6 @@ def main(argv=None):
         publish(record, path)
         return 0
     finally:
-        if hold is not None:
-            hold.__exit__()
         if b.nginx:
             b.nginx.stop()
         if not args.keep and not args.workdir:

@@ -16,15 +16,43 @@ PY2 = sys.version_info[0] == 2
 
 # No http.client shim: it imports ssl and email at start-up, and the
 # transport speaks HTTP itself (see transport.py).
-try:  # Python 3
-    from urllib.parse import (urlsplit as compat_urlsplit,
-                              urljoin as compat_urljoin,
-                              quote as compat_quote,
-                              unquote as compat_unquote)
-except ImportError:  # Python 2.7
-    from urlparse import (urlsplit as compat_urlsplit,
-                          urljoin as compat_urljoin)
-    from urllib import quote as compat_quote, unquote as compat_unquote
+# The URL functions are looked up on first use: urllib.parse imports re,
+# enum, collections and ipaddress, about 20 ms of start-up on 3.13, which
+# --version and a tarball that is already there never need.
+_url_functions = {}
+
+
+def _url_function(name):
+    try:
+        return _url_functions[name]
+    except KeyError:
+        pass
+    try:  # Python 3
+        from urllib import parse
+        found = dict((n, getattr(parse, n)) for n in ("urlsplit", "urljoin", "quote", "unquote"))
+    except ImportError:  # Python 2.7
+        import urllib
+        import urlparse
+        found = {"urlsplit": urlparse.urlsplit, "urljoin": urlparse.urljoin,
+                 "quote": urllib.quote, "unquote": urllib.unquote}
+    _url_functions.update(found)
+    return found[name]
+
+
+def compat_urlsplit(url, scheme="", allow_fragments=True):
+    return _url_function("urlsplit")(url, scheme, allow_fragments)
+
+
+def compat_urljoin(base, url):
+    return _url_function("urljoin")(base, url)
+
+
+def compat_quote(s, safe="/"):
+    return _url_function("quote")(s, safe)
+
+
+def compat_unquote(s):
+    return _url_function("unquote")(s)
 
 try:
     compat_str = unicode  # noqa: F821 (Python 2)
@@ -52,10 +80,14 @@ def compat_buffer_slice(buf, view, n):
 # time.monotonic is 3.3+; on 2.7 wall-clock time is the best the stdlib offers.
 compat_monotonic = getattr(time, "monotonic", time.time)
 
-try:
-    compat_shlex_quote = __import__("shlex").quote  # 3.3+
-except AttributeError:
-    compat_shlex_quote = __import__("pipes").quote
+
+def compat_shlex_quote(s):
+    """shlex.quote (3.3+), else pipes.quote; imported when first needed."""
+    try:
+        quote = __import__("shlex").quote
+    except AttributeError:
+        quote = __import__("pipes").quote
+    return quote(s)
 
 
 def compat_makedirs(path):

@@ -27,19 +27,26 @@ worker (ENOSPC, EIO, ...) is raised in the caller's thread at its next
 caller gives up early (network error, stall, Ctrl-C), ``close()`` still
 writes the blocks already received, so the partial resumes from there.
 
-Buffers are bytearrays.  On PyPy the caller fills a block over as many
-reads as it takes and hands it over only when it is full (or at the end),
-so the worker passes the bytearray itself to hashlib and os.write: PyPy
-copies a slice into a temporary raw buffer for each of those calls (the GC
-may move a bytearray), and a whole block spares that copy.  On CPython a
-slice costs nothing, so each read is handed over at once.  What either
-choice buys in speed is within noise: A/Bs taken on the morning of
-2026-11-28 (PyPy3 2.8 s against 1.8 s of CPU per GiB for whole blocks) ran
-while the VM gave freed memory back to its host, which made runs bimodal
-(bench/hostmem.py); with that held off (1 GiB over loopback HTTP, 5
-interleaved runs, 13:40 UTC) PyPy3 took 1.19-1.31 s per GiB handing over
-each read and 1.17-1.31 s handing over whole blocks, 3.11 1.03-1.11 s and
-0.95-1.10 s, at the same peak RSS (82-84 MB on PyPy3).
+Buffers are bytearrays, except on PyPy: there os.write copies whatever it
+is given (a bytearray, a slice, a memoryview: the GC may move it) into a
+temporary buffer it mallocs and frees on every call, so each MiB written
+faulted in 256 fresh pages.  Measured on 2026-12-03 (PyPy3 7.3.11, 1,024
+writes of 1 MiB into a new file, page cache warmed first, 3 runs):
+263,414 minor faults and 1.13-2.17 s of system time per GiB, against 151
+faults and 0.20 s when write(2) is called on the block's own memory, as
+3.11's os.write does (0.20 s).  The VM this was measured on gives freed
+memory back to its host, which makes each of those faults slower still
+(bench/hostmem.py).  So on PyPy the blocks are memory outside the GC
+(RawBlocks: its built-in _cffi_backend, a standard part of PyPy) and are
+written by calling write(2) through it; recv_into and hashlib take a
+buffer over that memory without a copy (measured: no extra faults).  A
+1 GiB download over loopback HTTP (bench/ab.py, 5 interleaved runs, the
+machine shared with test runs, load 3-5) took PyPy3 a median 2.68 s this
+way, 5.96 s with bytearrays, and 3.11 2.96 s.  On a PyPy without
+_cffi_backend the caller hands a bytearray block over once it is full, so
+the worker passes the bytearray itself to hashlib and os.write, sparing
+the copy of a slice; on CPython a slice costs nothing, so each read is
+handed over at once.
 A block not yet handed over stays in memory; close() writes it, so an
 error, SIGTERM or Ctrl-C keeps every byte received (kill -9 keeps a
 prefix).
@@ -55,6 +62,7 @@ everyone): it serves small files and 2.7.
 
 from __future__ import absolute_import
 
+import errno
 import os
 import sys
 
@@ -84,6 +92,9 @@ THREADED_BLOCK = 1 << 20
 # there); on CPython after every read (a slice costs nothing there).  The
 # two measured the same speed on each interpreter: see the module docstring.
 WHOLE_BLOCKS = hasattr(sys, "pypy_version_info")
+# Blocks outside the GC, written by write(2) itself: PyPy's way (see the
+# module docstring); not elsewhere.
+RAW_BLOCKS = hasattr(sys, "pypy_version_info")
 
 
 def open_sink(fd, hasher, block_size, remaining, env=os.environ):
@@ -91,14 +102,70 @@ def open_sink(fd, hasher, block_size, remaining, env=os.environ):
 
     SAGEDL_PIPELINE=thread or =simple overrides the choice, to measure one
     against the other (bench/) and to test both on small files (tests/);
-    =whole is the threaded sink handing over whole blocks, as on PyPy.
+    =whole is the threaded sink handing over whole bytearray blocks, =raw
+    the threaded sink on RawBlocks (PyPy's way, wherever _cffi_backend
+    exists), =bytearray the threaded sink on bytearrays.
     """
     choice = env.get("SAGEDL_PIPELINE", "auto")
     large = remaining is None or remaining >= LARGE_TRANSFER
-    if choice in ("thread", "whole") or (choice != "simple" and large and threads_pay()):
+    raw = raw_blocks(choice)
+    if choice in ("thread", "whole", "raw", "bytearray") or (
+            choice != "simple" and large and threads_pay()):
         return ThreadedSink(fd, hasher, max(block_size, THREADED_BLOCK),
-                            whole_blocks=True if choice == "whole" else None)
-    return Sink(fd, hasher, block_size, sync=large)
+                            whole_blocks=True if choice == "whole" else None, raw=raw)
+    return Sink(fd, hasher, block_size, sync=large, raw=raw)
+
+
+def raw_blocks(choice="auto"):
+    """A RawBlocks when the sink should use one (PyPy, or asked for), else None."""
+    if choice == "raw" or (RAW_BLOCKS and choice not in ("whole", "bytearray")):
+        try:
+            return RawBlocks()
+        except (ImportError, AttributeError, OSError):
+            return None
+    return None
+
+
+class RawBlocks(object):
+    """Blocks in memory the GC never moves, hashed through a buffer over
+    them and written by calling write(2) on them (PyPy's os.write copies
+    every buffer it is given; see the module docstring).
+
+    A block is (pointer, view): recv_into fills the memoryview ``view``;
+    ``chunk(block, n)`` is a buffer over its first n bytes for hashlib;
+    ``write_all(fd, block, n)`` writes them, as fsutil.write_all does.
+    """
+
+    def __init__(self):
+        import _cffi_backend as cb
+        char_p = cb.new_pointer_type(cb.new_primitive_type("char"))
+        self._array = cb.new_array_type(char_p, None)
+        signature = cb.new_function_type(
+            (cb.new_primitive_type("int"), char_p, cb.new_primitive_type("size_t")),
+            cb.new_primitive_type("ssize_t"), False)
+        self.write = cb.load_library(None).load_function(signature, "write")
+        self._newp, self._buffer, self.get_errno = cb.newp, cb.buffer, cb.get_errno
+
+    def new(self, size):
+        p = self._newp(self._array, size)
+        return p, memoryview(self._buffer(p))
+
+    def chunk(self, block, n):
+        return self._buffer(block[0], n)
+
+    def write_all(self, fd, block, n):
+        """write(2) until n bytes are written; an error is an OSError."""
+        p, done = block[0], 0
+        while done < n:
+            k = self.write(fd, p + done, n - done)
+            if k < 0:
+                code = self.get_errno()
+                if code == errno.EINTR:
+                    continue
+                raise OSError(code, os.strerror(code))
+            if k == 0:
+                raise OSError(errno.EIO, "write(2) wrote nothing")
+            done += k
 
 
 def threads_pay():
@@ -113,11 +180,16 @@ class Sink(object):
 
     threaded = False
 
-    def __init__(self, fd, hasher, block_size, sync=False):
+    def __init__(self, fd, hasher, block_size, sync=False, raw=None):
         self._fd = fd
         self._update = hasher.update
-        self._buf = bytearray(block_size)
-        self._view = memoryview(self._buf)
+        self._raw = raw
+        if raw is not None:
+            self._block = raw.new(block_size)
+            self._view = self._block[1]
+        else:
+            self._buf = bytearray(block_size)
+            self._view = memoryview(self._buf)
         self._syncer = Syncer(fd) if sync else None
         self.written = 0
 
@@ -127,9 +199,14 @@ class Sink(object):
 
     def put(self, n):
         """The first n bytes of buffer() are the next block: hash and write them."""
-        chunk = compat_buffer_slice(self._buf, self._view, n)    # 2.7: see compat.py
-        self._update(chunk)
-        write_all(self._fd, chunk)
+        raw = self._raw
+        if raw is not None:
+            self._update(raw.chunk(self._block, n))
+            raw.write_all(self._fd, self._block, n)
+        else:
+            chunk = compat_buffer_slice(self._buf, self._view, n)    # 2.7: see compat.py
+            self._update(chunk)
+            write_all(self._fd, chunk)
         self.written += n
         syncer = self._syncer
         if syncer is not None and self.written >= syncer.next_at:
@@ -154,13 +231,19 @@ class ThreadedSink(object):
 
     threaded = True
 
-    def __init__(self, fd, hasher, block_size, ring=RING, whole_blocks=None):
+    def __init__(self, fd, hasher, block_size, ring=RING, whole_blocks=None, raw=None):
         import threading
         from collections import deque
         self._fd = fd
         self._update = hasher.update
-        self._bufs = [bytearray(block_size) for _ in range(ring)]
-        self._views = [memoryview(b) for b in self._bufs]
+        self._raw = raw
+        if raw is not None:
+            self._bufs = [raw.new(block_size) for _ in range(ring)]
+            self._views = [view for _, view in self._bufs]
+            whole_blocks = False        # a part of a raw block is no copy
+        else:
+            self._bufs = [bytearray(block_size) for _ in range(ring)]
+            self._views = [memoryview(b) for b in self._bufs]
         self._free = deque(range(ring))
         self._ready = deque()
         self._current = None        # the block being filled, and how far
@@ -236,7 +319,7 @@ class ThreadedSink(object):
     def _run(self):
         cond = self._cond
         ready, free, bufs, views = self._ready, self._free, self._bufs, self._views
-        update, fd, syncer = self._update, self._fd, self._syncer
+        update, fd, syncer, raw = self._update, self._fd, self._syncer, self._raw
         try:
             while True:
                 with cond:
@@ -246,9 +329,13 @@ class ThreadedSink(object):
                         return
                     i, n = ready.popleft()
                     self._busy = True
-                chunk = compat_buffer_slice(bufs[i], views[i], n)
-                update(chunk)
-                write_all(fd, chunk)
+                if raw is not None:
+                    update(raw.chunk(bufs[i], n))
+                    raw.write_all(fd, bufs[i], n)
+                else:
+                    chunk = compat_buffer_slice(bufs[i], views[i], n)
+                    update(chunk)
+                    write_all(fd, chunk)
                 self.written += n
                 if self.written >= syncer.next_at:
                     syncer.wrote(self.written)

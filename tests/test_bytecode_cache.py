@@ -70,3 +70,76 @@ def test_unwritable_cache_and_opt_out(tmp_path):
                        timeout=60)
     assert r.returncode == 0
     assert not (tmp_path / "c").exists()
+
+
+# Code planted in a cache entry: it leaves a mark, then lets the import fail.
+PLANT = r'''
+import marshal, sys
+path, mark = sys.argv[1], sys.argv[2]
+with open(path, "rb") as f:
+    header = f.read(12)          # b"SDL1" and the source size: still a valid entry
+code = compile("open(%r, 'w').write('planted code ran')" % mark, "planted", "exec")
+with open(path, "wb") as f:
+    f.write(header + marshal.dumps(code))
+'''
+
+
+def _planted(python, tmp_path):
+    """A warm cache whose sagedl.cli entry holds planted code; returns
+    (env, entry, mark)."""
+    env = clean_env(XDG_CACHE_HOME=str(tmp_path / "cache"), HOME=str(tmp_path))
+    assert run(python, ["--version"], env).returncode == 0
+    entry = [f for f in cache_files(tmp_path / "cache")
+             if os.path.basename(f).startswith("sagedl.cli.")][0]
+    mark = tmp_path / "mark"
+    subprocess.run([python, "-c", PLANT, entry, str(mark)], check=True, timeout=60)
+    return env, entry, mark
+
+
+def _snapshot(root):
+    return [(f, os.stat(f).st_mtime_ns, open(f, "rb").read()) for f in cache_files(root)]
+
+
+@pytest.mark.parametrize("label", interpreter_params(("2.7", "3.13", "pypy3")))
+def test_directories_are_private_and_a_private_entry_is_used(label, tmp_path):
+    """The control for the cases below: planting works, and an entry that
+    only we could have written is trusted."""
+    python = require_interpreter(label)
+    env, entry, mark = _planted(python, tmp_path)
+    for d in (os.path.dirname(entry), os.path.dirname(os.path.dirname(entry))):
+        assert os.stat(d).st_mode & 0o777 == 0o700, d
+    run(python, ["--version"], env)
+    assert mark.exists()
+
+
+@pytest.mark.parametrize("how", ["entry-group-writable", "dir-0777", "root-0777",
+                                 "entry-owned-by-nobody", "dir-owned-by-nobody"])
+@pytest.mark.parametrize("label", interpreter_params(("2.7", "3.13", "pypy3")))
+def test_code_another_user_could_have_written_is_never_run(label, how, tmp_path):
+    """Marshal data is code: an entry another user could have written (the
+    file, or a directory up to the cache root, is theirs or writable by
+    them) is not loaded.  Nothing is written into such a directory; in our
+    own, the entry is replaced."""
+    python = require_interpreter(label)
+    env, entry, mark = _planted(python, tmp_path)
+    tag_dir = os.path.dirname(entry)
+    target = {"entry": entry, "dir": tag_dir, "root": os.path.dirname(tag_dir)}[how.split("-")[0]]
+    if how.endswith("nobody"):
+        if os.geteuid() != 0:
+            pytest.skip("needs root to give a file to another user")
+        os.chown(target, 65534, -1)
+    elif how == "entry-group-writable":
+        os.chmod(target, 0o664)
+    else:
+        os.chmod(target, 0o777)
+    before = _snapshot(tmp_path / "cache")
+    r = run(python, ["--version"], env)
+    assert r.returncode == 0 and r.stdout.startswith(b"sagedl "), r.stderr
+    assert not mark.exists()
+    if target == entry:
+        # The directories are ours: the entry is replaced by our own code.
+        st = os.lstat(entry)
+        assert (st.st_uid, st.st_mode & 0o777) == (os.geteuid(), 0o600)
+        assert [f for f, _, _ in _snapshot(tmp_path / "cache")] == [f for f, _, _ in before]
+    else:
+        assert _snapshot(tmp_path / "cache") == before

@@ -23,8 +23,10 @@ from sagedl.errors import EXIT_CHECKSUM, EXIT_DISK, EXIT_INTERRUPTED, EXIT_NETWO
 from sagedl.verify import Expected, Hasher
 
 # thread: the threaded sink handing over each read (CPython's way); whole:
-# handing over full blocks (PyPy's way); simple: one thread.
-PATHS = ["thread", "whole", "simple"]
+# handing over full bytearray blocks (PyPy's way without _cffi_backend);
+# raw: blocks outside the GC written by write(2) itself (PyPy's way);
+# simple: one thread.
+PATHS = ["thread", "whole", "raw", "simple"]
 # A worker that never signals would hang the engine: fail fast instead.
 pytestmark = pytest.mark.timeout(90)
 
@@ -33,9 +35,12 @@ pytestmark = pytest.mark.timeout(90)
 def path(request, monkeypatch):
     """Make the engine pick the threaded or the simple sink for any size."""
     threaded = request.param != "simple"
+    if request.param == "raw":
+        pytest.importorskip("_cffi_backend")
     monkeypatch.setattr(pipeline, "LARGE_TRANSFER", 0 if threaded else 1 << 62)
     monkeypatch.setattr(pipeline, "threads_pay", lambda: threaded)
     monkeypatch.setattr(pipeline, "WHOLE_BLOCKS", request.param == "whole")
+    monkeypatch.setattr(pipeline, "RAW_BLOCKS", request.param == "raw")
     return request.param
 
 
@@ -50,7 +55,30 @@ def full_disk_write(limit, write=os.write):
     return fake
 
 
+def disk_holds(monkeypatch, limit):
+    """The disk holds limit bytes of the file, for os.write and for the
+    write(2) RawBlocks calls (which then fails with ENOSPC, as write(2) does)."""
+    monkeypatch.setattr(pipeline.os, "write", full_disk_write(limit))
+    init = pipeline.RawBlocks.__init__
+
+    def small_disk(raw):
+        init(raw)
+        real, code = raw.write, [0]
+
+        def write(fd, p, n):
+            room = limit - os.fstat(fd).st_size
+            if room <= 0:
+                code[0] = errno.ENOSPC
+                return -1
+            return real(fd, p, min(n, room))
+        raw.write, raw.get_errno = write, lambda: code[0]
+    monkeypatch.setattr(pipeline.RawBlocks, "__init__", small_disk)
+
+
 def new_sink(kind, fd, hasher, block):
+    if kind == "raw":
+        pytest.importorskip("_cffi_backend")
+        return pipeline.ThreadedSink(fd, hasher, block, ring=3, raw=pipeline.RawBlocks())
     if kind != "simple":
         return pipeline.ThreadedSink(fd, hasher, block, ring=3, whole_blocks=kind == "whole")
     return pipeline.Sink(fd, hasher, block)
@@ -101,7 +129,7 @@ def test_a_write_error_surfaces_in_the_callers_thread_and_nothing_is_written_aft
     data = make_data(block * 50, seed=8)
     f = tmp_path / "out"
     fd = os.open(str(f), os.O_WRONLY | os.O_CREAT, 0o644)
-    monkeypatch.setattr(pipeline.os, "write", full_disk_write(10 * block))
+    disk_holds(monkeypatch, 10 * block)
     try:
         sink = new_sink(kind, fd, Hasher(Expected()), block)
         with pytest.raises(OSError) as e:
@@ -189,6 +217,7 @@ def test_whole_blocks_reach_hashlib_and_write_as_the_bytearray_itself(tmp_path, 
     (None, {"SAGEDL_PIPELINE": "simple"}, False),
     (1 << 20, {"SAGEDL_PIPELINE": "thread"}, True),
     (1 << 20, {"SAGEDL_PIPELINE": "whole"}, True),
+    (1 << 20, {"SAGEDL_PIPELINE": "raw"}, True),
 ])
 def test_the_choice_of_sink(tmp_path, remaining, env, threaded):
     fd = os.open(str(tmp_path / "out"), os.O_WRONLY | os.O_CREAT, 0o644)
@@ -245,7 +274,7 @@ def test_disk_full_in_the_writing_thread_is_exit_6_and_the_partial_resumes(
     """ENOSPC from the worker's os.write: the one-line disk error, exit 6,
     the partial kept (a prefix of the file); with space again, it resumes."""
     limit = 400000
-    monkeypatch.setattr(pipeline.os, "write", full_disk_write(limit))
+    disk_holds(monkeypatch, limit)
     dest = tmp_path / payload.name
     url = server.url_for(payload.name)
     r = run_cli(url, dest, "--sha256", payload.sha256, "--progress", "none")
@@ -353,3 +382,39 @@ def test_the_syncer_flushes_once_a_step_more_is_written_and_stops(tmp_path, monk
         syncer.stop()
         os.close(fd)
     assert not syncer._thread.is_alive()
+
+
+def test_pypy_writes_blocks_the_gc_never_moves_with_write_itself(tmp_path):
+    """On PyPy, os.write copies every buffer into memory it mallocs and frees
+    per call (256 fresh pages per MiB); both sinks there must use RawBlocks,
+    and what they write must be the bytes received."""
+    from pyz import require_interpreter
+    pypy = require_interpreter("pypy3")
+    code = r'''
+import hashlib, os, sys
+from sagedl import pipeline
+from sagedl.verify import Expected, Hasher
+data = os.urandom(3 << 20)
+for remaining in (None, 1000):
+    fd = os.open(sys.argv[1], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    hasher = Hasher(Expected(sha256=hashlib.sha256(data).hexdigest(), size=len(data)))
+    sink = pipeline.open_sink(fd, hasher, 65536, remaining, {})
+    assert isinstance(sink._raw, pipeline.RawBlocks), (remaining, sink)
+    pos = 0
+    while pos < len(data):
+        view = sink.buffer()
+        k = min(len(view), 70001, len(data) - pos)
+        view[:k] = data[pos:pos + k]
+        sink.put(k)
+        pos += k
+    sink.finish()
+    sink.close()
+    os.close(fd)
+    assert hasher.mismatch() is None
+    with open(sys.argv[1], "rb") as f:
+        assert f.read() == data
+sys.stdout.write("ok")
+'''
+    r = subprocess.run([pypy, "-c", code, str(tmp_path / "out")], env=dict(clean_env(tmp_path),
+                       PYTHONPATH=REPO), stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=60)
+    assert r.stdout == b"ok", r.stderr

@@ -369,3 +369,24 @@ def test_shims_hide_a_broken_pythonpath_and_a_relative_archive_path(label, tmp_p
     # sys.path[0] is relative ("sagedl.pyz") when 3.6-3.8 run "python sagedl.pyz".
     _check_shims(python, os.path.basename(pyz_path()), clean_env(PYTHONPATH=broken_stdlib_dir),
                  cwd=os.path.dirname(pyz_path()))
+
+
+@pytest.mark.parametrize("given, expected", [(None, "4MB"), ("9MB", "9MB")])
+def test_run_directly_pypy_gets_a_small_young_generation_unless_one_is_set(tmp_path, given,
+                                                                           expected):
+    """PyPy sizes its nursery from /proc/cpuinfo's cache size, which a VM
+    may report as hundreds of MB (and the peak RSS follows).  The preamble
+    sets PYPY_GC_NURSERY for the interpreter it starts; a value the user
+    set wins.  A stand-in Python prints what it was given."""
+    fake = tmp_path / "python"
+    fake.write_text('#!/bin/sh\n'
+                    'if [ "$1" = -E ] && [ "$3" = -c ]; then exec python3 "$@"; fi\n'
+                    'printf "NURSERY=%s\\n" "$PYPY_GC_NURSERY"\n')
+    fake.chmod(0o755)
+    env = clean_env(SAGEDL_PYTHON=str(fake))
+    env.pop("PYPY_GC_NURSERY", None)
+    if given:
+        env["PYPY_GC_NURSERY"] = given
+    r = subprocess.run([pyz_path(), "--version"], env=env, stdout=subprocess.PIPE,
+                       stderr=subprocess.PIPE, universal_newlines=True, timeout=60)
+    assert r.stdout == "NURSERY=%s\n" % expected, r.stderr
