@@ -485,6 +485,7 @@ class AggregateProgress(_RedrawnLine):
             self._last_draw = self._next_draw = _INF
         self._logged_state = (0, 0, 0)
         self._finished = False
+        self._mirrors = None   # mirrors with a connection open (the multi-mirror scheduler)
 
     def set_totals(self, files, total_bytes):
         with self._lock:
@@ -527,6 +528,11 @@ class AggregateProgress(_RedrawnLine):
             else:
                 self._failed += 1
             self._tick(self._clock())
+
+    def set_mirrors(self, count):
+        """How many mirrors are sending right now: shown on the line."""
+        with self._lock:
+            self._mirrors = count
 
     def note(self, text):
         with self._lock:
@@ -584,6 +590,7 @@ class AggregateProgress(_RedrawnLine):
             eta = max(0, total - present) / rate
         return format_aggregate_line(self._ok + self._failed, self._files, present, total, rate,
                                      self._failed, tail, eta=eta, estimated=estimated,
+                                     mirrors=self._mirrors,
                                      width=self._width if self.mode == "bar" else None)
 
     def _tick(self, now, force=False):

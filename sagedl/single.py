@@ -52,7 +52,10 @@ def cmd_fetch(session, to_stdout=False):
         stream = fsutil.stream_destination(user_dest)
     if stream and plan.copy_to is None:
         return _fetch_to_stdout(session, plan, into=user_dest)
-    result = session.fetch(plan.path, plan.sources, plan.expected, sage_mirrors=plan.sage_mirrors)
+    result = _over_mirrors(session, plan)
+    if result is None:
+        result = session.fetch(plan.path, plan.sources, plan.expected,
+                               sage_mirrors=plan.sage_mirrors)
     if to_stdout:
         _copy_to_stream(result.path, session.stdout)
         return 0
@@ -64,6 +67,27 @@ def cmd_fetch(session, to_stdout=False):
         fsutil.place(result.path, plan.copy_to, link=False)
     errors.debug("saved %s" % (plan.copy_to or result.path))
     return 0
+
+
+def _over_mirrors(session, plan):
+    """A Sage tarball with several mirrors: the multi-mirror scheduler's
+    Result (spread.py), or None when it does not apply or could not finish
+    (download.py then tries every source in Sage's order)."""
+    from sagedl import spread
+    if plan.tarball is None or not spread.applies(session):
+        return None
+    item = spread.Item(plan.tarball, plan.path)
+    recorder = session.health_recorder()
+    try:
+        spread.fetch(session, plan.tree, [item], spread.OneFileProgress(session.progress()),
+                     recorder)
+    finally:
+        recorder.flush()
+    if item.error is not None:
+        raise session.explained(item.error)
+    if item.present:
+        session.using_cached(item.result.path)
+    return item.result
 
 
 def _fetch_to_stdout(session, plan, into=None):

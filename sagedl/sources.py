@@ -335,6 +335,7 @@ class FetchPlan(object):
         self.sage_mirrors = sage_mirrors
         self.to_stdout = to_stdout
         self.copy_to = copy_to
+        self.tarball = self.tree = None
 
 
 def plan_fetch(session):
@@ -381,8 +382,10 @@ def plan_fetch(session):
     def sources():   # planned only if the file is not already there, verified
         return (Source(u) for u in tarball_sources(session, tree, tarball))
     cached = os.path.join(ensure_distfiles(session, tree), native_name(name))
-    return FetchPlan(name, cached, sources, expected, sage_mirrors=True,
+    plan = FetchPlan(name, cached, sources, expected, sage_mirrors=True,
                      copy_to=None if dest is None else destination(dest, name))
+    plan.tarball, plan.tree = tarball, tree    # the multi-mirror scheduler plans from them
+    return plan
 
 
 def plan_tarballs(session, tree, tarballs):
