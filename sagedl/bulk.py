@@ -348,9 +348,8 @@ def spread_over_mirrors(session, tree, jobs, agg, recorder):
     for job in jobs:
         first.setdefault(job.path, job)
     items = dict((path, spread.Item(job.tarball, path)) for path, job in first.items())
-    progress = agg if agg is not None else spread.OneFileProgress(session.progress())
     ordered = [items[job.path] for job in jobs if first[job.path] is job]
-    spread.fetch(session, tree, ordered, progress, recorder)
+    spread.fetch(session, tree, ordered, agg, recorder)
     for job in jobs:
         item = items[job.path]
         if first[job.path] is job and (item.result is not None or item.error is not None):

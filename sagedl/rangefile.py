@@ -32,7 +32,6 @@ from __future__ import absolute_import
 import json
 import os
 import re
-import threading
 
 from sagedl import fsutil
 from sagedl.compat import compat_monotonic, compat_text_types
@@ -91,6 +90,7 @@ class RangeFile(object):
         self.expected = expected
         self.opts = options
         self.notify = notify
+        import threading      # here: a verified file must not pay for it
         self.lock = threading.Lock()
         self.total = None
         self.pieces = []
@@ -100,21 +100,6 @@ class RangeFile(object):
         self._engine = Download(dest, [], expected, None, None, options, notify=notify)
 
     # -- opening ------------------------------------------------------------------
-    def present(self):
-        """A Result when NAME already verifies (checked before the lock, as
-        download.py does), else None."""
-        e = self._engine
-        d = os.path.dirname(self.dest)
-        if not os.path.isdir(d):
-            raise DiskError("destination directory does not exist: %s" % d)
-        e._refuse_unsafe_target()
-        if not self.opts.force and os.path.exists(self.dest):
-            ok, _ = e._verify_existing()
-            if ok:
-                from sagedl.download import Result
-                return Result(self.dest, "present", nbytes=os.path.getsize(self.dest))
-        return None
-
     def open(self):
         """Take the lock; a Result when NAME verifies after all, else None
         with the pieces to fetch set up (resumed when the partial is ours)."""
@@ -305,6 +290,23 @@ class RangeFile(object):
             return keep
 
 
+def present(dest, expected, options, notify):
+    """A Result when NAME already verifies (checked before the lock, as
+    download.py does), else None."""
+    engine = Download(dest, [], expected, None, None, options, notify=notify)
+    dest = engine.dest
+    d = os.path.dirname(dest)
+    if not os.path.isdir(d):
+        raise DiskError("destination directory does not exist: %s" % d)
+    engine._refuse_unsafe_target()
+    if not options.force and os.path.exists(dest):
+        ok, _ = engine._verify_existing()
+        if ok:
+            from sagedl.download import Result
+            return Result(dest, "present", nbytes=os.path.getsize(dest))
+    return None
+
+
 # -- one request for one piece --------------------------------------------------------------
 def request_headers(piece, total, ranges_ok):
     """Range for a piece: a closed range once the total is known, an open
@@ -320,9 +322,11 @@ def request_headers(piece, total, ranges_ok):
 _CONTENT_RANGE = re.compile(r"^\s*bytes\s+(\d+)-(\d+)/(\d+)\s*$")
 
 
-def check_response(resp, rf, piece, asked_range):
+def check_response(resp, rf, piece, asked_range, asked_end=None):
     """The total the response is for, or a SourceFailure / IgnoresRange.
-    The same rules as download.py's _check_response, for a closed range."""
+    The same rules as download.py's _check_response, for a closed range.
+    ``asked_end``: the last byte asked for (None: to the end of the file);
+    the piece's end may have moved closer since (a take-over)."""
     status = resp.status
     if status in NOT_FOUND_STATUSES:
         raise SourceFailure(SourceFailure.KIND_NOT_FOUND, "HTTP %d %s" % (status, resp.reason))
@@ -349,7 +353,7 @@ def check_response(resp, rf, piece, asked_range):
         if not m:
             raise SourceFailure(SourceFailure.KIND_PROTOCOL, "bad Content-Range %r" % cr[:80])
         start, end, total = (int(x) for x in m.groups())
-        want_end = (total if piece.end is None else piece.end) - 1
+        want_end = total - 1 if asked_end is None else asked_end
         known = rf.total or rf.expected.size
         if start != piece.done or end != want_end or (known and total != known):
             raise SourceFailure(SourceFailure.KIND_PROTOCOL,

@@ -51,7 +51,7 @@ from sagedl.urls import redact
 
 PER_MIRROR = 4          # connections per mirror (see bench/mirrors.py)
 MAX_CONNECTIONS = 24    # all mirrors together
-SPLIT = 8               # ranges of one file fetched at once
+SPLIT = 16              # ranges of one file fetched at once
 MIN_PIECE = 512 * 1024  # a take-over never leaves or takes less (unless stalled)
 DEAD_AFTER = 3          # failures in a row that drop a mirror for the run
 STALL_MIN = 1.5         # seconds without a byte after which a connection counts as stalled
@@ -462,6 +462,7 @@ class _Slot(object):
         if self.transport is None:
             self.transport = sched.new_transport()
         headers = request_headers(piece, rf.total, m.ranges)
+        asked_end = None if rf.total is None else piece.end - 1
         t0 = compat_monotonic()
         try:
             resp = self.transport.open(url, headers=headers, allow_downgrade=True)
@@ -471,7 +472,7 @@ class _Slot(object):
         try:
             m.latency = _smooth(m.latency, compat_monotonic() - t0, 0.3)
             try:
-                total = check_response(resp, rf, piece, bool(headers))
+                total = check_response(resp, rf, piece, bool(headers), asked_end)
             except IgnoresRange:
                 sched.ignores_range(self, f, piece)
                 return
@@ -610,7 +611,7 @@ def _compare_and_fix(rf, piece, url, transport):
         saved = piece.done
         piece.done = piece.start
         try:
-            check_response(resp, rf, piece, True)
+            check_response(resp, rf, piece, True, piece.end - 1)
         finally:
             piece.done = saved
         if resp.status != 206:

@@ -76,11 +76,11 @@ def _over_mirrors(session, plan):
     from sagedl import spread
     if plan.tarball is None or not spread.applies(session):
         return None
+    from sagedl.session import _LazyRecorder
     item = spread.Item(plan.tarball, plan.path)
-    recorder = session.health_recorder()
+    recorder = _LazyRecorder(session)
     try:
-        spread.fetch(session, plan.tree, [item], spread.OneFileProgress(session.progress()),
-                     recorder)
+        spread.fetch(session, plan.tree, [item], None, recorder)
     finally:
         recorder.flush()
     if item.error is not None:

@@ -16,9 +16,6 @@ SAGE_SERVER serves must never cost that probe.
 
 from __future__ import absolute_import
 
-import threading
-
-from sagedl import scheduler
 from sagedl.errors import SagedlError
 
 
@@ -30,6 +27,7 @@ def applies(session):
 
 
 def settings(session):
+    from sagedl import scheduler
     a = session.args
     per = getattr(a, "max_connections_per_mirror", None)
     split = getattr(a, "split", None)
@@ -52,8 +50,10 @@ class Item(object):
 
 def fetch(session, tree, items, progress, recorder):
     """Fetch ``items`` (Item) over the session's mirrors; ``progress``: an
-    AggregateProgress, or OneFileProgress for one file."""
-    from sagedl.rangefile import RangeFile
+    AggregateProgress, or None for one file on the session's display.
+    ``recorder``: the health record (made when first called, see
+    session._LazyRecorder)."""
+    from sagedl.rangefile import present as verified
     from sagedl.verify import Expected
     opts = session.options()
     todo = []
@@ -61,17 +61,21 @@ def fetch(session, tree, items, progress, recorder):
         expected = Expected(None, item.tarball.sha256, item.tarball.sha1)
         if not expected.known():
             continue
-        # A verified file costs no planning, hence no network.
-        present = RangeFile(item.path, expected, opts, progress.note).present()
+        # A verified file costs no planning, hence no network -- nor the
+        # import of what a transfer needs (threads, the probe).
+        present = verified(item.path, expected, opts, session.say)
         if present is not None:
             item.result, item.present = present, True
             continue
         todo.append((item, expected))
     if not todo:
         return items
+    from sagedl import scheduler
     files, mirrors = _plan(session, tree, todo)
     if len(mirrors) < 2:
         return items
+    if progress is None:
+        progress = OneFileProgress(session.progress())
     session.transport()          # says the --no-check-certificate warning once
     sched = scheduler.Scheduler(files, mirrors, settings(session), session.new_transport,
                                 progress, progress.note, recorder)
@@ -89,6 +93,7 @@ def fetch(session, tree, items, progress, recorder):
 
 
 def _plan(session, tree, todo):
+    from sagedl import scheduler
     from sagedl.health import load_health, throughput_of
     from sagedl.sources import tarball_sources
     from sagedl.urls import origin_key
@@ -120,6 +125,7 @@ class OneFileProgress(object):
     (bar, lines, dots): the connections take turns at it."""
 
     def __init__(self, progress):
+        import threading
         self.progress = progress
         self.lock = threading.Lock()
         self.mirrors = 0
