@@ -88,6 +88,12 @@ def _add_common(p):
                    help="... over this many seconds (default 30)")
     g.add_argument("--retries", type=_count, default=2, metavar="N",
                    help="retries of a source answering 429/503 (default 2)")
+    g.add_argument("--max-connections-per-mirror", type=_positive, default=None, metavar="N",
+                   help="with several mirrors: connections to each at once, as aria2c's -x "
+                        "(default 4)")
+    g.add_argument("--split", type=_count, default=None, metavar="N",
+                   help="with several mirrors: fetch one file in up to N byte ranges at once "
+                        "(default 16; 0 or 1: never split)")
     g.add_argument("--no-check-certificate", action="store_true",
                    help="do not verify TLS certificates (checksums still apply)")
     g.add_argument("--ca-bundle", metavar="FILE", help="CA certificates to trust (PEM)")
@@ -120,6 +126,15 @@ def _seconds(text):
         value = None
     if value is None or not (0 < value < 1e9):      # also false for nan
         raise argparse.ArgumentTypeError("invalid duration %r (seconds, a number > 0)" % text)
+    return value
+
+
+def _positive(text):
+    """A whole number >= 1, for argparse."""
+    import argparse
+    value = _count(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("invalid count %r (a whole number >= 1)" % text)
     return value
 
 

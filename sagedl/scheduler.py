@@ -499,8 +499,9 @@ class _Slot(object):
         with sched.cond:
             m.failures = m.transient = 0
             sched._release(self, piece)
-            done = rf.complete() and f.state == "open" and not any(
-                p.owner is not None for p in rf.pieces)
+            # A connection stalled on a range taken over from it may still
+            # own a complete piece: it writes nothing more (rangefile.write).
+            done = rf.complete() and f.state == "open"
             if done:
                 f.state = "finishing"
         if done:

@@ -1,0 +1,210 @@
+"""The multi-mirror scheduler's rules, each provoked on loopback mirrors.
+
+Several FaultServers stand for several mirrors (their URL paths name how
+each misbehaves); the client is ``sagedl download`` with every mirror in
+SAGEDL_MIRRORS, so files and ranges are spread over them (sagedl/scheduler.py,
+sagedl/rangefile.py).  Trickling mirrors keep a transfer going long enough
+for the others to take part; no test measures time.
+"""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+
+import pytest
+
+from faultserver import FaultServer
+from helpers import REPO, Tree, clean_env, make_data, run_in_process, wait_until
+
+MIB = 1 << 20
+BLOCK = 256 * 1024
+# Each of these runs in a few seconds; a broken rule must fail, not hang.
+pytestmark = pytest.mark.timeout(90)
+
+
+def tree_with(tmp_path, sizes):
+    t = Tree(tmp_path / "sage")
+    t.names = [t.add("p%d" % i, "1.%d" % i, "p%d-VERSION.tar.gz" % i, make_data(size, 40 + i))
+               for i, size in enumerate(sizes)]
+    return t
+
+
+def env_for(tmp_path, tree, mirrors, **extra):
+    return clean_env(tmp_path, SAGE_ROOT=str(tree.root), SAGEDL_MIRRORS=" ".join(mirrors),
+                     **extra)
+
+
+def assert_fetched(tree):
+    for name in tree.names:
+        path = tree.root / "upstream" / name
+        assert path.read_bytes() == tree.files[name], name
+        assert not os.path.exists(str(path) + ".part")
+        assert not os.path.exists(str(path) + ".part.json")
+
+
+def starts(server, name):
+    """The first byte each GET of ``name`` asked for (0 without Range)."""
+    out = []
+    for r in server.requests_for(name):
+        rng = r.range or "bytes=0-"
+        out.append(int(rng.split("=", 1)[1].split("-", 1)[0]))
+    return out
+
+
+def test_a_large_file_is_split_over_the_mirrors(tmp_path):
+    tree = tree_with(tmp_path, [4 * MIB])
+    name = tree.names[0]
+    with FaultServer(tree.files) as a, FaultServer(tree.files) as b:
+        r = run_in_process(["download", ":all:", "-v"],
+                           env_for(tmp_path, tree, [a.url + "/trickle-1000000/",
+                                                    b.url + "/trickle-1000000/"]))
+        assert r.code == 0, r
+        assert_fetched(tree)
+        # Both mirrors sent part of it, and together no more than the file
+        # plus what was in flight when a range was taken over.
+        sent = [sum(q.body_bytes for q in s.requests_for(name)) for s in (a, b)]
+        assert all(sent), sent
+        assert sum(sent) <= 1.05 * len(tree.files[name]), sent
+    # -v names the mirror of each range.
+    assert "from 127.0.0.1:%d" % a.port in r.err and "from 127.0.0.1:%d" % b.port in r.err, r.err
+
+
+def test_a_mirror_that_corrupts_a_range_is_found_named_and_recorded(tmp_path):
+    tree = tree_with(tmp_path, [2 * MIB])
+    name = tree.names[0]
+    size = len(tree.files[name])
+    with FaultServer(tree.files) as liar, FaultServer(tree.files) as honest:
+        env = env_for(tmp_path, tree, [liar.url + "/corrupt/", honest.url + "/trickle-4000000/"])
+        r = run_in_process(["download", ":all:"], env)
+        assert r.code == 0, r
+        assert_fetched(tree)
+        label = "127.0.0.1:%d" % liar.port
+        assert "did not match" in r.err and label + " is not used any more" in r.err, r.err
+        # The good ranges were kept: the liar sent the file once, not again
+        # after a restart from zero.
+        assert sum(q.body_bytes for q in liar.requests_for(name)) <= 1.05 * size
+    health = json.loads((tmp_path / "cache" / "sagedl" / "health.json").read_text())
+    record = health["mirrors"]["http://" + label]
+    assert record["ok"] is False and "corrupt" in record["reason"], record
+
+
+def test_a_mirror_that_ignores_range_serves_whole_files_only(tmp_path):
+    tree = tree_with(tmp_path, [3 * MIB, 300000, 300000, 300000])
+    with FaultServer(tree.files) as whole, FaultServer(tree.files) as slow:
+        env = env_for(tmp_path, tree, [whole.url + "/no-range/", slow.url + "/trickle-600000/"])
+        r = run_in_process(["download", ":all:"], env)
+        assert r.code == 0, r
+        assert_fetched(tree)
+        asked = [start for n in tree.names for start in starts(whole, n)]
+        assert asked and set(asked) == {0}, asked           # never a range from byte N > 0
+        assert any(q.status == 200 and q.body_bytes == len(tree.files[q.name])
+                   for q in whole.requests)                  # still used for whole files
+
+
+def test_a_stalled_range_is_taken_over_before_its_deadline(tmp_path):
+    tree = tree_with(tmp_path, [3 * MIB])
+    with FaultServer(tree.files) as stalls, FaultServer(tree.files) as slow:
+        # Deadlines far beyond the test's own timeout: only the take-over
+        # can finish the file.
+        env = env_for(tmp_path, tree, [stalls.url + "/stall-at-300000/",
+                                       slow.url + "/trickle-1500000/"])
+        r = run_in_process(["download", ":all:", "--timeout", "900", "--low-speed-time", "900"],
+                           env)
+        assert r.code == 0, r
+        assert_fetched(tree)
+        assert any(q.stalled for q in stalls.requests), stalls.requests
+
+
+def test_retry_after_rests_that_mirror_only(tmp_path):
+    tree = tree_with(tmp_path, [MIB, MIB])
+    with FaultServer(tree.files) as limited, FaultServer(tree.files) as other:
+        env = env_for(tmp_path, tree, [limited.url + "/429,retry-after-600/",
+                                       other.url + "/trickle-2000000/"])
+        r = run_in_process(["download", ":all:"], env)
+        assert r.code == 0, r
+        assert_fetched(tree)
+        # Asked, told to wait (capped at --max-backoff's 30 s, far past the
+        # run), and not asked again; the other mirror did the work.
+        assert limited.requests and all(q.status == 429 for q in limited.requests)
+        assert "HTTP 429" in r.err and "no request to it for 30.0s" in r.err, r.err
+
+
+def _meta(path):
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None
+
+
+def _in_progress(meta_path):
+    meta = _meta(meta_path)
+    if not meta:
+        return False
+    started = [r for r in meta["ranges"] if r[2] > r[0]]
+    return len(started) >= 2 and any(r[2] < r[1] for r in started)
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="POSIX")
+def test_kill_9_mid_split_then_every_range_resumes(tmp_path):
+    tree = tree_with(tmp_path, [4 * MIB])
+    name = tree.names[0]
+    size = len(tree.files[name])
+    part = tree.root / "upstream" / (name + ".part")
+    meta_path = str(part) + ".json"
+    with FaultServer(tree.files) as a, FaultServer(tree.files) as b:
+        env = env_for(tmp_path, tree, [a.url + "/trickle-300000/", b.url + "/trickle-300000/"])
+        env["PYTHONPATH"] = REPO
+        p = subprocess.Popen([sys.executable, "-m", "sagedl", "download", ":all:"], env=env,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            wait_until(lambda: _in_progress(meta_path), timeout=60)
+        finally:
+            p.send_signal(signal.SIGKILL)
+            p.wait()
+        before = _meta(meta_path)
+        a.release()
+        b.release()
+    todo = [(s, e, d) for s, e, d, _ in before["ranges"] if d < e]
+    have = sum(d - s for s, e, d, _ in before["ranges"])
+    assert have > 0 and len(todo) >= 2, before
+    with FaultServer(tree.files) as c, FaultServer(tree.files) as d:
+        # --split 1: no take-overs, so every byte sent is one the resume asked for.
+        r = run_in_process(["download", ":all:", "--split", "1"],
+                           env_for(tmp_path, tree, [c.url + "/ok/", d.url + "/ok/"]))
+        assert r.code == 0, r
+        assert_fetched(tree)
+        asked = starts(c, name) + starts(d, name)
+        sent = sum(q.body_bytes for s in (c, d) for q in s.requests_for(name))
+    # Every unfinished range continued where NAME.part.json said, and at
+    # most one block per range came again (one written but not yet noted).
+    for s, e, done in todo:
+        assert any(done - BLOCK <= x <= done for x in asked), (s, e, done, asked)
+    assert sent <= size - have + len(todo) * BLOCK, (sent, size - have)
+    assert "resuming %s" % name in r.err
+
+
+def test_split_1_never_splits(tmp_path):
+    tree = tree_with(tmp_path, [3 * MIB])
+    name = tree.names[0]
+    with FaultServer(tree.files) as a, FaultServer(tree.files) as b:
+        r = run_in_process(["download", ":all:", "--split", "1"],
+                           env_for(tmp_path, tree, [a.url + "/trickle-3000000/",
+                                                    b.url + "/trickle-3000000/"]))
+        assert r.code == 0, r
+        assert_fetched(tree)
+        assert starts(a, name) + starts(b, name) == [0]
+
+
+def test_throughput_is_remembered_in_the_health_cache(tmp_path):
+    tree = tree_with(tmp_path, [2 * MIB, 2 * MIB])
+    with FaultServer(tree.files) as a, FaultServer(tree.files) as b:
+        r = run_in_process(["download", ":all:"],
+                           env_for(tmp_path, tree, [a.url + "/trickle-1000000/",
+                                                    b.url + "/trickle-1000000/"]))
+        assert r.code == 0, r
+    health = json.loads((tmp_path / "cache" / "sagedl" / "health.json").read_text())
+    rates = [rec.get("bps") for rec in health["mirrors"].values()]
+    assert len(rates) == 2 and all(isinstance(x, float) and x > 0 for x in rates), health
