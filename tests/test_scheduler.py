@@ -93,7 +93,9 @@ def test_a_mirror_that_corrupts_a_range_is_found_named_and_recorded(tmp_path):
 def test_a_mirror_that_ignores_range_serves_whole_files_only(tmp_path):
     tree = tree_with(tmp_path, [3 * MIB, 300000, 300000, 300000])
     with FaultServer(tree.files) as whole, FaultServer(tree.files) as slow:
-        env = env_for(tmp_path, tree, [whole.url + "/no-range/", slow.url + "/trickle-600000/"])
+        # The slow mirror first: it takes the large file, whose tail the
+        # fast one would take over if it could.
+        env = env_for(tmp_path, tree, [slow.url + "/trickle-600000/", whole.url + "/no-range/"])
         r = run_in_process(["download", ":all:"], env)
         assert r.code == 0, r
         assert_fetched(tree)
