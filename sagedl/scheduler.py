@@ -282,7 +282,9 @@ class Scheduler(object):
                 else:
                     r_o = p.rate or om.per_connection_rate(self.default_rate)
                     keep = int((lat_s + R / r_s) / (1.0 / r_o + 1.0 / r_s))
-                    if R - keep < self.settings.min_piece or keep < self.settings.min_piece:
+                    # The owner keeps at least what is on its way to it.
+                    keep = max(keep, self.settings.min_piece)
+                    if R - keep < self.settings.min_piece:
                         continue
                 owner_time = R / r_o if r_o else float("inf")
                 if best is None or owner_time > best[0]:
