@@ -124,16 +124,18 @@ def test_a_stalled_range_is_taken_over_before_its_deadline(tmp_path):
 
 
 def test_retry_after_rests_that_mirror_only(tmp_path):
-    tree = tree_with(tmp_path, [MIB, MIB])
+    tree = tree_with(tmp_path, [2 * MIB])
     with FaultServer(tree.files) as limited, FaultServer(tree.files) as other:
-        env = env_for(tmp_path, tree, [limited.url + "/429,retry-after-600/",
-                                       other.url + "/trickle-2000000/"])
-        r = run_in_process(["download", ":all:"], env)
+        # "once": asked again, it would answer.  One connection each, so
+        # the 429 is its only request in flight.
+        env = env_for(tmp_path, tree, [limited.url + "/429,once,retry-after-600/",
+                                       other.url + "/trickle-1000000/"])
+        r = run_in_process(["download", ":all:", "--max-connections-per-mirror", "1"], env)
         assert r.code == 0, r
         assert_fetched(tree)
-        # Asked, told to wait (capped at --max-backoff's 30 s, far past the
-        # run), and not asked again; the other mirror did the work.
-        assert limited.requests and all(q.status == 429 for q in limited.requests)
+        # Asked, told to wait (capped at 30 s, far past the run), and not
+        # asked again; the other mirror did the work meanwhile.
+        assert [q.status for q in limited.requests] == [429], limited.requests
         assert "HTTP 429" in r.err and "no request to it for 30.0s" in r.err, r.err
 
 
