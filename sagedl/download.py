@@ -89,6 +89,7 @@ from sagedl import fsutil
 from sagedl.errors import DiskError, SourceFailure, failure_error
 from sagedl.lock import FileLock
 from sagedl.pipeline import open_sink
+from sagedl.retry import RETRY_STATUSES, Retry, parse_retry_after
 from sagedl.urls import redact
 from sagedl.verify import Hasher, hash_file, verify_file
 
@@ -102,14 +103,6 @@ try:
 except NameError:
     int_types = (int,)
 
-# Statuses retried on the same source, and why:
-RETRY_STATUSES = {
-    408: "request timeout: the server gave up waiting for us; a new request may pass",
-    429: "rate limited: wait for Retry-After",
-    502: "bad gateway: a CDN or proxy in front of the mirror hiccuped",
-    503: "unavailable: overloaded or in maintenance, usually brief",
-    504: "gateway timeout: as 502",
-}
 NOT_FOUND_STATUSES = (404, 410)
 
 
@@ -117,17 +110,17 @@ class Options(object):
     """Tunables.  timeout: network timeout (s).  low_speed_*: the stall rule:
     a transfer averaging under low_speed_limit bytes/s over low_speed_time
     seconds is abandoned (a read timeout alone never catches a trickle).
-    max_size: the cap on a body of unknown size (see DEFAULT_MAX_SIZE)."""
+    max_size: the cap on a body of unknown size (see DEFAULT_MAX_SIZE).
+    retry: when a busy source is asked again (see retry.py)."""
 
-    def __init__(self, timeout=30.0, retries=2, low_speed_limit=1024, low_speed_time=30.0,
-                 lock_timeout=3600.0, max_backoff=30.0, force=False, block_size=BLOCK_SIZE,
+    def __init__(self, timeout=30.0, retry=None, low_speed_limit=1024, low_speed_time=30.0,
+                 lock_timeout=3600.0, force=False, block_size=BLOCK_SIZE,
                  max_size=DEFAULT_MAX_SIZE):
         self.timeout = timeout
-        self.retries = retries
+        self.retry = retry if retry is not None else Retry()
         self.low_speed_limit = low_speed_limit
         self.low_speed_time = low_speed_time
         self.lock_timeout = lock_timeout
-        self.max_backoff = max_backoff
         self.force = force
         self.block_size = block_size
         self.max_size = max_size
@@ -300,7 +293,7 @@ class Download(object):
         while more():
             src, scratch = queue[i]
             i += 1
-            tries = 0
+            retry = self.opts.retry
             while True:
                 try:
                     result = self._attempt(src, scratch)
@@ -310,9 +303,9 @@ class Download(object):
                     scratch = True
                     continue
                 except SourceFailure as f:
-                    if f.kind == SourceFailure.KIND_TRANSIENT and tries < self.opts.retries:
-                        tries += 1
-                        delay = self._backoff(tries, f.retry_after)
+                    if f.kind == SourceFailure.KIND_TRANSIENT and not retry.exhausted:
+                        retry = retry.increment()
+                        delay = retry.delay(f.retry_after)
                         self.notify("%s: %s; retrying in %.1fs" % (src.label, f, delay))
                         self.sleep(delay)
                         continue
@@ -331,13 +324,6 @@ class Download(object):
         # without a display, they were not shown: the error lists them all).
         shown = getattr(self.progress, "mode", "none") != "none"
         raise failure_error(attempts, self.name, announced if shown else 0)
-
-    def _backoff(self, tries, retry_after):
-        if retry_after is not None:
-            return min(max(retry_after, 0.0), self.opts.max_backoff)
-        # Capped exponential backoff with jitter, so parallel clients spread out.
-        import random
-        return min(self.opts.max_backoff, 0.5 * (2 ** (tries - 1))) * (0.5 + random.random() / 2)
 
     # -- one attempt on one source -------------------------------------------
     def _attempt(self, src, scratch):
@@ -395,7 +381,7 @@ class Download(object):
             raise SourceFailure(SourceFailure.KIND_NOT_FOUND, "HTTP %d %s" % (status, resp.reason))
         if status in RETRY_STATUSES:
             raise SourceFailure(SourceFailure.KIND_TRANSIENT, "HTTP %d %s" % (status, resp.reason),
-                                retry_after=_retry_after(resp.header("retry-after")))
+                                retry_after=parse_retry_after(resp.header("retry-after")))
         if status == 416 and offset:
             self._handle_416(resp, offset, meta)
         if status not in (200, 206):
@@ -682,15 +668,6 @@ def _header_value(value):
 def _url_key(url):
     """The URL as NAME.part.json records it: without user:password."""
     return redact(url) if "@" in url else url
-
-
-def _retry_after(value):
-    if value is None:
-        return None
-    try:
-        return float(int(value.strip()))
-    except ValueError:
-        return None  # an HTTP-date: fall back to our own backoff
 
 
 def _disk_error(what, e, partial=False):

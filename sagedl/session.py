@@ -102,8 +102,9 @@ class Session(object):
 
     def options(self):
         from sagedl.download import Options
+        from sagedl.retry import Retry
         a = self.args
-        opts = Options(timeout=a.timeout or 30.0, retries=a.retries,
+        opts = Options(timeout=a.timeout or 30.0, retry=Retry(total=a.retries),
                        low_speed_limit=a.low_speed_limit, low_speed_time=a.low_speed_time,
                        lock_timeout=a.lock_timeout, force=a.force)
         if a.max_size:

@@ -1,7 +1,7 @@
 """Test helper: a broken network on demand, and the dead hosts that live in it.
 
-Issue 11's cases (offline, DNS that never answers, mirrors whose connect
-hangs or that never answer) cannot be provoked on the host's own network
+The cases of a broken network (offline, DNS that never answers, mirrors
+whose connect hangs or that never answer) cannot be provoked on the host's own network
 without risking real traffic, so each test makes a network namespace of its
 own, holding only loopback:
 
@@ -27,7 +27,13 @@ none: glibc then waits its full timeouts, as on a broken network.  Without
 here: lookups fail at once, as on a laptop with no network at all.
 
 Nothing here can reach beyond loopback: the namespace has no other interface.
-CI runs as root; elsewhere the tests skip with the reason unshare gave.
+CI runs as root; elsewhere the tests skip with the reason unshare gave, and
+under CI=true they fail instead, so a CI machine that lost the permission
+cannot pass by skipping every broken-network case.
+
+Commands that must run whole in such a namespace (Sage's scripts, an
+installed sagedl) go through tools/offline, the same thing as a script:
+``require_offline()`` returns its argv prefix.
 """
 
 import ctypes
@@ -42,6 +48,8 @@ import time
 
 import pytest
 
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+OFFLINE_TOOL = os.path.join(REPO, "tools", "offline")
 CLONE_NEWNET = 0x40000000
 TIMEOUT = 120          # a safety net for a hung child, never a measure of speed
 
@@ -67,6 +75,21 @@ def unavailable():
                 why = "cannot run unshare/ip: %s" % e
         _checked["why"] = why
     return _checked["why"]
+
+
+def cannot(why):
+    """Skip with ``why``; under CI=true fail instead (CI runs as root)."""
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail("no network namespace: %s -- required when CI=true" % why, pytrace=False)
+    pytest.skip(why)
+
+
+def require_offline(dns_hole=False):
+    """The argv prefix that runs a command offline (tools/offline), or skip/fail."""
+    why = unavailable()
+    if why:
+        cannot(why)
+    return [OFFLINE_TOOL] + (["--dns-hole"] if dns_hole else [])
 
 
 class Result(object):
@@ -100,12 +123,12 @@ class Namespace(object):
     def __enter__(self):
         why = unavailable()
         if why:
-            pytest.skip(why)
+            cannot(why)
         self._saved = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
         if _libc.unshare(CLONE_NEWNET) != 0:
             e = ctypes.get_errno()
             os.close(self._saved)
-            pytest.skip("unshare(CLONE_NEWNET): %s" % os.strerror(e))
+            cannot("unshare(CLONE_NEWNET): %s" % os.strerror(e))
         try:
             subprocess.run(["ip", "link", "set", "lo", "up"], check=True, timeout=30)
             self.syns = SynCounter()

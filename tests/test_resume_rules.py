@@ -19,6 +19,7 @@ from sagedl import download
 from sagedl.download import Options, Source
 from sagedl.errors import SagedlError
 from sagedl.progress import Progress
+from sagedl.retry import Retry
 from sagedl.transport import Transport
 from sagedl.verify import Expected
 
@@ -143,7 +144,7 @@ def fetch(dest, urls, expected=Expected(None, SHA256), transport=None):
     t = transport or Transport(timeout=10)
     try:
         download.fetch(str(dest), [Source(u) for u in urls], expected, t, Progress(),
-                       Options(timeout=10, retries=0), on_result=on_result, notify=notes.append)
+                       Options(timeout=10, retry=Retry(total=0)), on_result=on_result, notify=notes.append)
     except SagedlError as e:
         error = e
     finally:
