@@ -35,10 +35,11 @@ import re
 
 from sagedl import fsutil
 from sagedl.compat import compat_monotonic, compat_text_types
-from sagedl.download import (NOT_FOUND_STATUSES, RETRY_STATUSES, MAX_META_BYTES, Download,
-                             _disk_error, _fsync_dir, _retry_after, _unlink, int_types)
+from sagedl.download import (NOT_FOUND_STATUSES, MAX_META_BYTES, Download, _disk_error,
+                             _fsync_dir, _unlink, int_types)
 from sagedl.errors import DiskError, SourceFailure
 from sagedl.lock import FileLock
+from sagedl.retry import RETRY_STATUSES, parse_retry_after
 from sagedl.verify import hash_file
 
 META_VERSION = 2
@@ -332,7 +333,7 @@ def check_response(resp, rf, piece, asked_range, asked_end=None):
         raise SourceFailure(SourceFailure.KIND_NOT_FOUND, "HTTP %d %s" % (status, resp.reason))
     if status in RETRY_STATUSES:
         raise SourceFailure(SourceFailure.KIND_TRANSIENT, "HTTP %d %s" % (status, resp.reason),
-                            retry_after=_retry_after(resp.header("retry-after")))
+                            retry_after=parse_retry_after(resp.header("retry-after")))
     if status not in (200, 206):
         raise SourceFailure(SourceFailure.KIND_HTTP, "HTTP %d %s" % (status, resp.reason))
     ctype = resp.header("content-type", "").lower()

@@ -90,7 +90,7 @@ class Mirror(object):
         self.dead = None           # why it is no longer used in this run
         self.resting_until = 0.0   # 429/503: no request before this
         self.failures = 0          # in a row
-        self.transient = 0         # 429/503 in a row, for the backoff
+        self.retry = None          # retry.Retry: 429/503 in a row (set by the Scheduler)
         self.rate = rate           # bytes/s of one connection, smoothed
         self.latency = None        # seconds to the response head, smoothed
         self.bytes = 0
@@ -138,6 +138,8 @@ class Scheduler(object):
         self.files = files
         self.mirrors = mirrors
         self.by_key = dict((m.key, m) for m in mirrors)
+        for m in mirrors:
+            m.retry = settings.engine.retry
         self.settings = settings
         self.new_transport = new_transport
         self.progress = progress
@@ -362,14 +364,16 @@ class Scheduler(object):
             kind = failure.kind
             if kind in (SourceFailure.KIND_NOT_FOUND, SourceFailure.KIND_CHECKSUM):
                 f.excluded.add(m.key)      # this mirror has no such file, or another one
-            elif kind == SourceFailure.KIND_TRANSIENT:
-                m.transient += 1
-                delay = _backoff(m.transient, failure.retry_after, self.settings.engine.max_backoff)
+            if kind == SourceFailure.KIND_TRANSIENT and not m.retry.exhausted:
+                # Busy: that mirror rests, the others go on (retry.py's policy).
+                m.retry = m.retry.increment()
+                delay = m.retry.delay(failure.retry_after)
                 m.resting_until = now + delay
                 self.notify("%s: %s; no request to it for %.1fs" % (m.label, failure, delay))
-            if kind != SourceFailure.KIND_NOT_FOUND:
+            elif kind != SourceFailure.KIND_NOT_FOUND:
                 m.failures += 1
-                if m.failures >= DEAD_AFTER and not m.dead:
+                if (m.failures >= DEAD_AFTER or kind == SourceFailure.KIND_TRANSIENT) \
+                        and not m.dead:
                     m.dead = str(failure)
                     self.notify("%s: %s; not used any more in this run" % (m.label, failure))
             self._check_viable()
@@ -499,7 +503,8 @@ class _Slot(object):
             resp.close()
         sched.on_result(url, True, "ok")
         with sched.cond:
-            m.failures = m.transient = 0
+            m.failures = 0
+            m.retry = sched.settings.engine.retry
             sched._release(self, piece)
             # A connection stalled on a range taken over from it may still
             # own a complete piece: it writes nothing more (rangefile.write).
@@ -562,12 +567,6 @@ class _Meter(object):
 
 def _smooth(old, sample, weight):
     return sample if old is None else old + (sample - old) * weight
-
-
-def _backoff(tries, retry_after, cap):
-    if retry_after is not None:
-        return min(max(retry_after, 0.0), cap)
-    return min(cap, 0.5 * (2 ** (tries - 1)))
 
 
 # -- a file that failed its checksum ---------------------------------------------------------
