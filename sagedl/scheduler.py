@@ -57,6 +57,7 @@ DEAD_AFTER = 3          # failures in a row that drop a mirror for the run
 STALL_MIN = 1.5         # seconds without a byte after which a connection counts as stalled
 POLL = 0.1              # an idle connection looks again this often
 DEFAULT_LATENCY = 0.2
+PROBE = "probe"         # the work of asking a mirror for a file's size
 
 
 class Settings(object):
@@ -120,6 +121,7 @@ class FileWork(object):
         self.error = None          # set when this run gave up on the file
         self.excluded = set()      # mirror keys that do not have it (404, other size)
         self.attempts = []         # (label, SourceFailure), for the final error
+        self.probed = set()        # mirror keys asked for its size (Scheduler._size_probe)
         self.announced = False
 
     def finished(self):
@@ -208,14 +210,14 @@ class Scheduler(object):
                     continue
                 if self.active < self.settings.max_connections:
                     work = (self._pending_piece(m) or self._next_file(m)
-                            or self._take_over(m, now))
+                            or self._size_probe(m) or self._take_over(m, now))
                     if work is not None:
                         self.active += 1
                         if m.active == 0:
                             m.busy_since = now
                         m.active += 1
                         self._show_mirrors()
-                        if work[1] is not None:
+                        if work[1] not in (None, PROBE):
                             work[1].owner = slot
                             work[1].last_byte = None
                             work[1].asked = now
@@ -253,6 +255,20 @@ class Scheduler(object):
                 self.queue.remove(f)
                 f.state = "opening"
                 return f, None
+        return None
+
+    def _size_probe(self, m):
+        """A file whose size nobody has told yet (its first request waits
+        for the head of a mirror that may be slow to answer): ask this one
+        for its first byte, whose Content-Range says the size.  Once it is
+        known, every idle connection can take a range."""
+        if m.ranges is False:
+            return None
+        for f in self.open_files:
+            if (f.state == "open" and f.rf.total is None and self._usable(f, m)
+                    and m.key not in f.probed):
+                f.probed.add(m.key)
+                return f, PROBE
         return None
 
     def _take_over(self, m, now):
@@ -413,6 +429,9 @@ class _Slot(object):
                 if work is None:
                     return
                 f, piece = work
+                if piece is PROBE:
+                    self._probe(f)
+                    continue
                 try:
                     if piece is None:
                         piece = self._open(f)
@@ -460,6 +479,34 @@ class _Slot(object):
         if f.state == "finishing":
             self._finish(f)
         return None
+
+    def _probe(self, f):
+        """bytes=0-0: the size from the Content-Range, the first of the
+        mirror's latency and Range support; nothing else is kept."""
+        from sagedl.rangefile import Piece
+        sched, m, rf = self.sched, self.mirror, f.rf
+        url = f.urls[m.key]
+        try:
+            if self.transport is None:
+                self.transport = sched.new_transport()
+            t0 = compat_monotonic()
+            resp = self.transport.open(url, headers={"Range": "bytes=0-0"},
+                                       allow_downgrade=True)
+            try:
+                m.latency = _smooth(m.latency, compat_monotonic() - t0, 0.3)
+                total = check_response(resp, rf, Piece(0, None), True, 0)
+                if resp.status == 206:
+                    m.ranges = True
+                    was_unknown = rf.total is None
+                    rf.set_total(total)
+                    if was_unknown:
+                        sched.progress.file_started(f.name, total, 0)
+            finally:
+                resp.close()
+        except (SourceFailure, IgnoresRange, SagedlError) as e:
+            errors.debug("%s: size from %s: %s" % (f.name, m.label, e))
+        with sched.cond:
+            sched._release(self, None)
 
     def _fetch(self, f, piece):
         sched, m = self.sched, self.mirror
