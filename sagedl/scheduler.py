@@ -261,8 +261,9 @@ class Scheduler(object):
         """A file whose size nobody has told yet (its first request waits
         for the head of a mirror that may be slow to answer): ask this one
         for its first byte, whose Content-Range says the size.  Once it is
-        known, every idle connection can take a range."""
-        if m.ranges is False:
+        known, every idle connection can take a range (so not when files
+        are never split)."""
+        if self.settings.split < 2 or m.ranges is False:
             return None
         for f in self.open_files:
             if (f.state == "open" and f.rf.total is None and self._usable(f, m)
