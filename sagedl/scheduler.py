@@ -14,14 +14,19 @@ byte range) and mirrors pull them:
   mirror.
 * A take-over splits the range where both connections would finish at the
   same time (from each one's measured bytes/s and the taker's answer
-  latency); a connection silent for a while counts as stalled (speed 0) and
-  loses all its rest, without waiting out its deadline.  A file is fetched
-  in at most ``split`` ranges at once (1: never split).
+  latency), leaving the owner at least MIN_PIECE, and only when it saves
+  more than two answer delays; a connection silent for a while counts as
+  stalled (speed 0) and loses all its rest, without waiting out its
+  deadline.  A file is fetched in at most ``split`` ranges at once (1:
+  never split).  While a new file's size is unknown, idle mirrors ask for
+  its first byte: the first Content-Range to arrive lets every connection
+  take a range.
 * A mirror that answers a range from byte N > 0 with 200 ignores Range: it
   still serves whole files (from byte 0) but never a split range.
-* 429/503 rest that mirror only, for its Retry-After (capped) or a backoff;
-  a mirror failing ``DEAD_AFTER`` times in a row, or found lying, is dropped
-  for the run; a 404 drops it for that file only.
+* 429/503 rest that mirror only, by retry.py's policy (Retry-After, capped;
+  else a backoff); once its retries are used up, or after ``DEAD_AFTER``
+  other failures in a row, or found lying, it is dropped for the run; a
+  404 drops it for that file only.
 * When the file fails its checksum, each range is fetched again from
   another mirror and compared (find_liar): the ranges that differ are
   replaced, the mirror that sent them is named, dropped for the run and
@@ -35,6 +40,25 @@ which tries every source in Sage's order and words the final error.
 
 The bytes themselves are rangefile.py's: NAME.part written at offsets,
 NAME.part.json with each range's progress, verification before the rename.
+
+The rules, each with the test that fails when it is removed (checked by
+removing each one; tests/test_scheduler.py):
+
+=============================================  ======================================================
+rule (where)                                   test
+=============================================  ======================================================
+find the liar by re-fetching its ranges        test_a_mirror_that_corrupts_a_range_is_found_named_and_recorded
+(find_liar)
+no split range from a mirror ignoring Range    test_a_mirror_that_ignores_range_serves_whole_files_only
+(_take_over: ``m.ranges is False``)
+a silent connection counts as stalled          test_a_stalled_range_is_taken_over_before_its_deadline
+(_take_over: ``now - seen > stall_after``)
+429/503 rest that mirror (failed)              test_retry_after_rests_that_mirror_only
+each range resumes from NAME.part.json         test_kill_9_mid_split_then_every_range_resumes
+(rangefile.RangeFile._resume)
+at most ``split`` ranges at once (_take_over)  test_split_1_never_splits
+bytes/s into the health cache (spread.fetch)   test_throughput_is_remembered_in_the_health_cache
+=============================================  ======================================================
 """
 
 from __future__ import absolute_import
