@@ -1,18 +1,23 @@
-"""Field conditions (issue 11): how long each degraded case takes, for the README.
+"""Field conditions: how long each degraded case (no network, DNS that never
+answers, dead mirrors) takes, for bench/README.md.
 
 Run it inside a network namespace that holds only loopback -- it refuses to
-run anywhere else, since several rows use the shipped mirror list:
+run anywhere else, since several rows use the shipped mirror list.  The real
+Sage trees come from PyPI, so fetch them into the test cache first:
 
-    ../shared/tools/offline --dns-hole python3 bench/field.py     # DNS never answers
-    ../shared/tools/offline python3 bench/field.py                # no network at all
+    python3 tests/sagetree.py                                # once, online
+    tools/offline --dns-hole python3 bench/field.py          # DNS never answers
+    tools/offline python3 bench/field.py                     # no network at all
 
 Each row runs the built pyz (default options unless the row says otherwise)
 once and prints: seconds (wall clock), exit code, stderr lines, and the last
 stderr line.  The dead mirrors are on loopback: a blackhole (a listener whose
 accept queue is full, so SYNs are dropped) and a mute server (connects,
 never answers); the good mirror is tests/faultserver.py.  The Sage tree for
-the ":all:" row is the real one in ../shared/sage-pkgs (632 packages); the
-others use a small generated tree.
+the ":all:" row is passagemath-conf's (650 packages, tests/sagetree.py); row
+2b uses sage-conf's, whose .upstream.d names GitHub release pages and, as
+upstream Sage's does, the live mirror_list; the others use a small generated
+tree.
 """
 
 from __future__ import print_function
@@ -32,6 +37,7 @@ sys.path.insert(0, os.path.join(REPO, "tests"))
 
 from faultserver import FaultServer  # noqa: E402
 from netns import Blackhole, Endless, Mute  # noqa: E402
+import sagetree  # noqa: E402
 
 
 def only_loopback():
@@ -105,12 +111,19 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--pyz", default=os.path.join(REPO, "dist", "sagedl.pyz"))
     ap.add_argument("--python", default=sys.executable)
-    ap.add_argument("--sage-pkgs", default=os.path.join(REPO, "..", "shared", "sage-pkgs"))
-    ap.add_argument("--sage-tree", default=os.path.join(REPO, "..", "shared", "sage-tree"))
+    ap.add_argument("--sage-pkgs", help="a Sage tree for the :all: row "
+                    "(default: passagemath-conf's from the test cache)")
+    ap.add_argument("--sage-tree", help="a Sage tree for row 2b "
+                    "(default: sage-conf's from the test cache)")
     ap.add_argument("--only", default="", help="comma-separated row numbers")
     a = ap.parse_args()
     if not only_loopback():
-        sys.exit("bench/field.py: run me inside ../shared/tools/offline (only lo may exist)")
+        sys.exit("bench/field.py: run me inside tools/offline (only lo may exist)")
+    try:
+        a.sage_pkgs = a.sage_pkgs or sagetree.pypi_tree("passagemath-conf")
+        a.sage_tree = a.sage_tree or sagetree.pypi_tree("sage-conf")
+    except sagetree.TreeError as e:
+        sys.exit("bench/field.py: %s; run python3 tests/sagetree.py online first" % e)
     rows = set(int(x) for x in a.only.split(",") if x)
     work = tempfile.mkdtemp(prefix="sagedl-field-")
     r = Runner(a.pyz, a.python, work)
@@ -139,9 +152,6 @@ def main():
             shutil.copytree(a.sage_tree, real, symlinks=True)
             for dirpath, dirnames, filenames in os.walk(real):
                 os.chmod(dirpath, 0o755)
-            with open(os.path.join(real, ".upstream.d", "30-www.sagemath.org-mirror_list"),
-                      "w") as f:
-                f.write("https://www.sagemath.org/mirror_list\n")
             d2 = os.path.join(work, "d2")
             os.makedirs(d2)
             r.run("2b not cached, real Sage tree (.upstream.d: github, mirror_list)", ["ntl"],

@@ -14,10 +14,10 @@ MB = 1e6   # throughput in MB/s (10^6 bytes/s); memory in MB (GNU time reports K
 
 # The targets.  They are goals, not tests: the report says PASS or MISS.
 TARGET_VS_SHA256SUM = 1.6   # 3.11 throughput vs `curl -o f && sha256sum f`
-TARGET_VS_CURL = {"http": 0.9, "https": 0.8}   # 3.11 throughput vs `curl -o f` (issue 13)
-TARGET_VS_CURL_SYNC = 1.3   # 3.11 vs `curl -o f && sync f`, over HTTP (issue 13)
+TARGET_VS_CURL = {"http": 0.9, "https": 0.8}   # 3.11 throughput vs `curl -o f`
+TARGET_VS_CURL_SYNC = 1.3   # 3.11 vs `curl -o f && sync f`, over HTTP
 TARGET_VS_URLLIB2 = 0.9     # 2.7 throughput vs the urllib2 loop
-TARGET_PYPY_VS_311 = 0.8    # PyPy3 throughput vs CPython 3.11 (issue 13)
+TARGET_PYPY_VS_311 = 0.8    # PyPy3 throughput vs CPython 3.11
 TARGET_RSS_MB = 40.0        # CPython
 TARGET_PYPY_RSS_MB = 150.0  # PyPy3: its bare interpreter alone is about 50 MB
 TARGET_STARTUP_MS = 25.0

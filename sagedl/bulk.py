@@ -229,13 +229,18 @@ def cmd_download(session):
         # goes above the line, not glued onto its end.
         plain, emit = emit, lambda job: _above(session, job, plain)
 
-    return fetch_tarballs(session, tree, tarballs, emit)
+    return fetch_tarballs(session, tree, tarballs, emit, saved_to=tree.distfiles(session.env))
 
 
-def fetch_tarballs(session, tree, tarballs, emit):
+def fetch_tarballs(session, tree, tarballs, emit, saved_to=None):
     """Fetch tarballs into the distfiles, ``--jobs`` at a time; ``emit(job)``
     in the order given.  Ends with a summary (several files) and returns the
     exit code: the worst failure's, or 0.
+
+    ``saved_to`` (the distfiles, for the download command): where the files
+    went is said as the one-file form says it, for one file its path, for
+    several the directory once, after the summary -- stdout lists each path
+    already, and a line per file would say each twice on a terminal.
 
     --on-error warn (sage_bootstrap's download_cls): a tarball that no
     source has or could deliver gets a warning and does not fail the run;
@@ -322,12 +327,17 @@ def fetch_tarballs(session, tree, tarballs, emit):
     failed = [j for j in jobs if j.error is not None]
     if a.on_error == "warn":
         failed = [j for j in failed if not isinstance(j.error, UNAVAILABLE)]
+    fetched = [j for j in jobs if j.result is not None and j.result.status == "downloaded"]
     if single:
         if failed:
             raise failed[0].error
+        if saved_to and fetched:
+            session.saved(fetched[0].path)
         return 0
     if not session.quiet or failed:
         session.stderr.write(summarize(jobs, now() - start) + "\n")
+    if saved_to and fetched:
+        session.saved(os.path.join(saved_to, ""))
     if failed:
         if a.on_error == "stop":
             report(session.stderr, failed[0].error, session.debug)
@@ -387,8 +397,8 @@ def _above(session, job, emit):
 
 
 class NetworkStreak(object):
-    """The bulk early stop (issue 11): when every source of EARLY_STOP files
-    in a row failed at the network level, the network looks unreachable and
+    """The bulk early stop, for a broken network: when every source of
+    EARLY_STOP files in a row failed at the network level, the network looks unreachable and
     the rest of the run would only repeat that, one timeout and one message
     per file.  Called with each finished job (run_jobs' stop_after)."""
 

@@ -3,6 +3,7 @@
 Two call forms, both drop-in compatible with Sage's tools:
 
   sagedl [options] URL_OR_TARBALL [DESTINATION]      (sage-download-file)
+  sagedl [options] [-P DIR] URL URL... [-i FILE]     (several files, as wget)
   sagedl download [options] PKG_OR_CLASS...          (sage-package download)
 
 plus ``sagedl --print-fastest-mirror``, ``list-mirrors``, ``make-mirror``,
@@ -38,6 +39,7 @@ bytes ever reach the final file name.
 
   sagedl ntl-11.6.0.tar.gz               # inside a Sage tree: into $SAGE_DISTFILES
   sagedl https://host/f.tar.gz f.tar.gz --sha256 HEX
+  sagedl -P dist/ https://host/a.tar.gz https://host/b.tar.gz -i more.txt
   sagedl download pari ntl               # prints one absolute path per package
   sagedl --print-fastest-mirror
   sagedl make-mirror /srv/sage-mirror :standard:   # a mirror other machines can use
@@ -88,6 +90,9 @@ def _add_common(p):
                    help="... over this many seconds (default 30)")
     g.add_argument("--retries", type=_count, default=2, metavar="N",
                    help="retries of a source answering 429/503 (default 2)")
+    g.add_argument("--limit-rate", type=_rate, default=None, metavar="RATE",
+                   help="cap the whole run at RATE bytes/s, as curl: 100K, 1M, 1G "
+                        "(powers of 1024; parallel downloads share it)")
     g.add_argument("--max-connections-per-mirror", type=_positive, default=None, metavar="N",
                    help="with several mirrors: connections to each at once, as aria2c's -x "
                         "(default 4)")
@@ -109,6 +114,9 @@ def _add_common(p):
     g.add_argument("--debug", action="store_true", help="--verbose, and tracebacks")
     g = p.add_argument_group("files")
     g.add_argument("--force", action="store_true", help="download again even if the file verifies")
+    g.add_argument("--continue", "-c", dest="resume", action="store_true",
+                   help="accepted for curl and wget habits; resuming is always on: a "
+                        "partial download is continued when that is safe")
     g.add_argument("--lock-timeout", type=_seconds, default=3600.0, metavar="S",
                    help="how long to wait for another sagedl on the same file (default 3600)")
     g.add_argument("--max-size", type=_byte_count, default=None, metavar="BYTES",
@@ -160,6 +168,17 @@ def _byte_count(text):
     return int(m.group(1)) << (10 * "KMGT".find(m.group(2).upper()) + 10 if m.group(2) else 0)
 
 
+def _rate(text):
+    """--limit-rate's value, curl's syntax (ratelimit.parse_rate), for argparse."""
+    import argparse
+    from sagedl.ratelimit import parse_rate
+    rate = parse_rate(text)
+    if rate is None:
+        raise argparse.ArgumentTypeError("invalid rate %r (bytes per second, e.g. 100K, 1M, 1G)"
+                                         % text)
+    return rate
+
+
 def _parser(command, description, selection=False, jobs=False):
     """An argparse parser whose errors are UsageErrors (one line, exit 2)."""
     import argparse
@@ -192,18 +211,30 @@ PACKAGES_HELP = "package names, tarball names, or :all:, :standard:, :optional:,
 def make_parser():
     p = _parser(None, DESCRIPTION)
     p.add_argument("--version", action="store_true", help="print the version and exit")
-    p.add_argument("url_or_tarball", nargs="?", help="a URL, a tarball name or a package name")
-    p.add_argument("destination", nargs="?",
+    p.add_argument("url_or_tarball", nargs="?", metavar="URL_OR_TARBALL",
+                   help="a URL, a tarball name or a package name")
+    p.add_argument("destination", nargs="*", metavar="DESTINATION",
                    help="where to write the file (a file, or a directory: one ending in / "
                         "must exist); default: the tarball under $SAGE_DISTFILES, or a URL's "
                         "content on stdout.  A file there is replaced unless a checksum "
                         "verifies it.  A device or FIFO (/dev/null, a pipe) receives the "
                         "bytes once verified and is never replaced; a symlink is never "
-                        "written through (exit 6)")
+                        "written through (exit 6).  A URL here is no destination but "
+                        "another file to fetch, as with wget: several files go under their "
+                        "own names into the current directory (or -P DIR); a tarball stays "
+                        "in $SAGE_DISTFILES")
     p.add_argument("-o", "--output", metavar="PATH",
                    help="same as DESTINATION; '-' writes the file to stdout")
     p.add_argument("-O", "--remote-name", action="store_true",
                    help="save under the URL's file name in the current directory (as curl -O)")
+    p.add_argument("-P", "--output-dir", metavar="DIR",
+                   help="save each file under its own name in DIR, which must exist (wget's "
+                        "-P, curl's --output-dir); a tarball is copied there from "
+                        "$SAGE_DISTFILES")
+    p.add_argument("-i", "--input-file", metavar="FILE",
+                   help="also fetch the URLs or tarball names listed in FILE, one per line "
+                        "('-': stdin; blank lines and lines starting with # are skipped), "
+                        "as wget -i; they are saved as several files are")
     p.add_argument("--sha256", metavar="HEX", help="expected sha256 of the file")
     p.add_argument("--sha1", metavar="HEX", help="expected sha1 of the file")
     p.add_argument("--size", type=int, metavar="BYTES", help="expected size of the file")
@@ -423,34 +454,21 @@ def _stdout_is_a_terminal(stdout):
         return False
 
 
-def _destination_options(session):
-    """-o - and a DESTINATION of - mean stdout; -O means the URL's file
-    name here; a URL without either, on a terminal, is refused (as curl
-    does: binary bytes would garble the terminal) -- in a pipe its content
-    goes to stdout, as sage-download-file's does."""
-    from sagedl.sources import is_url
-    a = session.args
-    dest = a.output or a.destination
-    if a.output and a.destination:
-        raise UsageError("both -o %s and DESTINATION %s given" % (a.output, a.destination),
-                         hint="give one of them")
-    if a.remote_name:
-        if dest is not None:
-            raise UsageError("-O saves under the URL's file name; it takes no -o or DESTINATION",
-                             hint="drop -O, or the destination")
-        a.output, a.destination = os.curdir, None
-        return False
-    if dest == "-":
-        a.output = a.destination = None
-        return True
-    if dest is None and is_url(a.url_or_tarball) and _stdout_is_a_terminal(session.stdout):
-        raise UsageError("not writing a download to the terminal",
-                         hint="give a DESTINATION, -O to save it as its file name here, "
-                              "or -o - to write it to the terminal anyway")
-    return False
+def _fetch(session, args, stdin):
+    """The sage-download-file form: what to fetch (targets.py), where it
+    goes (output.py, the one place deciding it), then single.py fetches."""
+    from sagedl.output import decide
+    from sagedl.single import cmd_fetch
+    from sagedl.targets import split_targets
+    positionals = ([args.url_or_tarball] if args.url_or_tarball else []) + args.destination
+    targets, positional = split_targets(positionals, args.input_file, stdin)
+    dest = decide(targets, args.output, positional, args.remote_name, args.output_dir,
+                  several=len(targets) > 1 or args.input_file is not None,
+                  stdout_is_a_terminal=_stdout_is_a_terminal(session.stdout))
+    return cmd_fetch(session, targets, dest)
 
 
-def main(argv=None, env=None, stdout=None, stderr=None):
+def main(argv=None, env=None, stdout=None, stderr=None, stdin=None):
     argv = list(sys.argv[1:] if argv is None else argv)
     env = os.environ if env is None else env
     if stdout is None or stderr is None:
@@ -496,14 +514,14 @@ def main(argv=None, env=None, stdout=None, stderr=None):
         if args.print_fastest_mirror:
             from sagedl.showmirrors import cmd_print_fastest_mirror
             return cmd_print_fastest_mirror(ctx)
-        if not args.url_or_tarball:
+        if not args.url_or_tarball and args.input_file is None:
             raise UsageError("nothing to download",
                              hint="give a URL or tarball name, or --print-fastest-mirror")
-        mistyped = _mistyped_command(ctx, args.url_or_tarball)
-        if mistyped is not None:
-            raise mistyped
-        from sagedl.single import cmd_fetch
-        return cmd_fetch(ctx, _destination_options(ctx))
+        if args.url_or_tarball:
+            mistyped = _mistyped_command(ctx, args.url_or_tarball)
+            if mistyped is not None:
+                raise mistyped
+        return _fetch(ctx, args, stdin)
     except SagedlError as e:
         _report(stderr, e, debug)
         return e.exit_code
@@ -529,7 +547,8 @@ def main(argv=None, env=None, stdout=None, stderr=None):
 
 
 def _process_streams(stdout, stderr):
-    """The real stdout/stderr, made safe (issue 12): text survives any locale
+    """The real stdout/stderr, made safe (bad input is one line, never a
+    traceback): text survives any locale
     (fsutil.SafeStream), a closed descriptor gets /dev/null so no file
     sagedl opens lands on fd 1, and a failed write to stdout (closed,
     /dev/full, a broken pipe) is a DiskError (exit 6), not a traceback."""

@@ -21,7 +21,7 @@ The rules, each the answer to a way downloads go wrong:
   are bounded, and the final error lists what each source did.
 * One process per file: an flock beside the target.  A process that waited
   for the lock verifies the finished file instead of downloading it again.
-* Only regular files of our own (issue 12, see fsutil): a symlink, device,
+* Only regular files of our own (see fsutil for why): a symlink, device,
   FIFO, socket or directory at NAME, NAME.part, NAME.part.json, NAME.lock or
   NAME.bad is refused (UnsafePath, exit 6), never followed, hashed, renamed
   or replaced.  NAME.part.json holds no credentials, is written 0600, and is
@@ -111,11 +111,13 @@ class Options(object):
     a transfer averaging under low_speed_limit bytes/s over low_speed_time
     seconds is abandoned (a read timeout alone never catches a trickle).
     max_size: the cap on a body of unknown size (see DEFAULT_MAX_SIZE).
-    retry: when a busy source is asked again (see retry.py)."""
+    retry: when a busy source is asked again (see retry.py).
+    throttle: --limit-rate's ratelimit.TokenBucket, shared by the run's
+    transfers, or None."""
 
     def __init__(self, timeout=30.0, retry=None, low_speed_limit=1024, low_speed_time=30.0,
                  lock_timeout=3600.0, force=False, block_size=BLOCK_SIZE,
-                 max_size=DEFAULT_MAX_SIZE):
+                 max_size=DEFAULT_MAX_SIZE, throttle=None):
         self.timeout = timeout
         self.retry = retry if retry is not None else Retry()
         self.low_speed_limit = low_speed_limit
@@ -124,6 +126,7 @@ class Options(object):
         self.force = force
         self.block_size = block_size
         self.max_size = max_size
+        self.throttle = throttle
 
 
 class Source(object):
@@ -515,11 +518,14 @@ class Download(object):
         now = compat_monotonic
         window_start, window_bytes = now(), 0
         low_limit, low_time = self.opts.low_speed_limit, self.opts.low_speed_time
+        throttle = self.opts.throttle
         while True:
             try:
                 view = buffer()     # a write error in the sink's thread surfaces here
             except OSError as e:
                 raise self._write_error(e)
+            if throttle is not None and len(view) > throttle.chunk:
+                view = view[:throttle.chunk]
             n = readinto(view)
             if not n:
                 break
@@ -532,6 +538,9 @@ class Download(object):
             done += n
             report(done)
             window_bytes += n
+            if throttle is not None:
+                # Time spent held back by --limit-rate is not a stall.
+                window_start += throttle.take(n)
             t = now()
             if t - window_start >= low_time:
                 if window_bytes < low_limit * (t - window_start):

@@ -1,6 +1,6 @@
 """The files and streams sagedl writes: only regular files it created itself.
 
-Why this module exists (issue 12): a downloader runs as root in build
+Why this module exists: a downloader runs as root in build
 sandboxes and writes into shared distfiles and mirror directories, where
 anyone may have planted a name first.  A red-team pass had ``sagedl URL
 /dev/null --sha256 H`` rename the machine's /dev/null aside, a planted

@@ -89,7 +89,7 @@ class FileLock(object):
 
     def _open(self):
         # Never through a symlink, never a device or FIFO planted at NAME.lock
-        # (issue 12): checked before opening, and the fd checked after.
+        # by someone else: checked before opening, and the fd checked after.
         fsutil.refuse_unless_regular(self.path, "lock")
         try:
             return fsutil.open_regular(self.path, os.O_RDWR | os.O_CREAT, 0o644, doing="lock")

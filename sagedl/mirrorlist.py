@@ -124,8 +124,8 @@ def load_shipped():
     return parse_mirrors_toml(data, where)
 
 
-# A mirrors.toml is a few KiB; a bigger one is not a mirror list (issue 12:
-# what sagedl reads from disk is bounded, and a FIFO is never waited on).
+# A mirrors.toml is a few KiB; a bigger one is not a mirror list (what
+# sagedl reads from disk is bounded, and a FIFO is never waited on).
 MAX_TOML_BYTES = 1 << 20
 
 

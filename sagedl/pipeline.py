@@ -11,7 +11,7 @@ module only does the work per accepted block, in one of two ways:
 * ``ThreadedSink``: a pipeline for large transfers.  A 1 GiB download is
   three kinds of work of similar size -- recv (copying out of the socket),
   sha256, write (copying into the page cache) -- and one thread doing them
-  in turn left the machine's second core idle (issue 13).  The caller
+  in turn left the machine's second core idle (bench/README.md).  The caller
   receives into one of a small ring of preallocated buffers while a worker
   thread hashes and writes the previous ones; recv_into, hashlib's update
   and os.write all release the GIL, so they really overlap.  Blocks travel

@@ -102,7 +102,7 @@ def check_filename(name, what="tarball name"):
     if reason:
         raise UsageError(MSG_UNSAFE % (what, _show(name), reason), HINT_UNSAFE)
     # 2.7: the native str (UTF-8 bytes), which joins with byte paths such as
-    # a non-ASCII SAGE_ROOT; unicode there raised UnicodeDecodeError (issue 12).
+    # a non-ASCII SAGE_ROOT; unicode there raised UnicodeDecodeError.
     return name.encode("utf-8") if PY2 else name
 
 
@@ -355,7 +355,7 @@ def _norm(name):
 
 # A bound on what is read from one metadata file (checksums.ini, type,
 # package-version.txt, .upstream.d entries): Sage's largest is a few KiB; a
-# 200 MB package-version.txt once took 1.2 GB of memory (issue 12).
+# 200 MB package-version.txt once took 1.2 GB of memory.
 MAX_METADATA_BYTES = 1 << 20
 
 

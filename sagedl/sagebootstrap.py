@@ -63,7 +63,7 @@ class NoSuchPackage(SagePackageError):
 def _open_text(path):
     """The file as Sage opens it (UTF-8 text, universal newlines), but read
     through sage.py's bound: at most 1 MiB, only from a regular file (a FIFO
-    would block, /dev/zero would never end; issue 12)."""
+    would block, /dev/zero would never end)."""
     from sagedl import fsutil
     from sagedl.sage import MAX_METADATA_BYTES
     try:

@@ -1,6 +1,6 @@
 """sage-package's read-only subcommands, answered without sage_bootstrap.
 
-Why this exists (issue 10, the seed problem): Sage's build scripts ask
+Why this exists (the seed problem): Sage's build scripts ask
 ``sage-package`` about packages before they download anything, and
 ``sage-package`` runs Sage's own Python code under ``sage-bootstrap-python``.
 While Sage's half-installed ``python3`` is first on PATH and PYTHONPATH points

@@ -42,6 +42,7 @@ class Session(object):
         self.debug = args.debug or level == "DEBUG"
         self.quiet = args.quiet or level in ("WARNING", "ERROR", "CRITICAL")
         self._transport = None
+        self._throttle = None
         self._tree = False
         # Computed once per run: a bulk download asks for them per tarball.
         self._bases = None
@@ -60,6 +61,12 @@ class Session(object):
         if not self.quiet:
             self.stderr.write("%s: %s\n" % (PROG, text))
             self.stderr.flush()
+
+    def saved(self, path):
+        """Where a finished download went, on stderr as wget says it (its
+        "'NAME' saved"), with the whole path: the distfiles are not where a
+        user looks first.  Not under -q."""
+        self.say("saved to %s" % path)
 
     def using_cached(self, path):
         """Sage's words for a verified file already in place (Sage's own
@@ -109,7 +116,17 @@ class Session(object):
                        lock_timeout=a.lock_timeout, force=a.force)
         if a.max_size:
             opts.max_size = a.max_size
+        opts.throttle = self.throttle()
         return opts
+
+    def throttle(self):
+        """--limit-rate's token bucket: one per run, so the cap is the
+        total of every transfer (a bulk download's workers share it)."""
+        rate = getattr(self.args, "limit_rate", None)
+        if rate and self._throttle is None:
+            from sagedl.ratelimit import TokenBucket
+            self._throttle = TokenBucket(rate)
+        return self._throttle
 
     def progress(self):
         from sagedl.progress import make_progress
@@ -284,8 +301,8 @@ class Session(object):
 class _LazyRecorder(object):
     """The health recorder of a one-file fetch, made when a source was
     first tried: a verified cached file must not pay for importing the
-    health record's modules (the probe's, ssl among them) -- issue 11's
-    "no network at all" includes not getting ready for it."""
+    health record's modules (the probe's, ssl among them) -- using no
+    network when none is needed includes not getting ready for it."""
 
     def __init__(self, session):
         self.session = session

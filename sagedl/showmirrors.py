@@ -5,6 +5,11 @@ from __future__ import absolute_import
 
 import sys
 
+# Set by contrib/sage/sage-download-file: sagedl runs as Sage's own command
+# and keeps its contract where it differs from sagedl's.
+SAGE_COMPAT_ENV = "SAGEDL_CALLED_AS"
+SAGE_DOWNLOAD_FILE = "sage-download-file"
+
 
 def cmd_print_fastest_mirror(session):
     """sage-download-file --print-fastest-mirror: one base URL on stdout, the
@@ -14,10 +19,15 @@ def cmd_print_fastest_mirror(session):
     mirror_list line, else Sage's own) is refreshed when a day old; offline
     that download fails, which is said, and the cached or shipped list is
     ranked instead (exit 0).  $SAGE_SERVER, when set, is the answer.  With
-    --mirror or $SAGEDL_MIRRORS: the best of those, measured (issue 11);
+    --mirror or $SAGEDL_MIRRORS: the best of those, measured (never an
+    unmeasured first one, which may be the dead one);
     with --mirrors-file or outside a tree: the best of the configured list.
-    When no mirror answers, the first by priority (as Sage, whose own
-    offline test expects a URL and exit 0).
+
+    When no mirror answers: nothing on stdout and exit 5 (a URL nobody
+    answers is no answer, and a script must not take it for one).  Called
+    as Sage's sage-download-file (its drop-in wrapper sets SAGE_COMPAT_ENV),
+    the first by priority and exit 0, as Sage, whose own offline test
+    expects exactly that.
     """
     from sagedl.sources import usable_bases
     tree = session.tree()
@@ -43,8 +53,23 @@ def cmd_print_fastest_mirror(session):
             session.say("%5d ms  %s" % (round(r.latency * 1000), r.mirror.url))
         elif r.reason and r.status != "skipped":
             session.say("unreachable  %s (%s)" % (r.mirror.url, r.reason))
+    if not any(r.ok for r in ranked) and session.env.get(SAGE_COMPAT_ENV) != SAGE_DOWNLOAD_FILE:
+        raise no_mirror_answered(ranked)
     session.stdout.write((usable_bases(ranked) or [ranked[0].mirror.url])[0] + "\n")
     return 0
+
+
+def no_mirror_answered(ranked):
+    """The error (exit 5) of a ranking in which no mirror answered, with
+    the most common reason."""
+    from sagedl.errors import NetworkError
+    from sagedl.reachability import verdict
+    if not ranked:
+        return NetworkError("no mirror to measure", hint="check --mirror or --mirrors-file")
+    why = verdict(ranked).sentence().split(": ", 1)[1]
+    return NetworkError("no mirror answered: %s" % why,
+                        hint="check the network, DNS or proxy (http_proxy/https_proxy), "
+                             "and the mirror URLs")
 
 
 def cmd_list_mirrors(session):
@@ -65,6 +90,8 @@ def cmd_list_mirrors(session):
     if sys.version_info[0] == 2 and not isinstance(text, bytes):
         text = text.encode("utf-8")   # mirror names are unicode; a pipe takes bytes on 2.7
     session.stdout.write(text)
+    if not session.args.no_probe and not any(r.ok for r in ranked):
+        raise no_mirror_answered(ranked)    # the table above says why, mirror by mirror
     return 0
 
 

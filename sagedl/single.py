@@ -1,7 +1,8 @@
-"""One file: ``sagedl URL_OR_TARBALL [DESTINATION]``, the sage-download-file form.
+"""Files by name: ``sagedl URL_OR_TARBALL [DESTINATION]``, the
+sage-download-file form, and its curl/wget extension to several URLs.
 
-The plan (which sources, where the file goes) is sources.plan_fetch's; this
-runs it and delivers the verified file: into the distfiles or DESTINATION,
+The plan (which sources; where the file goes, output.place's answer) is
+sources.plan_fetch's; this runs it and delivers the verified file: into the distfiles or DESTINATION,
 through a device or FIFO named as DESTINATION (streamed into, never renamed
 over), or to stdout.  Bytes leave sagedl only once they verified: a stream
 is fed from a verified file in a private temporary directory.
@@ -14,12 +15,31 @@ import os
 from sagedl import errors
 
 
-def cmd_fetch(session, to_stdout=False):
-    """The sage-download-file form: one URL or tarball.  to_stdout: -o -."""
+def cmd_fetch(session, targets, dest):
+    """The sage-download-file form: one URL or tarball, or several (more
+    URLs, -i FILE), each to where output.decide's ``dest`` places it.
+    As wget does, a failed file does not stop the others; the exit code is
+    the worst failure's."""
+    if len(targets) == 1:
+        return fetch_one(session, targets[0], dest)
+    failed = []
+    for target in targets:
+        try:
+            fetch_one(session, target, dest)
+        except errors.SagedlError as e:
+            errors.report(session.stderr, e, session.debug)
+            failed.append(e.exit_code)
+    if failed:
+        session.say("%d of %d files failed" % (len(failed), len(targets)))
+    return max(failed) if failed else 0
+
+
+def fetch_one(session, target, dest):
+    """Fetch one file and deliver it where its plan's Placement says."""
     from sagedl import fsutil
     from sagedl.sources import plan_fetch
     from sagedl.urls import redact
-    plan = plan_fetch(session)
+    plan = plan_fetch(session, target, dest)
 
     def said(sources):          # -v: the sources, once they are planned
         errors.debug("sources for %s: %s" % (plan.name, ", ".join(redact(s.url) for s in sources)
@@ -39,37 +59,31 @@ def cmd_fetch(session, to_stdout=False):
         plan.sources = lambda: said_each(planner())
     else:
         said(plan.sources)
-    if plan.to_stdout:
-        return _fetch_to_stdout(session, plan)
-    # A DESTINATION that names a device or FIFO (/dev/null, /dev/stdout, a
-    # pipe) is streamed into, never renamed or replaced (see fsutil).  A
-    # file inside a DESTINATION directory is a name sagedl writes: the
+    where = plan.placement
+    if where.path is None:
+        # Nothing is kept: fetched into a private temporary directory, then
+        # streamed out (stdout, or a device or FIFO named as DESTINATION).
+        return _fetch_to_stdout(session, plan, into=where.stream)
+    # A file inside a DESTINATION directory is a name sagedl writes: the
     # engine refuses anything but a regular file there.
-    named = None if to_stdout else (session.args.output or session.args.destination)
-    user_dest = plan.copy_to if plan.copy_to is not None else plan.path
-    stream = None
-    if named and not os.path.isdir(named):
-        stream = fsutil.stream_destination(user_dest)
-    if stream and plan.copy_to is None:
-        return _fetch_to_stdout(session, plan, into=user_dest)
-    result = _over_mirrors(session, plan)
+    result = _over_mirrors(session, plan, where.path)
     if result is None:
-        result = session.fetch(plan.path, plan.sources, plan.expected,
+        result = session.fetch(where.path, plan.sources, plan.expected,
                                sage_mirrors=plan.sage_mirrors)
-    if to_stdout:
+    if where.to_stdout:
         _copy_to_stream(result.path, session.stdout)
-        return 0
-    if stream:
-        _write_verified(result.path, user_dest)
-    elif plan.copy_to is not None:
+    elif where.stream:
+        _write_verified(result.path, where.stream)
+    elif where.copy_to is not None:
         # Sage downloads into its distfiles, then copies to DESTINATION:
         # a copy, as Sage's save_as makes, not a link into the distfiles.
-        fsutil.place(result.path, plan.copy_to, link=False)
-    errors.debug("saved %s" % (plan.copy_to or result.path))
+        fsutil.place(result.path, where.copy_to, link=False)
+    if where.saved and (result.status == "downloaded" or where.copy_to is not None):
+        session.saved(where.saved)   # a cached file was said as such
     return 0
 
 
-def _over_mirrors(session, plan):
+def _over_mirrors(session, plan, path):
     """A Sage tarball with several mirrors: the multi-mirror scheduler's
     Result (spread.py), or None when it does not apply or could not finish
     (download.py then tries every source in Sage's order)."""
@@ -77,7 +91,7 @@ def _over_mirrors(session, plan):
     if plan.tarball is None or not spread.applies(session):
         return None
     from sagedl.session import _LazyRecorder
-    item = spread.Item(plan.tarball, plan.path)
+    item = spread.Item(plan.tarball, path)
     recorder = _LazyRecorder(session)
     try:
         spread.fetch(session, plan.tree, [item], None, recorder)

@@ -65,7 +65,7 @@ def read_sums(path):
     """{key: sha256} of an existing SHA256SUMS; {} when there is none or it
     is unreadable (it is rebuilt from the files then)."""
     sums = {}
-    try:   # bounded, and never a FIFO or a symlink planted there (issue 12)
+    try:   # bounded, and never a FIFO or a symlink planted there
         text = fsutil.read_bounded(path, MAX_SUMS_BYTES).decode("utf-8")
     except (IOError, OSError, ValueError, DiskError):
         return {}

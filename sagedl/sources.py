@@ -20,11 +20,11 @@ Session (session.py), which computes each per-run fact once.
 from __future__ import absolute_import
 
 import os
-import re
 
 from sagedl.compat import PY2, compat_quote, compat_str
 from sagedl.errors import UsageError
 from sagedl.fsutil import native_name, text_name
+from sagedl.output import is_url, url_basename
 
 MAX_DEAD_MIRRORS = 3
 SPREAD_OVER = 3     # a bulk download spreads its files over the k best mirrors
@@ -215,44 +215,6 @@ def with_slash(url):
     return url if url.endswith("/") else url + "/"
 
 
-def url_basename(url):
-    """The file name a URL names (its last path segment, unquoted), checked."""
-    from sagedl.compat import compat_unquote, compat_urlsplit
-    from sagedl.sage import check_filename
-    from sagedl.urls import redact
-    name = compat_unquote(compat_urlsplit(url).path.rstrip("/").rsplit("/", 1)[-1])
-    if not name:
-        raise UsageError("cannot tell a file name from %s" % redact(url), hint="give a DESTINATION")
-    check_filename(name)
-    return name
-
-
-def destination(dest, name):
-    """The absolute path to write: DESTINATION as a file, or ``name`` inside it
-    when it is a directory, or ``name`` here when there is none.  An empty
-    DESTINATION is a usage error, and one ending in '/' names a directory,
-    which must exist (it was once saved as a file named after it)."""
-    from sagedl.errors import DiskError
-    name = native_name(name)
-    if dest is None:
-        return os.path.abspath(name)
-    if not dest:
-        raise UsageError("DESTINATION is empty", hint="give a file or directory name, or none "
-                                                      "to write to stdout")
-    if os.path.isdir(dest):
-        return os.path.abspath(os.path.join(dest, name))
-    if dest.endswith(os.sep) or (os.altsep and dest.endswith(os.altsep)):
-        raise DiskError("destination directory does not exist: %s" % dest,
-                        hint="create it first, or give a file name")
-    return os.path.abspath(dest)
-
-
-def is_url(target):
-    """A URL, or something with a scheme (data:, javascript:, ...) that
-    check_url must refuse, rather than a file name."""
-    return "://" in target or bool(re.match(r"[A-Za-z][A-Za-z0-9+.-]*:", target))
-
-
 # -- with a session: the per-run facts ---------------------------------------------
 def tarball_sources(session, tree, tarball, bases=None):
     """URLs for a tarball in Sage's order: SAGE_SERVER, .upstream.d, mirrors, upstream.
@@ -322,37 +284,37 @@ def ensure_distfiles(session, tree):
 
 class FetchPlan(object):
     """What the single-file command does: fetch ``sources`` (Sources, or a
-    callable planning them when needed) to ``path`` checked against ``expected``; then write it to stdout (``to_stdout``) or
-    copy it to ``copy_to``.  ``sage_mirrors``: the sources are Sage mirrors,
-    whose outcomes go into the health record (not a user's own URL)."""
+    callable planning them when needed) checked against ``expected``, to
+    where ``placement`` (output.Placement) says.  ``sage_mirrors``: the
+    sources are Sage mirrors, whose outcomes go into the health record (not
+    a user's own URL)."""
 
-    def __init__(self, name, path, sources, expected, sage_mirrors=False, to_stdout=False,
-                 copy_to=None):
+    def __init__(self, name, placement, sources, expected, sage_mirrors=False):
         self.name = name
-        self.path = path
+        self.placement = placement
         self.sources = sources
         self.expected = expected
         self.sage_mirrors = sage_mirrors
-        self.to_stdout = to_stdout
-        self.copy_to = copy_to
-        self.tarball = self.tree = None
+        self.tarball = self.tree = None    # a Sage tarball's: the multi-mirror scheduler plans from them
 
 
-def plan_fetch(session):
-    """The FetchPlan of ``sagedl URL_OR_TARBALL [DESTINATION]`` (sage-download-file).
+def plan_fetch(session, target, dest):
+    """The FetchPlan of one file of ``sagedl URL_OR_TARBALL...`` (the
+    sage-download-file form); ``dest`` is the run's destination, as
+    output.decide made it.
 
-    * A URL: that URL, then the same file name under each --mirror; to
-      DESTINATION, else to stdout as sage-download-file does.
+    * A URL: that URL, then the same file name under each --mirror.
     * A tarball or package name in a Sage tree: Sage's sources (see
-      tarball_sources) into the distfiles; with a DESTINATION, a copy there
-      afterwards (as Sage's save_as).
+      tarball_sources), into the distfiles.
     * A file name without a tree: each explicit mirror.
+
+    Where the file goes is output.place's answer.
     """
     from sagedl.download import Source
+    from sagedl.output import place
     from sagedl.verify import Expected
     a = session.args
-    target = text_name(a.url_or_tarball)   # 3.6 in a C locale: argv has surrogates
-    dest = a.output or a.destination
+    target = text_name(target)   # 3.6 in a C locale: argv has surrogates
     if dest:   # PyPy in a C locale decodes argv as UTF-8 but paths as ASCII
         dest = native_name(text_name(dest))
     if is_url(target):
@@ -360,10 +322,7 @@ def plan_fetch(session):
         check_url(target)
         name = url_basename(target)
         sources = [Source(target)] + [Source(b + name) for b in (a.mirror or [])]
-        expected = Expected(a.size, a.sha256, a.sha1)
-        if dest is None:
-            return FetchPlan(name, None, sources, expected, to_stdout=True)
-        return FetchPlan(name, destination(dest, name), sources, expected)
+        return FetchPlan(name, place(dest, name), sources, Expected(a.size, a.sha256, a.sha1))
     from sagedl.sage import check_filename
     check_filename(target)
     tree = session.tree()
@@ -374,7 +333,7 @@ def plan_fetch(session):
             raise UsageError("%s is not a URL and there is no Sage tree to look it up in" % target,
                              hint="give a URL, --mirror URL, or run inside a Sage tree (--sage-root DIR)")
         sources = [Source(with_slash(b) + name) for b in session.mirror_bases()]
-        return FetchPlan(name, destination(dest, name), sources, expected)
+        return FetchPlan(name, place(dest, name), sources, expected)
     tarball = tree.resolve(target)
     name = tarball.filename
     expected = Expected(a.size, a.sha256 or tarball.sha256, a.sha1 or tarball.sha1)
@@ -382,9 +341,8 @@ def plan_fetch(session):
     def sources():   # planned only if the file is not already there, verified
         return (Source(u) for u in tarball_sources(session, tree, tarball))
     cached = os.path.join(ensure_distfiles(session, tree), native_name(name))
-    plan = FetchPlan(name, cached, sources, expected, sage_mirrors=True,
-                     copy_to=None if dest is None else destination(dest, name))
-    plan.tarball, plan.tree = tarball, tree    # the multi-mirror scheduler plans from them
+    plan = FetchPlan(name, place(dest, name, home=cached), sources, expected, sage_mirrors=True)
+    plan.tarball, plan.tree = tarball, tree
     return plan
 
 

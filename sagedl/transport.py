@@ -32,7 +32,7 @@ MAX_REDIRECTS = 10
 MAX_INTERIM = 10                # 1xx responses skipped before the final one
 # A TCP connect (three SYNs: 1 + 2 + 4 s) or a name lookup that has not
 # succeeded by then will not: the connect deadline, shorter than the read
-# timeout, bounds what an unreachable server costs (issue 11).
+# timeout, bounds what an unreachable server costs.
 CONNECT_TIMEOUT = 10.0
 REDIRECT_CODES = (301, 302, 303, 307, 308)
 # Request headers that carry credentials: never sent to another origin.
@@ -134,7 +134,7 @@ class Response(object):
                 return 0
             expected = self.length if self.length is not None else "chunked"
             self.will_close = True
-            # A network failure, like a reset: one failure, one exit code (issue 12).
+            # A network failure, like a reset: one failure, one exit code.
             raise SourceFailure(SourceFailure.KIND_NETWORK,
                                 "connection closed early (short body; expected %s bytes)" % expected)
         if self.chunked:

@@ -9,8 +9,10 @@ and entries with and without sha1.
     python3 tests/realfiles.py     # prefetch (.ci/run does), print the list
 
 The cache is ~/.cache/sagedl-tests/realfiles, or $SAGEDL_TEST_CACHE.
-Sage's metadata is found at $SAGEDL_SAGE_PKGS, else ../shared/sage-pkgs
-beside the repository (where CI and the development machines put it).
+Sage's metadata is passagemath's tree from PyPI (tests/sagetree.py): its
+checksums.ini of these packages has both forms (matplotlib_inline's wheel is
+a [section] without sha1); sage-conf 10.7 lists the same four, all in the
+plain form with sha1.
 """
 
 from __future__ import annotations
@@ -21,25 +23,26 @@ import re
 import subprocess
 import sys
 
+import sagetree
+
 # Each well under 300 KiB; their own dependencies are never needed.
 PACKAGES = ("six", "appdirs", "decorator", "matplotlib_inline")
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 class RealFileError(RuntimeError):
     pass
 
 
+TREE = "passagemath-conf"
+
+
 def sage_pkgs_dir():
-    candidates = [os.environ.get("SAGEDL_SAGE_PKGS"),
-                  os.path.join(os.path.dirname(REPO), "shared", "sage-pkgs")]
-    for candidate in candidates:
-        if candidate and os.path.isdir(os.path.join(candidate, "build", "pkgs")):
-            return candidate
-    raise RealFileError("Sage metadata not found; set SAGEDL_SAGE_PKGS to a "
-                        "directory holding build/pkgs (tried %s)"
-                        % ", ".join(c for c in candidates if c))
+    """The Sage tree whose checksums.ini the real files are checked against."""
+    try:
+        return sagetree.pypi_tree(TREE)
+    except sagetree.TreeError as e:
+        raise RealFileError(str(e))
 
 
 def cache_dir():
@@ -122,6 +125,18 @@ def real_files():
                       "path": path, "sha256": entry["sha256"],
                       "sha1": entry["sha1"], "size": os.path.getsize(path)})
     return files
+
+
+def require_real_files():
+    """real_files(), or skip with a one-line reason; under CI=true, fail."""
+    import pytest
+    try:
+        return real_files()
+    except RealFileError as e:
+        message = "real upstream files unavailable: %s" % str(e).splitlines()[0]
+        if sagetree.in_ci():
+            pytest.fail(message + " -- required when CI=true", pytrace=False)
+        pytest.skip(message)
 
 
 def main():

@@ -3,7 +3,7 @@
     python3 tests/sage_buildtest.py SAGE_ROOT SITE_DIR JUNIT_XML
 
 Meant to run inside a network namespace holding only loopback
-(../shared/tools/offline): some of Sage's tests fetch from
+(tools/offline): some of Sage's tests fetch from
 files.sagemath.org or ask for the fastest mirror, and nothing may leave the
 machine.  It starts a real nginx serving SITE_DIR (a mirror in Sage's
 layout), names it first in SAGE_ROOT/.upstream.d, then runs ``python3 -m pytest build/test`` from

@@ -15,6 +15,8 @@ pip is, so no test needs a checkout of Sage beside the repository.
                         with stand_ins=True, as the text files git writes
                         when it cannot make symlinks (core.symlinks=false)
 
+    python3 tests/sagetree.py    # fetch both (tools/test.sh does), print their paths
+
 An sdist holds copies where a git checkout of Sage has symlinks (gfortran's
 files -> gcc's, gap_packages and the gap_pkg_* -> gap, pplpy_doc -> pplpy,
 the sagemath_* build scripts -> one shared copy).  The unpacked tree gets
@@ -392,3 +394,13 @@ def real_wheel(spec=RPDS_WHEEL):
         if p.returncode != 0 or not os.path.exists(path) or sha256() != want:
             raise RealFileError("could not get %s with pip:\n%s" % (filename, p.stdout.decode()))
     return path
+
+
+def main():
+    for name in TREES:
+        print(pypi_tree(name))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

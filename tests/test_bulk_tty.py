@@ -133,6 +133,7 @@ def test_bulk_display_at_40_columns(tree, tmp_path):
         "ROOT/p3-1.3.tar.gz",
         "4/4 files, 100%, in M:SS",
         "4 fetched (781.2 KiB), 0 already present, 0 failed in M:SS",
+        "sagedl: saved to ROOT/",
     ]
     # No state of the line was wider than 39 columns, and none had a
     # figure cut short: each comma-separated field is whole.
@@ -157,9 +158,10 @@ def test_bulk_display_at_80_columns_shows_bytes_rate_and_eta(tree, tmp_path):
     # Before every size is known the total is an estimate, marked '~'.
     assert re.match(r"^\d/4 files, [\d.]+/~?[\d.]+ KiB \d+%, [\d.]+ (KiB|MiB)/s, ETA \d+:\d\d$",
                     with_eta[0].strip()), with_eta
-    assert normalise(screen(raw), tree.root / "upstream")[-2:] == [
+    assert normalise(screen(raw), tree.root / "upstream")[-3:] == [
         "4/4 files, 781.2/781.2 KiB 100%, R/s, in M:SS",
         "4 fetched (781.2 KiB), 0 already present, 0 failed in M:SS",
+        "sagedl: saved to ROOT/",
     ]
 
 
@@ -208,7 +210,8 @@ def test_two_packages_sharing_a_tarball_do_not_wait_for_each_other(tmp_path):
     shown = normalise(screen(term.raw.decode("utf-8")), tree.root / "upstream")
     assert not any("waiting for another sagedl" in line for line in shown), shown
     assert shown[:2] == ["ROOT/twin-2.0.tar.gz", "ROOT/twin-2.0.tar.gz"]
-    assert shown[-1] == "1 fetched (97.7 KiB), 0 already present, 0 failed in M:SS"
+    assert shown[-2:] == ["1 fetched (97.7 KiB), 0 already present, 0 failed in M:SS",
+                          "sagedl: saved to ROOT/"]
 
 
 def test_temporary_files_an_interrupted_run_left_are_removed_by_the_next(tree, tmp_path):

@@ -487,7 +487,7 @@ def test_nginx_tls(tmp_path):
 
 
 def test_real_files_match_sage_checksums():
-    files = realfiles.real_files()
+    files = realfiles.require_real_files()
     assert len(files) >= 3
     assert any(f["sha1"] is None for f in files)      # [section] form
     assert any(f["tarball"].endswith(".tar.gz") for f in files)  # an sdist

@@ -1,5 +1,6 @@
 """sagedl writes only regular files it created: never through a planted
-symlink, never over a device, FIFO or socket (issue 12).
+symlink, never over a device, FIFO or socket: a downloader running as
+root in a shared directory must not be turned against the machine.
 
 Each test plants something at a name sagedl writes (NAME, NAME.part,
 NAME.part.json, its temporary file, NAME.lock, NAME.bad) in a temp dir --

@@ -1,5 +1,6 @@
 """Bad input and hostile output channels end in one line and a documented
-exit code, never an internal error (issue 12); a DESTINATION that is a
+exit code, never an internal error (a traceback tells a user nothing); a
+DESTINATION that is a
 device or FIFO is streamed into, verified, and never renamed or replaced.
 
 Device nodes are made with mknod in the test's temp dir (/dev/null's and

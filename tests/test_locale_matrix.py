@@ -7,7 +7,7 @@ bulk ``download``, and ``list-mirrors --no-probe`` over a mirrors file whose
 names are not ASCII.  Sources are a loopback FaultServer only: nothing
 reaches a real mirror.  Python 2.7 once failed here with "internal error:
 UnicodeDecodeError" on every fetch from a non-ASCII SAGE_ROOT, and 3.6 under
-LANG=C with UnicodeEncodeError in list-mirrors (issue 12).
+LANG=C with UnicodeEncodeError in list-mirrors.
 """
 
 import os

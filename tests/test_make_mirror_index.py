@@ -1,5 +1,5 @@
 """make-mirror's SHA256SUMS and mirror_list describe what the directory
-serves, whatever one run fetched (issue 15: a one-package run turned a
+serves, whatever one run fetched (once, a one-package run turned a
 6-file mirror's index into one line, a failed run left it empty, and
 mirror_list silently said http://localhost/).  Through the pyz.
 """

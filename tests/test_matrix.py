@@ -137,3 +137,28 @@ def test_sage_tree_forms_under_every_interpreter(label, tmp_path):
         assert r.returncode == 0 and b"loopback" in r.stdout, r.stderr
     for n in names:
         assert (tree.root / "upstream" / n).read_bytes() == tree.files[n]
+
+
+@pytest.mark.parametrize("label", interpreter_params())
+def test_curl_and_wget_habits_under_every_interpreter(label, tmp_path):
+    """Several URLs, -i - (stdin, a comment), -P, -c and --limit-rate: the
+    command-line habits, and the rate limit in the engine, on every
+    interpreter; a bad value is still one line and exit 2."""
+    python = require_interpreter(label)
+    a, b = Payload("a.tar.gz", make_data(60000, 61)), Payload("b.tar.gz", make_data(50000, 62))
+    out = tmp_path / "out"
+    out.mkdir()
+    env = env_for(tmp_path, LANG="C", LC_ALL="C")
+    with FaultServer({a.name: a.data, b.name: b.data}) as s:
+        listing = ("# the second file\n\n%s\n" % s.url_for(b.name)).encode()
+        r = subprocess.run([python, pyz_path(), "-i", "-", "-P", str(out), "-c",
+                            "--limit-rate", "1M", s.url_for(a.name)], input=listing, env=env,
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=120)
+        assert r.returncode == 0, r.stderr
+        assert r.stdout == b""
+        for p in (a, b):
+            assert (out / p.name).read_bytes() == p.data
+            assert ("sagedl: saved to %s\n" % (out / p.name)).encode() in r.stderr
+        r = run_pyz(python, ["--limit-rate", "1Q", s.url_for(a.name)], env)
+    assert r.returncode == 2 and b"Traceback" not in r.stderr, r.stderr
+    assert r.stderr.startswith(b"sagedl: error: argument --limit-rate: invalid rate '1Q'")

@@ -98,7 +98,7 @@ def test_format_table_shows_latency_health_and_last_result():
                "https://c.example:443": {"ok": False, "last": now - 300,
                                          "reason": "checksum mismatch"}}
     text = showmirrors.format_table(ranked, records, now=now)
-    # Two lines a mirror, within 80 columns (issue 15: it was ~190 wide).
+    # Two lines a mirror, within 80 columns (it was once ~190 wide).
     assert text.splitlines() == [
         "#  latency  health   url",
         "1  12 ms    ok       https://a.example/",

@@ -19,6 +19,7 @@ import pytest
 
 from faultserver import FaultServer
 from helpers import REPO, Tree, clean_env, make_data
+from netns import require_offline
 
 TIMEOUT = 300
 
@@ -26,7 +27,7 @@ TIMEOUT = 300
 def copy_source(dest):
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
     shutil.copytree(os.path.join(REPO, "sagedl"), os.path.join(dest, "sagedl"), ignore=ignore)
-    for name in ("pyproject.toml", "README.md"):
+    for name in ("pyproject.toml", "README.md", "LICENSE"):
         shutil.copy(os.path.join(REPO, name), dest)
     return dest
 
@@ -68,9 +69,7 @@ def test_installed_sagedl_lists_the_shipped_mirrors(installed, tmp_path):
     assert "incompletely" not in r.stderr
 
 
-OFFLINE = os.path.join(os.path.dirname(REPO), "shared", "tools", "offline")
-
-# Run inside ../shared/tools/offline (a network namespace with loopback
+# Run inside tools/offline (a network namespace with loopback
 # only), server and client together: a SAGE_SERVER fetch also ranks the
 # shipped list, whose real mirrors must never be contacted by a test.
 SAGE_SERVER_SCRIPT = """
@@ -104,7 +103,7 @@ def test_installed_sagedl_fetches_from_sage_server_with_the_shipped_list(install
     name = tree.add("ntl", "11.6.0", "ntl-VERSION.tar.gz", make_data(100000, 4))
     (tmp_path / "data").write_bytes(tree.files[name])
     script = SAGE_SERVER_SCRIPT % {"tests": os.path.dirname(os.path.abspath(__file__))}
-    r = run([OFFLINE, sys.executable, "-c", script, os.path.join(installed, "sagedl"),
+    r = run(require_offline() + [sys.executable, "-c", script, os.path.join(installed, "sagedl"),
              str(tree.root), name, str(tmp_path / "data")], clean_env(tmp_path), cwd=str(tmp_path))
     assert r.returncode == 0, r.stderr
     assert (tree.root / "upstream" / name).read_bytes() == tree.files[name]
@@ -130,11 +129,37 @@ def test_metadata_is_honest():
     assert project["license"] == "GPL-2.0-or-later"
     assert not [c for c in project["classifiers"] if c.startswith("License ::")]  # PEP 639
     assert "optional-dependencies" not in project     # no "fast" extra: urllib3 is slower
-    assert project["urls"]
+    assert project["urls"]["Repository"] == "https://github.com/sagedl/sagedl"
+    assert project["urls"]["Issues"] == "https://github.com/sagedl/sagedl/issues"
+    assert project["license-files"] == ["LICENSE"]
+    with open(os.path.join(REPO, "LICENSE"), encoding="utf-8") as f:
+        text = f.read()
+    assert "GNU GENERAL PUBLIC LICENSE" in text and "Version 2, June 1991" in text
+    assert "END OF TERMS AND CONDITIONS" in text      # the whole text, not a stub
     classifiers = project["classifiers"]
     for minor in range(9, 14):
         assert "Programming Language :: Python :: 3.%d" % minor in classifiers
     assert "Programming Language :: Python :: 2.7" not in classifiers
+
+
+def test_one_version_in_the_package_the_pyz_and_the_changelog(tmp_path):
+    """--version of the pyz, the version built into it, the package's (which
+    pip's metadata takes) and the newest CHANGELOG.md heading are one."""
+    import re
+    import zipfile
+    import sagedl
+    from pyz import pyz_path
+    r = run([sys.executable, pyz_path(), "--version"], clean_env(tmp_path))
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split()[:2] == ["sagedl", sagedl.__version__], r.stdout
+    with zipfile.ZipFile(pyz_path()) as z:
+        built = z.read("sagedl/__init__.py").decode("utf-8")
+    assert re.search(r'^__version__ = "%s"$' % re.escape(sagedl.__version__), built, re.M)
+    with open(os.path.join(REPO, "pyproject.toml"), encoding="utf-8") as f:
+        assert 'version = { attr = "sagedl.__version__" }' in f.read()
+    with open(os.path.join(REPO, "CHANGELOG.md"), encoding="utf-8") as f:
+        newest = re.search(r"^## (\S+)", f.read(), re.M).group(1)
+    assert newest == sagedl.__version__
 
 
 DEBIAN_PYTHON = "/usr/bin/python3"

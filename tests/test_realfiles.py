@@ -11,12 +11,12 @@ import pytest
 
 from helpers import clean_env
 from nginx import Nginx, require_tool
-from realfiles import real_files, sage_pkgs_dir
+from realfiles import require_real_files, sage_pkgs_dir
 
 
 @pytest.fixture(scope="module")
 def files():
-    return real_files()
+    return require_real_files()
 
 
 @pytest.fixture

@@ -1,8 +1,10 @@
 """Sage tree metadata: checksums.ini parsing, templates, resolution, sources.
 
-The real metadata (SAGEDL_SAGE_PKGS, default ../shared/sage-pkgs: the
-directory holding build/pkgs) is walked in full; the odd cases (malformed
-files, symlinks, .upstream.d) are built per test under tmp_path.
+Both real trees (the sdists sage-conf 10.7 and passagemath-conf 10.8.13.post1,
+tests/sagetree.py, with Sage's symlinks as real symlinks) are walked in full,
+their counts taken from the files with a plain regex, independently of
+sagedl's parser; the odd cases (malformed files, symlinks, .upstream.d) are
+built per test under tmp_path, from copies of real packages where that helps.
 """
 
 import os
@@ -17,14 +19,7 @@ from sagedl.sage import (HINT_BROKEN, SageTree, Tarball, check_filename, expand,
                          parse_checksums_ini, read_upstream_d, strip_patchlevel)
 from sagedl.sources import source_urls
 
-from realfiles import sage_pkgs_dir  # $SAGEDL_SAGE_PKGS, else ../shared beside the clone
-
-REAL_ROOT = sage_pkgs_dir()
-REAL_PKGS = os.path.join(REAL_ROOT, "build", "pkgs")
-REAL_ENTRIES = 544  # tarball= lines in the real tree, counted by hand with grep
-
-needs_real = pytest.mark.skipif(not os.path.isdir(REAL_PKGS),
-                                reason="real Sage metadata not at %s" % REAL_PKGS)
+from sagetree import TREES, require_tree
 
 SHA256 = "ab" * 32
 SHA1 = "cd" * 20
@@ -49,24 +44,44 @@ def make_pkg(root, name, checksums=None, version=None, type_="standard"):
     return d
 
 
+@pytest.fixture(scope="module", params=TREES)
+def real(request):
+    """The root of a real Sage tree (each of TREES in turn)."""
+    return require_tree(request.param)
+
+
+def pkgs_of(root):
+    return os.path.join(root, "build", "pkgs")
+
+
+def version_of(root, pkg):
+    with open(os.path.join(pkgs_of(root), pkg, "package-version.txt")) as f:
+        return strip_patchlevel(f.read().strip())
+
+
 def copy_real(root, *names):
-    """Copy real packages (as text: the originals are read-only) into a tmp tree."""
+    """Copy passagemath's real packages (their files as text, symlinks
+    followed) into a tmp tree."""
+    real_pkgs = pkgs_of(require_tree("passagemath-conf"))
     for name in names:
-        for fname in os.listdir(os.path.join(REAL_PKGS, name)):
-            with open(os.path.join(REAL_PKGS, name, fname), encoding="utf-8") as f:
-                write(os.path.join(str(root), "build", "pkgs", name, fname), f.read())
+        for fname in os.listdir(os.path.join(real_pkgs, name)):
+            path = os.path.join(real_pkgs, name, fname)
+            if os.path.isfile(path):
+                with open(path, encoding="utf-8") as f:
+                    write(os.path.join(str(root), "build", "pkgs", name, fname), f.read())
 
 
 def record(tarball, sha256=SHA256, sha1=None, upstream_url=None):
     return {"tarball": tarball, "sha256": sha256, "sha1": sha1, "upstream_url": upstream_url}
 
 
-def raw_entries():
-    """(package, sha256) of every record, read with a plain regex: an independent count."""
+def raw_entries(root):
+    """(package, sha256) of every record, read with a plain regex: an
+    independent count.  A symlinked checksums.ini is its owner's, counted there."""
     found = []
-    for pkg in sorted(os.listdir(REAL_PKGS)):
-        path = os.path.join(REAL_PKGS, pkg, "checksums.ini")
-        if os.path.exists(path):
+    for pkg in sorted(os.listdir(pkgs_of(root))):
+        path = os.path.join(pkgs_of(root), pkg, "checksums.ini")
+        if os.path.exists(path) and not os.path.islink(path):
             with open(path, encoding="utf-8") as f:
                 found += [(pkg, h) for h in re.findall(r"^sha256=(\w+)", f.read(), re.M)]
     return found
@@ -74,17 +89,46 @@ def raw_entries():
 
 # -- the real tree -----------------------------------------------------------
 
-@needs_real
-def test_real_tree_every_entry_resolves_to_its_own_package_and_digests():
-    tree = SageTree(REAL_ROOT)
-    per_package = [(pkg, t) for pkg in tree.packages() for t in tree.tarballs(pkg)]
-    assert len(per_package) == REAL_ENTRIES
-    assert sorted((pkg, t.sha256) for pkg, t in per_package) == sorted(raw_entries())
+# Template expansions, one per form Sage uses (components, patch levels, a
+# micro version like "1p5"), as each pinned sdist's files give them.
+TEMPLATES = {
+    "sage-conf": {
+        "nauty": ("nauty2.8.9.tar.gz", "https://pallini.di.uniroma1.it/nauty2_8_9.tar.gz"),
+        "plantri": ("plantri53.tar.gz", None),
+        "sqlite": ("sqlite-autoconf-3360000.tar.gz", None),
+        "singular": ("singular-4.4.1.tar.gz", "/SOURCES/4-4-1/"),
+        "4ti2": (None, "https://github.com/4ti2/4ti2/releases/download/Release_1_6_10/"),
+    },
+    "passagemath-conf": {
+        "nauty": ("nauty2.9.3.tar.gz", "https://pallini.di.uniroma1.it/nauty2_9_3.tar.gz"),
+        "plantri": ("plantri58.tar.gz", None),
+        "sqlite": ("sqlite-autoconf-3510200.tar.gz", None),
+        # 4.4.1p5: no ".pN" suffix to strip, and micro is "1p5" (as in Sage)
+        "singular": ("singular-4.4.1p5.tar.gz", "/SOURCES/4-4-1/"),
+        "4ti2": (None, "https://github.com/4ti2/4ti2/releases/download/Release_1_6_15/"),
+    },
+}
+
+
+def tree_name(root):
+    return [name for name in TREES if require_tree(name) == root][0]
+
+
+def linked(root, pkg):
+    return os.path.islink(os.path.join(pkgs_of(root), pkg, "checksums.ini"))
+
+
+def test_real_tree_every_entry_resolves_to_its_own_package_and_digests(real):
+    tree = SageTree(real)
+    per_package = [(pkg, t) for pkg in tree.packages() if not linked(real, pkg)
+                   for t in tree.tarballs(pkg)]
+    assert len(per_package) == len(raw_entries(real)) > 300
+    assert sorted((pkg, t.sha256) for pkg, t in per_package) == sorted(raw_entries(real))
     assert tree.broken == []
 
     by_name = defaultdict(list)
     for pkg, t in per_package:
-        assert t.package == pkg  # no symlinks in this copy: each entry is its own dir's
+        assert t.package == pkg
         for text in (t.filename, t.upstream_url or ""):
             assert "VERSION" not in text and "${" not in text, (pkg, text)
         by_name[t.filename].append(t)
@@ -97,63 +141,70 @@ def test_real_tree_every_entry_resolves_to_its_own_package_and_digests():
         else:
             assert got.package in [s.package for s in by_name[t.filename]]
 
+    # A package whose checksums.ini is a symlink lists its owner's tarballs,
+    # owned by the owner (Sage's own rule when it uploads them).
+    links = [pkg for pkg in tree.packages() if linked(real, pkg)]
+    assert "gfortran" in links and "pplpy_doc" in links
+    for pkg in links:
+        owner = os.path.basename(os.path.dirname(os.path.realpath(
+            os.path.join(pkgs_of(real), pkg, "checksums.ini"))))
+        assert {t.package for t in tree.tarballs(pkg)} == {owner}, pkg
+
     walked = list(tree.all_tarballs())
-    assert len(walked) == REAL_ENTRIES
+    assert len(walked) == len(raw_entries(real))
     assert sorted((t.package, t.filename) for t in walked) == \
         sorted((pkg, t.filename) for pkg, t in per_package)
 
 
-@needs_real
-def test_real_tree_shared_file_names_go_to_the_package_named_like_the_file():
-    tree = SageTree(REAL_ROOT)
-    # gap-*.tar.gz is listed by gap and six gap_pkg_* packages; gcc's by gfortran
-    # too; no package is named like passagemath_ppl, so the first by name wins.
-    assert tree.resolve("gap-4.16.0.tar.gz").package == "gap"
-    assert tree.resolve("gcc-14.4-darwin-r0.tar.gz").package == "gcc"
-    assert tree.resolve("passagemath_ppl-0.8.10.1.tar.gz").package == "pplpy"
+def test_real_tree_shared_file_names_go_to_the_package_named_like_the_file(real):
+    tree = SageTree(real)
+    # gap's tarball is listed by gap_packages (and passagemath's gap_pkg_*)
+    # too; gcc's by gfortran; pplpy's by pplpy_doc.
+    assert tree.resolve("gap-%s.tar.gz" % version_of(real, "gap")).package == "gap"
+    for owner, other in (("gcc", "gfortran"), ("pplpy", "pplpy_doc")):
+        for t in tree.tarballs(owner):
+            assert tree.resolve(t.filename).package == owner
+            assert tree.resolve(other).filename == tree.tarballs(owner)[0].filename
 
 
-@needs_real
-def test_real_tree_templates_with_components_and_patchlevels():
-    tree = SageTree(REAL_ROOT)
-    assert tree.resolve("nauty").filename == "nauty2.9.3.tar.gz"
-    assert tree.resolve("nauty").upstream_url == "https://pallini.di.uniroma1.it/nauty2_9_3.tar.gz"
-    assert tree.resolve("plantri").filename == "plantri58.tar.gz"
-    assert tree.resolve("sqlite").filename == "sqlite-autoconf-3510200.tar.gz"
-    # 4.4.1p5: no ".pN" suffix to strip, and micro is "1p5" (as in Sage)
-    assert tree.resolve("singular").filename == "singular-4.4.1p5.tar.gz"
-    assert "/SOURCES/4-4-1/" in tree.resolve("singular").upstream_url
-    assert tree.resolve("4ti2").upstream_url.startswith(
-        "https://github.com/4ti2/4ti2/releases/download/Release_1_6_15/")
+def test_real_tree_templates_with_components_and_patchlevels(real):
+    tree = SageTree(real)
+    for pkg, (filename, url) in sorted(TEMPLATES[tree_name(real)].items()):
+        t = tree.resolve(pkg)
+        if filename:
+            assert t.filename == filename, pkg
+        if url and url.startswith("https:"):
+            assert t.upstream_url.startswith(url), (pkg, t.upstream_url)
+        elif url:
+            assert url in t.upstream_url, (pkg, t.upstream_url)
 
 
-@needs_real
-def test_resolving_a_guessable_name_parses_only_a_few_files():
-    tree = SageTree(REAL_ROOT)
-    assert tree.resolve("gap-4.16.0.tar.gz").package == "gap"
+def test_resolving_a_guessable_name_parses_only_a_few_files(real):
+    tree = SageTree(real)
+    assert tree.resolve("gap-%s.tar.gz" % version_of(real, "gap")).package == "gap"
     assert tree.parse_count <= 3
-    tree.resolve("sqlite-autoconf-3510200.tar.gz")
-    tree.resolve("Babel-2.18.0-py3-none-any.whl")  # case differs from the package
+    tree.resolve(TEMPLATES[tree_name(real)]["sqlite"][0])
+    # case differs from the package
+    tree.resolve("Babel-%s-py3-none-any.whl" % version_of(real, "babel"))
     tree.resolve("nauty")
     assert tree.parse_count <= 8
 
 
-@needs_real
-def test_unguessable_names_build_the_full_index_once():
-    tree = SageTree(REAL_ROOT)
-    files = sum(os.path.exists(os.path.join(REAL_PKGS, p, "checksums.ini"))
+def test_unguessable_names_build_the_full_index_once(real):
+    tree = SageTree(real)
+    files = sum(os.path.exists(os.path.join(pkgs_of(real), p, "checksums.ini"))
                 for p in tree.packages())
-    assert tree.resolve("liblrcalc-2.1.tar.gz").package == "lrcalc"
+    assert tree.resolve("liblrcalc-%s.tar.gz" % version_of(real, "lrcalc")).package == "lrcalc"
     assert tree.parse_count == files
-    assert tree.resolve("texinfo-7.2.tar.xz").package == "info"
+    assert tree.resolve("texinfo-%s.tar.xz" % version_of(real, "info")).package == "info"
     assert tree.parse_count == files
 
 
-@needs_real
-def test_package_listing():
-    tree = SageTree(REAL_ROOT)
+def test_package_listing(real):
+    tree = SageTree(real)
     packages = tree.packages()
-    assert packages == sorted(packages) and len(packages) == 625
+    on_disk = [p for p in os.listdir(pkgs_of(real)) if os.path.isdir(os.path.join(pkgs_of(real), p))]
+    assert packages == sorted(packages) == sorted(on_disk) and len(packages) > 400
 
 
 # -- parse_checksums_ini -----------------------------------------------------
@@ -304,13 +355,12 @@ def test_version_file_patchlevel_is_stripped(tmp_path):
 
 # -- resolution in small trees -------------------------------------------------
 
-@needs_real
 def test_malformed_unrelated_package_does_not_stop_others(tmp_path):
     copy_real(tmp_path, "gap", "nauty", "pplpy", "clarabel", "zlib")
     zlib_ini = tmp_path / "build/pkgs/zlib/checksums.ini"
     zlib_ini.write_text(zlib_ini.read_text().replace("sha256=", "sha256 "))
     tree = SageTree(str(tmp_path))
-    assert tree.resolve("gap-4.16.0.tar.gz").package == "gap"
+    assert tree.resolve("gap-4.16.1.tar.gz").package == "gap"     # passagemath's versions
     assert tree.resolve("nauty").filename == "nauty2.9.3.tar.gz"
     # no package is named like this file: found through the full index
     assert tree.resolve("passagemath_ppl-0.8.10.1.tar.gz").package == "pplpy"
@@ -324,7 +374,6 @@ def test_malformed_unrelated_package_does_not_stop_others(tmp_path):
     assert "%s:3" % zlib_ini in info.value.hint  # says what was skipped
 
 
-@needs_real
 def test_asking_for_the_malformed_package_names_file_and_line(tmp_path):
     copy_real(tmp_path, "gap", "zlib", "lrcalc", "lrcalc_python")
     zlib_ini = tmp_path / "build/pkgs/zlib/checksums.ini"

@@ -1,6 +1,6 @@
 """Every option of sage_bootstrap's ``download`` command line, with Sage's meaning.
 
-build/sage_bootstrap/cmdline.py and app.py of the shared tree are the
+build/sage_bootstrap/cmdline.py and app.py of Sage's tree are the
 reference: ``--tags`` (nargs='*', each tag takes the first remaining
 ``[section]`` whose name contains it; no match or no tags: every tarball),
 ``--exclude A B`` (nargs='*', repeatable), ``--has-file/--no-file`` with
@@ -23,7 +23,7 @@ from pyz import interpreter_params, pyz_path, require_interpreter
 from sagedl import bulk
 from sagedl.errors import EXIT_CHECKSUM
 from sagedl.sage import SageTree
-from sagetree import shared_tree
+from sagetree import require_tree
 
 # What packaging.tags.sys_tags() gives for CPython 3.12 on x86_64 glibc 2.39,
 # in its order (abridged: each manylinux level down to 2_5, then the older
@@ -136,9 +136,7 @@ def test_classes_include_wheel_only_packages(run_cli, tmp_path, tree, mirror):
 
 
 def test_real_tree_wheel_packages_pick_one_wheel_for_a_real_tag_list():
-    root = shared_tree()
-    if root is None:
-        pytest.skip("the shared Sage tree is not here")
+    root = require_tree("passagemath-conf")     # the tree with wheel-only packages
     tree = SageTree(root)
     counts = dict((p, len(tree.tarballs(p))) for p in ("rpds_py", "cylp", "clarabel"))
     assert counts == {"rpds_py": 103, "cylp": 34, "clarabel": 5}
@@ -156,9 +154,7 @@ def test_real_tree_wheel_packages_with_this_machines_own_tags():
     """The full sys_tags() of the Python running the tests (pip's packaging,
     hundreds of tags): Sage's rule gives exactly one wheel of each wheel-only
     package, and one this Python could install."""
-    root = shared_tree()
-    if root is None:
-        pytest.skip("the shared Sage tree is not here")
+    root = require_tree("passagemath-conf")
     try:
         from pip._vendor.packaging.tags import sys_tags
     except ImportError:

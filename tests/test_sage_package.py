@@ -1,10 +1,10 @@
 """sage-package properties/list/tarball/name answered by sagedl: Sage's rules
 on small fixture trees (quirks included), errors as one line, and the seed
-case on the real scripts: contrib/sage/install.sh into a copy of the shared
+case on the real scripts: contrib/sage/install.sh into a copy of a real
 Sage tree, then a broken python3/python first on PATH and a poisoned
 PYTHONPATH, under which Sage's own sage-package fails and the wrapper must not.
 
-The 632-package comparison with sage_bootstrap is tests/test_sage_package_diff.py.
+The whole-tree comparison with sage_bootstrap is tests/test_sage_package_diff.py.
 """
 
 import os
@@ -15,7 +15,7 @@ import pytest
 from helpers import assert_one_line_error, clean_env
 from pyz import interpreter_params, pyz_path, require_interpreter
 from quirktree import make_quirk_tree, write
-from sagetree import copy_tree, install_dropin
+from sagetree import copy_tree, install_dropin, require_tree
 
 TIMEOUT = 120
 BROKEN_PYTHON = '#!/bin/sh\necho "ImportError: No module named _functools" >&2\nexit 1\n'
@@ -181,7 +181,7 @@ def test_leading_log_sage_root_and_debug_options(run_cli, tree, tmp_path):
 
 
 # ---------------------------------------------------------------------------
-# The seed case, on the real scripts of the shared Sage tree
+# The seed case, on the real scripts of a real Sage tree
 
 def sage_env(tmp_path, **extra):
     env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path / "home"), "LC_ALL": "C.UTF-8",
@@ -197,9 +197,9 @@ def sh(argv, env, cwd=None):
 
 @pytest.fixture(scope="module")
 def installed(tmp_path_factory):
-    """A copy of the shared Sage tree (symlinks restored) with the drop-in installed."""
+    """A copy of passagemath's Sage tree (symlinks restored) with the drop-in installed."""
     root = tmp_path_factory.mktemp("seed") / "sage root"
-    copy_tree(str(root))
+    copy_tree(str(root), require_tree("passagemath-conf"))
     install_dropin(str(root), pyz_path())
     return root
 

@@ -1,4 +1,4 @@
-"""The real build/bin/sage-spkg of the shared Sage tree, through the drop-in.
+"""The real build/bin/sage-spkg of passagemath's Sage tree, through the drop-in.
 
 The tests share one copy of the tree (symlinks restored, the ``.in``
 configure outputs written, contrib/sage/install.sh run) and a site mirror
@@ -12,7 +12,7 @@ line only, sagedl's mirror list (XDG_CONFIG_HOME/sagedl/mirrors.toml) names
 a closed loopback port, and http_proxy/https_proxy point at that port for
 everything but 127.0.0.1 (an upstream_url under -o, say).
 
-The forms (issue 10, item 5):
+The forms Sage's trees use:
 (a) ``sage-spkg PKG`` whose Sage python answers the sys_tags question, so
     sage-spkg runs ``sage-package download --tags <tags> -- PKG``: for the
     wheel package one wheel comes down, the one of the first matching tag;
@@ -36,7 +36,7 @@ from helpers import clean_env
 from nginx import Nginx, require_tool
 from pyz import pyz_path
 from realfiles import RealFileError, real_files
-from sagetree import RPDS_WHEEL, configure_outputs, copy_tree, install_dropin, real_wheel
+from sagetree import RPDS_WHEEL, configure_outputs, copy_tree, install_dropin, real_wheel, require_tree
 
 DEAD = "http://127.0.0.1:9/"
 
@@ -97,7 +97,8 @@ def nginx(site):
 
 @pytest.fixture(scope="module")
 def tree(tmp_path_factory):
-    root = copy_tree(str(tmp_path_factory.mktemp("sage-spkg") / "sage"))
+    root = copy_tree(str(tmp_path_factory.mktemp("sage-spkg") / "sage"),
+                     require_tree("passagemath-conf"))
     configure_outputs(root)
     install_dropin(root, pyz_path())
     upstream_d = os.path.join(root, ".upstream.d")

@@ -1,12 +1,13 @@
-"""Packages whose checksums.ini is a symlink to another package's (issue 10).
+"""Packages whose checksums.ini is a symlink to another package's.
 
-In Sage's tree eight are: gap_packages and five gap_pkg_* -> gap, gfortran
--> gcc, pplpy_doc -> pplpy.  Sage attributes the file to the owner when it
+In Sage's tree three are: gap_packages -> gap, gfortran -> gcc, pplpy_doc ->
+pplpy; passagemath adds the gap_pkg_* -> gap.  Sage attributes the file to the owner when it
 uploads, but a stock ``sage-package download pplpy_doc`` asks mirrors for
 ``spkg/upstream/pplpy_doc/FILE``.  So ``make-mirror`` serves the file under
 every name, and sagedl asks for both paths, owner first.
 
-The real tree is copied with its symlinks restored (tests/sagetree.py);
+Both real trees (sage-conf's and passagemath-conf's sdists) are copied with
+their symlinks restored (tests/sagetree.py);
 pplpy's checksums.ini is pointed at a generated file (pplpy_doc follows
 through the link).  The stock client is Sage's own sage-package, run
 against a real nginx serving the site mirror.
@@ -22,21 +23,23 @@ import pytest
 from helpers import clean_env, make_data
 from faultserver import FaultServer
 from nginx import Nginx, require_tool
-from sagetree import copy_tree, require_shared_tree
+from sagetree import TREES, copy_tree, require_tree
 
 DATA = make_data(40000, 77)
 NAME = "passagemath_ppl-0.0.1.tar.gz"
 
 
-@pytest.fixture(scope="module")
-def tree(tmp_path_factory):
-    require_shared_tree()
+@pytest.fixture(scope="module", params=TREES)
+def tree(tmp_path_factory, request):
+    source = require_tree(request.param)
     root = str(tmp_path_factory.mktemp("symlinks") / "sage")
-    copy_tree(root)
+    copy_tree(root, source)
     pkgs = os.path.join(root, "build", "pkgs")
     assert os.readlink(os.path.join(pkgs, "pplpy_doc", "checksums.ini")) == "../pplpy/checksums.ini"
     with open(os.path.join(pkgs, "pplpy", "checksums.ini"), "w") as f:
-        f.write("tarball=passagemath_ppl-VERSION.tar.gz\nsha256=%s\n" % hashlib.sha256(DATA).hexdigest())
+        # sha1 too: Sage 10.7's sage_bootstrap compares it even after sha256 matched.
+        f.write("tarball=passagemath_ppl-VERSION.tar.gz\nsha1=%s\nsha256=%s\n"
+                % (hashlib.sha1(DATA).hexdigest(), hashlib.sha256(DATA).hexdigest()))
     with open(os.path.join(pkgs, "pplpy", "package-version.txt"), "w") as f:
         f.write("0.0.1\n")
     # Upstream Sage's .upstream.d: only SAGE_SERVER, so nothing leaves loopback.

@@ -1,18 +1,16 @@
 """A source that cannot be used is skipped with one warning line, never fatal
-while other sources remain (issue 10, item 4): an .upstream.d line that
+while other sources remain (one bad line must not stop a download that
+another source can serve): an .upstream.d line that
 expands to an invalid URL, a file: line, an ftp: upstream_url (gengetopt and
 singular have one in Sage's tree)."""
-
-import os
 
 import pytest
 
 from faultserver import FaultServer
-from helpers import REPO, Tree, clean_env, make_data
+from helpers import Tree, clean_env, make_data
 from sagedl.sage import SageTree
 from sagedl.sources import source_urls
-
-SHARED_TREE = os.path.join(os.path.dirname(REPO), "shared", "sage-tree")
+from sagetree import TREES, require_tree
 
 
 @pytest.fixture
@@ -96,10 +94,10 @@ def test_with_no_usable_source_left_the_error_says_so(run_cli, tmp_path, tree, m
     assert "no source to download from" in r.err
 
 
-@pytest.mark.skipif(not os.path.isdir(SHARED_TREE), reason="no ../shared/sage-tree")
+@pytest.mark.parametrize("tree_name", TREES)
 @pytest.mark.parametrize("pkg", ["gengetopt", "singular"])
-def test_the_real_ftp_upstream_urls_of_sages_tree_are_skipped_not_fatal(pkg):
-    tarball = SageTree(SHARED_TREE).resolve(pkg)
+def test_the_real_ftp_upstream_urls_of_sages_tree_are_skipped_not_fatal(pkg, tree_name):
+    tarball = SageTree(require_tree(tree_name)).resolve(pkg)
     assert tarball.upstream_url.startswith("ftp:")
     skipped = []
     urls = source_urls(tarball, {}, [], ["https://m.example/sage/"], True, skipped=skipped)

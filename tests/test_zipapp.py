@@ -33,7 +33,7 @@ def load_root_main():
 
 
 def expected_version_line(version, python=None):
-    """PyPy says so, with its own version (issue 15)."""
+    """PyPy says so, with its own version (a bug report needs it)."""
     if python is not None and "pypy" in os.path.basename(python):
         pypy = subprocess.check_output(
             [python, "-c", "import sys; print('%d.%d.%d' % sys.pypy_version_info[:3])"],

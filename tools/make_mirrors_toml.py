@@ -20,8 +20,10 @@ import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
-# The Sage website's mirror list, in the shared data beside the clone.
-DEFAULT_YAML = os.path.join(os.path.dirname(ROOT), "shared", "sage-pkgs", "mirrors.yaml")
+# The Sage website's mirror list (conf/mirrors.yaml of its repository,
+# github.com/sagemath/website), copied here unchanged so the shipped list can
+# be regenerated and checked from a clone alone.
+DEFAULT_YAML = os.path.join(HERE, "mirrors.yaml")
 DEFAULT_OUT = os.path.join(ROOT, "sagedl", "mirrors.toml")
 
 # A missing priority means "no preference".  The explicit values in

@@ -1,7 +1,13 @@
 #!/usr/bin/env bash
-# The whole test suite, from a fresh clone: install what it needs, build the
-# pyz, run every test (unit, fault-injection, processes, the pyz under every
-# interpreter).  With CI=true a missing interpreter or tool is a failure.
+# The test suite, from a fresh clone: install what it needs, build the pyz,
+# fetch the real Sage data from PyPI (cached), and run pytest.
+#
+#   bash tools/test.sh                              # the whole suite
+#   bash tools/test.sh tests/test_sage.py           # one file
+#   bash tools/test.sh tests/test_sage.py::test_package_listing -x   # one test
+#
+# Arguments go to pytest as they are; with none it runs tests/.  With CI=true
+# a missing interpreter, tool or piece of real data is a failure, not a skip.
 #
 # The test libraries (requirements-test.txt) go into a virtual environment,
 # never into the system Python: Debian's and Ubuntu's python3 refuse
@@ -13,5 +19,14 @@ cd "$(dirname "$0")/.."
 bash tools/install-deps.sh
 python=$(bash tools/test-venv.sh)
 "$python" zipapp/build.py
-"$python" tests/realfiles.py >/dev/null
-exec "$python" -m pytest -q -p no:cacheprovider tests "$@"
+# The real Sage trees (sdists on PyPI) and upstream files, fetched once into
+# ~/.cache/sagedl-tests.  Without a network the tests that need them skip
+# with the reason (and fail under CI=true), so a failure here is not fatal.
+if ! "$python" tests/sagetree.py >/dev/null || ! "$python" tests/realfiles.py >/dev/null; then
+    echo "tools/test.sh: the real Sage data could not be fetched from PyPI;" \
+         "the tests that need it will say so" >&2
+fi
+if [ $# -eq 0 ]; then
+    set -- tests
+fi
+exec "$python" -m pytest -q -p no:cacheprovider "$@"

@@ -115,7 +115,7 @@ class CachingImporter(object):
                     os.makedirs(self.dir)
                 self.made_dir = True
             # A fresh name, created O_EXCL|O_NOFOLLOW: nothing planted in the
-            # cache directory is written through (issue 12).
+            # cache directory is written through.
             tmp = "%s.%d.%s.tmp" % (path, os.getpid(), binascii.hexlify(os.urandom(4)).decode())
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW, 0o644)
             with os.fdopen(fd, "wb") as f:
