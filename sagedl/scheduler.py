@@ -143,6 +143,7 @@ class FileWork(object):
         self.state = "new"         # new, opening, open, finishing, done, failed
         self.result = None
         self.error = None          # set when this run gave up on the file
+        self.fatal = False         # ... for a reason no other source can fix (disk, lock)
         self.excluded = set()      # mirror keys that do not have it (404, other size)
         self.attempts = []         # (label, SourceFailure), for the final error
         self.probed = set()        # mirror keys asked for its size (Scheduler._size_probe)
@@ -433,7 +434,7 @@ class Scheduler(object):
         with self.cond:
             self._release(slot, piece)
             if not f.finished():
-                error.fatal = True
+                f.fatal = True
                 self._give_up(f, error)
 
 

@@ -87,7 +87,7 @@ def fetch(session, tree, items, progress, recorder):
     for f, (item, _) in zip(files, todo):
         if f.state == "done":
             item.result = f.result
-        elif getattr(f.error, "fatal", False):
+        elif f.fatal:
             item.error = f.error
     return items
 
