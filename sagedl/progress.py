@@ -561,6 +561,7 @@ class AggregateProgress(_RedrawnLine):
                 self._finished = True
                 return
             self._finished = True
+            self._mirrors = None     # none is sending any more: not worth a word
             now = self._clock()
             elapsed = max(0.0, now - self._start)
             line = self._line(average_rate(self._transferred, elapsed),
