@@ -223,3 +223,13 @@ def test_throughput_is_remembered_in_the_health_cache(tmp_path):
     health = json.loads((tmp_path / "cache" / "sagedl" / "health.json").read_text())
     rates = [rec.get("bps") for rec in health["mirrors"].values()]
     assert len(rates) == 2 and all(isinstance(x, float) and x > 0 for x in rates), health
+
+
+def test_the_bulk_line_says_how_many_mirrors_are_sending():
+    from sagedl.progresstext import format_aggregate_line
+    line = format_aggregate_line(3, 40, 10 * MIB, 100 * MIB, 5 * MIB, 0, mirrors=4)
+    assert "5.0 MiB/s, 4 mirrors" in line, line
+    # Too narrow: the count of mirrors goes first, the percentage stays.
+    narrow = format_aggregate_line(3, 40, 10 * MIB, 100 * MIB, 5 * MIB, 0, mirrors=4,
+                                   width=len(line))
+    assert "mirrors" not in narrow and "10%" in narrow, narrow
