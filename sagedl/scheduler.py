@@ -28,7 +28,7 @@ byte range) and mirrors pull them:
   other failures in a row, or found lying, it is dropped for the run; a
   404 drops it for that file only.
 * When the file fails its checksum, each range is fetched again from
-  another mirror and compared (find_liar): the ranges that differ are
+  another mirror and compared (liars.py): the ranges that differ are
   replaced, the mirror that sent them is named, dropped for the run and
   recorded in the health cache; the good ranges are kept.
 * Each mirror's bytes/s go into the health cache, and start the next run.
@@ -38,7 +38,8 @@ a checksum no re-fetch could fix) comes back unfinished, with the failures:
 the caller then runs it through download.py's one-source-at-a-time engine,
 which tries every source in Sage's order and words the final error.
 
-The bytes themselves are rangefile.py's: NAME.part written at offsets,
+Each connection is a worker.Slot, which carries out the work it takes; the
+bytes themselves are rangefile.py's: NAME.part written at offsets,
 NAME.part.json with each range's progress, verification before the rename.
 
 The rules, each with the test that fails when it is removed (checked by
@@ -48,7 +49,7 @@ removing each one; tests/test_scheduler.py):
 rule (where)                                   test
 =============================================  ======================================================
 find the liar by re-fetching its ranges        test_a_mirror_that_corrupts_a_range_is_found_named_and_recorded
-(find_liar)
+(liars.find_liar)
 no split range from a mirror ignoring Range    test_a_mirror_that_ignores_range_serves_whole_files_only
 (_take_over: ``m.ranges is False``)
 a silent connection counts as stalled          test_a_stalled_range_is_taken_over_before_its_deadline
@@ -63,15 +64,12 @@ bytes/s into the health cache (spread.fetch)   test_throughput_is_remembered_in_
 
 from __future__ import absolute_import
 
-import re
 import threading
 
 from sagedl import errors
 from sagedl.compat import compat_monotonic
-from sagedl.errors import SagedlError, SourceFailure, failure_error
-from sagedl.rangefile import (IgnoresRange, PieceTransfer, RangeFile, check_response,
-                              request_headers)
-from sagedl.urls import redact
+from sagedl.errors import SourceFailure, failure_error
+from sagedl.worker import PROBE, Slot
 
 PER_MIRROR = 4          # connections per mirror (see bench/mirrors.py)
 MAX_CONNECTIONS = 24    # all mirrors together
@@ -81,7 +79,6 @@ DEAD_AFTER = 3          # failures in a row that drop a mirror for the run
 STALL_MIN = 1.5         # seconds without a byte after which a connection counts as stalled
 POLL = 0.1              # an idle connection looks again this often
 DEFAULT_LATENCY = 0.2
-PROBE = "probe"         # the work of asking a mirror for a file's size
 
 
 class Settings(object):
@@ -96,12 +93,6 @@ class Settings(object):
         self.max_connections = max(1, max_connections)
         self.split = max(1, split)
         self.min_piece = min_piece
-
-
-def mirror_key(url):
-    """The mirror a source URL belongs to: the URL without the file name
-    and, in Sage's layout, without spkg/upstream/PKG/."""
-    return re.sub(r"(spkg/upstream/[^/]+/)?[^/]*$", "", url)
 
 
 class Mirror(object):
@@ -190,7 +181,7 @@ class Scheduler(object):
             for m in self.mirrors:
                 if budget <= 0:
                     break
-                slots.append(_Slot(self, m, round_))
+                slots.append(Slot(self, m, round_))
                 budget -= 1
         threads = []
         for s in slots:
@@ -347,7 +338,7 @@ class Scheduler(object):
         return f, piece
 
     # -- results (under self.cond) -------------------------------------------------------
-    def _release(self, slot, piece):
+    def release(self, slot, piece):
         m = slot.mirror
         self.active -= 1
         m.active -= 1
@@ -365,7 +356,7 @@ class Scheduler(object):
             self.shown_mirrors = count
             self.progress.set_mirrors(count)
 
-    def _give_up(self, f, error):
+    def give_up(self, f, error):
         f.state = "failed"
         f.error = error
         if f.rf is not None:
@@ -377,7 +368,7 @@ class Scheduler(object):
         # Not reported as done: the caller tries the file again (download.py).
         self.cond.notify_all()
 
-    def _check_viable(self):
+    def check_viable(self):
         """Give up on files no live mirror can finish."""
         for f in list(self.queue) + list(self.open_files):
             if f.finished() or f.state in ("opening", "finishing"):
@@ -389,7 +380,7 @@ class Scheduler(object):
             if needs_range:
                 live = [m for m in live if m.ranges is not False]
             if not live and not any(p.owner is not None for p in (f.rf.pieces if f.rf else ())):
-                self._give_up(f, failure_error(f.attempts, f.name))
+                self.give_up(f, failure_error(f.attempts, f.name))
 
     def failed(self, slot, f, piece, url, failure):
         """One request failed: the range goes back, the mirror is judged."""
@@ -398,7 +389,7 @@ class Scheduler(object):
         errors.debug("%s: %s failed: %s" % (f.name, m.label, failure))
         self.on_result(url, False, str(failure))
         with self.cond:
-            self._release(slot, piece)
+            self.release(slot, piece)
             if f.state == "opening":
                 f.state = "new"
                 self.queue.insert(0, f)
@@ -418,328 +409,21 @@ class Scheduler(object):
                         and not m.dead:
                     m.dead = str(failure)
                     self.notify("%s: %s; not used any more in this run" % (m.label, failure))
-            self._check_viable()
+            self.check_viable()
 
     def ignores_range(self, slot, f, piece):
         m = slot.mirror
         with self.cond:
-            self._release(slot, piece)
+            self.release(slot, piece)
             if m.ranges is not False:
                 m.ranges = False
                 errors.debug("%s ignores Range: whole files only" % m.label)
-            self._check_viable()
+            self.check_viable()
 
     def fatal(self, slot, f, piece, error):
         """A failure no other mirror can fix (the disk, an unsafe path, the lock)."""
         with self.cond:
-            self._release(slot, piece)
+            self.release(slot, piece)
             if not f.finished():
                 f.fatal = True
-                self._give_up(f, error)
-
-
-class _Slot(object):
-    """One connection to one mirror: pulls work until there is none."""
-
-    def __init__(self, sched, mirror, index):
-        self.sched = sched
-        self.mirror = mirror
-        self.index = index
-        self.transport = None
-
-    def run(self):
-        sched = self.sched
-        try:
-            while True:
-                work = sched.take(self)
-                if work is None:
-                    return
-                f, piece = work
-                if piece is PROBE:
-                    self._probe(f)
-                    continue
-                try:
-                    if piece is None:
-                        piece = self._open(f)
-                        if piece is None:
-                            continue
-                    self._fetch(f, piece)
-                except SagedlError as e:
-                    sched.fatal(self, f, piece, e)
-                except Exception as e:    # a bug must not leave the run waiting for ever
-                    sched.fatal(self, f, piece, SagedlError("%s: %s" % (f.name, e)))
-        finally:
-            if self.transport is not None:
-                self.transport.close()
-
-    def _open(self, f):
-        """The connection that takes a new file opens it (lock, a verified
-        file already there, a partial to resume) and fetches its first range."""
-        sched = self.sched
-        rf = RangeFile(f.dest, f.expected, sched.settings.engine, sched.notify)
-        present = rf.open()
-        with sched.cond:
-            f.rf = rf
-            if present is not None:
-                f.result, f.state = present, "done"
-                sched._release(self, None)
-                sched.progress.file_done(f.name, True, present.nbytes)
-                return None
-            f.state = "open"
-            sched.open_files.append(f)
-            if rf.total is not None:
-                sched.progress.file_started(f.name, rf.total, rf.done_bytes())
-            m = self.mirror
-            with rf.lock:
-                for p in rf.pieces:
-                    if p.owner is None and not p.complete() and (p.done == 0 or m.ranges is not False):
-                        piece = rf.reassign(p, m.label)
-                        if piece is not None:
-                            piece.owner = self
-                            piece.asked = compat_monotonic()
-                            return piece
-            sched._release(self, None)     # a resume with nothing this mirror can take
-            sched._check_viable()
-            if rf.complete():
-                f.state = "finishing"
-        if f.state == "finishing":
-            self._finish(f)
-        return None
-
-    def _probe(self, f):
-        """bytes=0-0: the size from the Content-Range, the first of the
-        mirror's latency and Range support; nothing else is kept."""
-        from sagedl.rangefile import Piece
-        sched, m, rf = self.sched, self.mirror, f.rf
-        url = f.urls[m.key]
-        try:
-            if self.transport is None:
-                self.transport = sched.new_transport()
-            t0 = compat_monotonic()
-            resp = self.transport.open(url, headers={"Range": "bytes=0-0"},
-                                       allow_downgrade=True)
-            try:
-                m.latency = _smooth(m.latency, compat_monotonic() - t0, 0.3)
-                total = check_response(resp, rf, Piece(0, None), True, 0)
-                if resp.status == 206:
-                    m.ranges = True
-                    was_unknown = rf.total is None
-                    rf.set_total(total)
-                    if was_unknown:
-                        sched.progress.file_started(f.name, total, 0)
-            finally:
-                resp.close()
-        except (SourceFailure, IgnoresRange, SagedlError) as e:
-            errors.debug("%s: size from %s: %s" % (f.name, m.label, e))
-        with sched.cond:
-            sched._release(self, None)
-
-    def _fetch(self, f, piece):
-        sched, m = self.sched, self.mirror
-        url = f.urls[m.key]
-        rf = f.rf
-        if self.transport is None:
-            self.transport = sched.new_transport()
-        headers = request_headers(piece, rf.total, m.ranges)
-        asked_end = None if rf.total is None else piece.end - 1
-        t0 = compat_monotonic()
-        try:
-            resp = self.transport.open(url, headers=headers, allow_downgrade=True)
-        except SourceFailure as failure:
-            sched.failed(self, f, piece, url, failure)
-            return
-        try:
-            m.latency = _smooth(m.latency, compat_monotonic() - t0, 0.3)
-            try:
-                total = check_response(resp, rf, piece, bool(headers), asked_end)
-            except IgnoresRange:
-                sched.ignores_range(self, f, piece)
-                return
-            if resp.status == 206:
-                m.ranges = True
-            elif headers and m.ranges is not False:
-                m.ranges = False
-                errors.debug("%s ignores Range: whole files only" % m.label)
-            was_unknown = rf.total is None
-            rf.set_total(total)
-            if was_unknown:
-                sched.progress.file_started(f.name, total, 0)
-            errors.debug("%s: bytes %d-%d from %s" % (f.name, piece.done, piece.end - 1, m.label))
-            PieceTransfer(rf, piece, resp, sched.settings.engine.block_size,
-                          sched.settings.engine.low_speed_limit,
-                          sched.settings.engine.low_speed_time,
-                          _Meter(sched, f, piece, m)).run()
-        except SourceFailure as failure:
-            sched.failed(self, f, piece, url, failure)
-            return
-        finally:
-            resp.close()
-        sched.on_result(url, True, "ok")
-        with sched.cond:
-            m.failures = 0
-            m.retry = sched.settings.engine.retry
-            sched._release(self, piece)
-            # A connection stalled on a range taken over from it may still
-            # own a complete piece: it writes nothing more (rangefile.write).
-            done = rf.complete() and f.state == "open"
-            if done:
-                f.state = "finishing"
-        if done:
-            self._finish(f)
-
-    def _finish(self, f):
-        """Every range is in: verify the whole file, find a liar if it does
-        not verify, and rename."""
-        sched, rf = self.sched, f.rf
-        bad = rf.verify()
-        if bad is not None:
-            liar = find_liar(sched, f, self)
-            bad = rf.verify() if liar else bad
-        with sched.cond:
-            if bad is not None:
-                failure = SourceFailure(SourceFailure.KIND_CHECKSUM,
-                                        "checksum mismatch: " + bad[0], detail=bad[1])
-                f.attempts.append(("mirrors", failure))
-                rf.discard()
-                sched._give_up(f, failure_error(f.attempts, f.name))
-                return
-        rf.commit()
-        rf.release()
-        from sagedl.download import Result
-        with sched.cond:
-            f.result = Result(f.dest, "downloaded", nbytes=rf.total)
-            f.state = "done"
-            if f in sched.open_files:
-                sched.open_files.remove(f)
-            sched.progress.file_done(f.name, True, rf.total)
-            sched.cond.notify_all()
-
-
-class _Meter(object):
-    """Told of each block a connection writes: the piece's and the mirror's
-    bytes/s, and the file's progress."""
-
-    def __init__(self, sched, f, piece, mirror):
-        self.sched = sched
-        self.f = f
-        self.piece = piece
-        self.mirror = mirror
-
-    def __call__(self, n, seconds):
-        p, m = self.piece, self.mirror
-        now = compat_monotonic()
-        p.last_byte = now
-        if seconds > 0:
-            sample = n / seconds
-            weight = min(1.0, seconds / 1.0)
-            p.rate = _smooth(p.rate or None, sample, weight)
-            m.rate = _smooth(m.rate, sample, min(1.0, seconds / 3.0))
-        m.bytes += n
-        self.sched.progress.file_progress(self.f.name, self.f.rf.done_bytes())
-
-
-def _smooth(old, sample, weight):
-    return sample if old is None else old + (sample - old) * weight
-
-
-# -- a file that failed its checksum ---------------------------------------------------------
-def find_liar(sched, f, slot):
-    """Fetch each mirror's ranges again from another mirror, most bytes first;
-    ranges that differ are overwritten with the other's bytes.  Once the file
-    verifies, the mirror whose ranges differed is the liar: named, dropped
-    for the run, recorded.  Returns its label, or None."""
-    rf = f.rf
-    by_server = {}
-    for p in rf.pieces:
-        by_server.setdefault(p.server, []).append(p)
-    order = sorted(by_server, key=lambda s: -sum(p.end - p.start for p in by_server[s]))
-    if slot.transport is None:
-        slot.transport = sched.new_transport()
-    for server in order:
-        checkers = [m for m in sched.mirrors if m.label != server and not m.dead
-                    and m.ranges is not False and m.key in f.urls]
-        if not checkers:
-            continue
-        differed = []
-        for p in by_server[server]:
-            for checker in checkers:
-                try:
-                    if _compare_and_fix(rf, p, f.urls[checker.key], slot.transport):
-                        differed.append((p, checker))
-                    break
-                except (SourceFailure, IgnoresRange):
-                    continue
-        if differed and rf.verify() is None:
-            _name_liar(sched, f, server, differed)
-            return server
-    return None
-
-
-def _compare_and_fix(rf, piece, url, transport):
-    """Fetch piece's range from ``url``; compare it with the disk block by
-    block, and from the first difference on, write the new bytes.  True if
-    anything differed."""
-    import os
-    headers = {"Range": "bytes=%d-%d" % (piece.start, piece.end - 1)}
-    resp = transport.open(url, headers=headers, allow_downgrade=True)
-    try:
-        saved = piece.done
-        piece.done = piece.start
-        try:
-            check_response(resp, rf, piece, True, piece.end - 1)
-        finally:
-            piece.done = saved
-        if resp.status != 206:
-            raise IgnoresRange()
-        fd = rf.open_writer()
-        rfd = os.open(rf.part, os.O_RDONLY)
-        try:
-            differed = False
-            at = piece.start
-            view = memoryview(bytearray(256 * 1024))
-            while at < piece.end:
-                n = resp.readinto(view[:min(len(view), piece.end - at)])
-                if not n:
-                    raise SourceFailure(SourceFailure.KIND_PROTOCOL, "connection closed early")
-                os.lseek(rfd, at, os.SEEK_SET)
-                if not differed and os.read(rfd, n) != view[:n].tobytes():
-                    differed = True
-                if differed:
-                    os.lseek(fd, at, os.SEEK_SET)
-                    from sagedl.fsutil import write_all
-                    write_all(fd, view[:n])
-                at += n
-            return differed
-        finally:
-            os.close(fd)
-            os.close(rfd)
-    finally:
-        resp.close()
-
-
-def _name_liar(sched, f, server, differed):
-    spans = ", ".join("bytes %d-%d" % (p.start, p.end - 1) for p, _ in differed[:3])
-    checker = differed[0][1].label
-    sched.notify("%s: %s from %s did not match %s's; %s is not used any more in this run"
-                 % (f.name, spans, server, checker, server))
-    with sched.cond:
-        for m in sched.mirrors:
-            if m.label == server:
-                m.dead = "served corrupt bytes of %s" % f.name
-                if m.key in f.urls:
-                    sched.on_result(f.urls[m.key], False,
-                                    "served corrupt bytes of %s (%s)" % (f.name, spans))
-        sched.cond.notify_all()
-
-
-def labels_for(keys):
-    """A short label per mirror key: host:port, or more of the URL when two
-    mirrors share a host."""
-    from sagedl.download import source_label
-    labels = [source_label(k) for k in keys]
-    out = []
-    for k, label in zip(keys, labels):
-        if labels.count(label) > 1:
-            label = redact(k).split("://", 1)[-1].rstrip("/")
-        out.append(label)
-    return out
+                self.give_up(f, error)

@@ -16,6 +16,8 @@ SAGE_SERVER serves must never cost that probe.
 
 from __future__ import absolute_import
 
+import re
+
 from sagedl.errors import SagedlError
 
 
@@ -105,7 +107,7 @@ def _plan(session, tree, todo):
         except SagedlError:
             planned = []          # download.py says why
         for url in planned:
-            key = scheduler.mirror_key(url)
+            key = mirror_key(url)
             if key not in urls:
                 urls[key] = url
                 if key not in keys:
@@ -114,7 +116,7 @@ def _plan(session, tree, todo):
     health = load_health(session.env)
     per = settings(session).per_mirror
     mirrors = []
-    for key, label in zip(keys, scheduler.labels_for(keys)):
+    for key, label in zip(keys, labels_for(keys)):
         bps = throughput_of(health.get(origin_key(key)))
         mirrors.append(scheduler.Mirror(key, label, rate=bps / per if bps else None))
     return files, mirrors
@@ -158,3 +160,23 @@ class OneFileProgress(object):
     @property
     def mode(self):
         return getattr(self.progress, "mode", "none")
+
+
+def mirror_key(url):
+    """The mirror a source URL belongs to: the URL without the file name
+    and, in Sage's layout, without spkg/upstream/PKG/."""
+    return re.sub(r"(spkg/upstream/[^/]+/)?[^/]*$", "", url)
+
+
+def labels_for(keys):
+    """A short label per mirror key: host:port, or more of the URL when two
+    mirrors share a host."""
+    from sagedl.download import source_label
+    from sagedl.urls import redact
+    labels = [source_label(k) for k in keys]
+    out = []
+    for k, label in zip(keys, labels):
+        if labels.count(label) > 1:
+            label = redact(k).split("://", 1)[-1].rstrip("/")
+        out.append(label)
+    return out
