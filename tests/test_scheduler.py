@@ -167,21 +167,7 @@ def test_kill_9_mid_split_then_every_range_resumes(tmp_path):
     tree = tree_with(tmp_path, [4 * MIB])
     name = tree.names[0]
     size = len(tree.files[name])
-    part = tree.root / "upstream" / (name + ".part")
-    meta_path = str(part) + ".json"
-    with FaultServer(tree.files) as a, FaultServer(tree.files) as b:
-        env = env_for(tmp_path, tree, [a.url + "/trickle-300000/", b.url + "/trickle-300000/"])
-        env["PYTHONPATH"] = REPO
-        p = subprocess.Popen([sys.executable, "-m", "sagedl", "download", ":all:"], env=env,
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        try:
-            wait_until(lambda: _in_progress(meta_path), timeout=60)
-        finally:
-            p.send_signal(signal.SIGKILL)
-            p.wait()
-        before = _meta(meta_path)
-        a.release()
-        b.release()
+    before = _split_partial(tmp_path, tree)
     todo = [(s, e, d) for s, e, d, _ in before["ranges"] if d < e]
     have = sum(d - s for s, e, d, _ in before["ranges"])
     assert have > 0 and len(todo) >= 2, before
@@ -233,3 +219,45 @@ def test_the_bulk_line_says_how_many_mirrors_are_sending():
     narrow = format_aggregate_line(3, 40, 10 * MIB, 100 * MIB, 5 * MIB, 0, mirrors=4,
                                    width=len(line))
     assert "mirrors" not in narrow and "10%" in narrow, narrow
+
+
+@pytest.mark.parametrize("fault,code,words", [("404", 3, "HTTP 404"),
+                                              ("corrupt", 4, "checksum mismatch")])
+def test_what_no_mirror_can_finish_fails_as_the_one_source_engine_says(tmp_path, fault, code,
+                                                                        words):
+    tree = tree_with(tmp_path, [MIB])
+    with FaultServer(tree.files) as a, FaultServer(tree.files) as b:
+        r = run_in_process(["download", ":all:"],
+                           env_for(tmp_path, tree, [a.url + "/%s/" % fault,
+                                                    b.url + "/%s/" % fault]))
+    assert r.code == code, r
+    assert "could not download %s" % tree.names[0] in r.err and words in r.err, r.err
+    assert not (tree.root / "upstream" / tree.names[0]).exists()
+
+
+def _split_partial(tmp_path, tree):
+    """kill -9 a split download once two ranges have started; NAME.part.json's ranges."""
+    meta_path = str(tree.root / "upstream" / (tree.names[0] + ".part.json"))
+    with FaultServer(tree.files) as a, FaultServer(tree.files) as b:
+        env = env_for(tmp_path, tree, [a.url + "/trickle-300000/", b.url + "/trickle-300000/"])
+        env["PYTHONPATH"] = REPO
+        p = subprocess.Popen([sys.executable, "-m", "sagedl", "download", ":all:"], env=env,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            wait_until(lambda: _in_progress(meta_path), timeout=60)
+        finally:
+            p.send_signal(signal.SIGKILL)
+            p.wait()
+    return _meta(meta_path)
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="POSIX")
+def test_a_split_partial_met_by_the_one_source_engine_is_never_appended_to(tmp_path):
+    # One mirror: download.py's engine, which must not take a file with
+    # holes for a prefix to continue.
+    tree = tree_with(tmp_path, [4 * MIB])
+    assert _split_partial(tmp_path, tree)
+    with FaultServer(tree.files) as c:
+        r = run_in_process(["download", ":all:"], env_for(tmp_path, tree, [c.url + "/ok/"]))
+    assert r.code == 0, r
+    assert_fetched(tree)
