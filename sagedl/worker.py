@@ -68,6 +68,7 @@ class Slot(object):
                 sched.progress.file_done(f.name, True, present.nbytes)
                 return None
             f.state = "open"
+            f.probed.add(self.mirror.key)      # its answer is on its way
             sched.open_files.append(f)
             if rf.total is not None:
                 sched.progress.file_started(f.name, rf.total, rf.done_bytes())
