@@ -377,7 +377,12 @@ class PieceTransfer(object):
     throughput).  Stops at the piece's end, which may move closer while it
     runs (a take-over); the stall rule is download.py's."""
 
-    def __init__(self, rf, piece, resp, block_size, low_speed_limit, low_speed_time, on_block):
+    def __init__(self, rf, piece, resp, options, on_block):
+        """options: download.Options (block size, the stall rule, --limit-rate)."""
+        block_size, low_speed_limit, low_speed_time = (options.block_size,
+                                                       options.low_speed_limit,
+                                                       options.low_speed_time)
+        self.throttle = options.throttle
         self.rf = rf
         self.piece = piece
         self.resp = resp
@@ -405,13 +410,20 @@ class PieceTransfer(object):
             if want <= 0:
                 return
             got = 0
+            throttle = self.throttle
             while got < want:
-                n = resp.readinto(view[got:want])
+                end = want if throttle is None else min(want, got + throttle.chunk)
+                n = resp.readinto(view[got:end])
                 if not n:
                     break
                 got += n
-                t = now()
                 window_bytes += n
+                if throttle is not None:
+                    # Time held back by --limit-rate (shared by every
+                    # connection of the run) is not a stall.
+                    window_start += throttle.take(n)
+                t = now()
+                piece.last_byte = t     # the scheduler's sign of life (_take_over)
                 if t - window_start >= self.low_speed_time:
                     if window_bytes < self.low_speed_limit * (t - window_start):
                         raise SourceFailure(SourceFailure.KIND_NETWORK,

@@ -311,6 +311,10 @@ class Scheduler(object):
                     continue
                 om = owner.mirror
                 stall_after = max(STALL_MIN, 4 * (om.latency or DEFAULT_LATENCY))
+                if self.settings.engine.throttle is not None:
+                    # --limit-rate holds connections back: only the stall
+                    # rule's own window tells a stall from a wait then.
+                    stall_after = max(stall_after, self.settings.engine.low_speed_time)
                 seen = p.last_byte if p.last_byte is not None else p.asked
                 if now - seen > stall_after:
                     r_o, keep = 0.0, 0

@@ -148,9 +148,7 @@ class Slot(object):
             if was_unknown:
                 sched.progress.file_started(f.name, total, 0)
             errors.debug("%s: bytes %d-%d from %s" % (f.name, piece.done, piece.end - 1, m.label))
-            PieceTransfer(rf, piece, resp, sched.settings.engine.block_size,
-                          sched.settings.engine.low_speed_limit,
-                          sched.settings.engine.low_speed_time,
+            PieceTransfer(rf, piece, resp, sched.settings.engine,
                           _Meter(sched, f, piece, m)).run()
         except SourceFailure as failure:
             sched.failed(self, f, piece, url, failure)
