@@ -5,4 +5,6 @@ unchanged on CPython 2.7 and 3.6+ and on PyPy3.  certifi's CA bundle ships
 inside it (cacert.pem), the last fallback when the system store is empty.
 """
 
+from __future__ import absolute_import
+
 __version__ = "0.1.0"

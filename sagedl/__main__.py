@@ -1,4 +1,7 @@
 """``python -m sagedl``: the same entry point as the pyz."""
+
+from __future__ import absolute_import
+
 import sys
 
 from sagedl.cli import main

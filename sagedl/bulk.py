@@ -19,7 +19,7 @@ import os
 
 from sagedl.compat import compat_monotonic
 from sagedl.errors import NetworkError, NotFoundError, SagedlError, UsageError
-from sagedl.fsutil import native_name, text_name
+from sagedl.text import native_name, text_name
 
 def _select(tree, names, exclude, has_files, no_files):
     """(package names, sorted, {package: Tarball} for names that were
@@ -79,7 +79,7 @@ def select_tarballs(tree, names, exclude=(), has_files=(), no_files=(), tags=())
     tarball file name selects exactly that tarball.  A package named
     explicitly without any tarball is a NotFoundError (Sage prints nothing).
     """
-    names = [text_name(n) for n in names]   # as metadata names are (fsutil.text_name)
+    names = [text_name(n) for n in names]   # as metadata names are (text.text_name)
     packages, named = _select(tree, names, exclude, has_files, no_files)
     tarballs = []
     for pkg in packages:
@@ -293,7 +293,7 @@ def fetch_tarballs(session, tree, tarballs, emit, saved_to=None):
             emit(job)
         elif a.on_error == "warn":
             # The network's verdict in full once (emits come in job order).
-            brief = getattr(job.error, "brief", None)
+            brief = job.error.brief
             text = brief if brief and "verdict" in said else job.error
             if brief:
                 said.add("verdict")

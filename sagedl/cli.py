@@ -179,17 +179,22 @@ def _rate(text):
     return rate
 
 
-def _parser(command, description, selection=False, jobs=False):
-    """An argparse parser whose errors are UsageErrors (one line, exit 2)."""
+def argument_parser(prog, description, epilog=None):
+    """An argparse parser whose errors are UsageErrors (one line, exit 2):
+    every command's, sage-package's subcommands' too."""
     import argparse
-    prog = PROG + (" " + command if command else "")
 
     class Parser(argparse.ArgumentParser):
         def error(self, message):
-            raise UsageError(message, hint="see '%s --help'" % prog)
+            raise UsageError(message, hint="see '%s --help'" % self.prog)
 
-    p = Parser(prog=prog, description=description, epilog=_exit_code_epilog(),
-               formatter_class=argparse.RawDescriptionHelpFormatter)
+    return Parser(prog=prog, description=description, epilog=epilog,
+                  formatter_class=argparse.RawDescriptionHelpFormatter)
+
+
+def _parser(command, description, selection=False, jobs=False):
+    p = argument_parser(PROG + (" " + command if command else ""), description,
+                        _exit_code_epilog())
     if selection:
         p.add_argument("--exclude", action="append", default=[], metavar="PKG",
                        help="leave this package out (repeatable)")
@@ -480,18 +485,20 @@ def main(argv=None, env=None, stdout=None, stderr=None, stdin=None):
     if not argv:
         stderr.write(USAGE)
         return errors.EXIT_USAGE
+    sage_package = None
     if argv[0] in SAGE_PACKAGE_COMMANDS or (argv[0].startswith("--") and
                                             any(a in SAGE_PACKAGE_COMMANDS for a in argv)):
         # sage-package's read-only subcommands: their own parsers and output rules.
         from sagedl import sagepackage
-        moved = sagepackage.command_first(argv)
-        if moved is not None:
-            return sagepackage.main(moved, env, stdout, stderr)
+        sage_package = sagepackage.command_first(argv)
     ctx = None
     old_term = _install_sigterm()
     if debug or "--verbose" in argv or "-v" in argv:
         errors.set_debug(stderr.write)
     try:
+        if sage_package is not None:
+            from sagedl.sagepackage import cmd_sage_package
+            return cmd_sage_package(sage_package, env, stdout)
         command, parser, argv = split_command(argv)
         args = parser.parse_args(argv)
         if command is None and args.version:

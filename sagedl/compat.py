@@ -5,6 +5,8 @@ not by comparing version numbers.  tests/test_compat.py pins this list, so a
 new shim is a conscious decision.
 """
 
+from __future__ import absolute_import
+
 import errno
 import os
 import sys
@@ -27,9 +29,11 @@ except ImportError:  # Python 2.7
 try:
     compat_str = unicode  # noqa: F821 (Python 2)
     compat_text_types = (str, unicode)  # noqa: F821
+    compat_integer_types = (int, long)  # noqa: F821 (JSON gives a long for a big number)
 except NameError:
     compat_str = str
     compat_text_types = (str,)
+    compat_integer_types = (int,)
 
 # The first n bytes of a bytearray for os.write and hash updates, without a
 # copy: the bytearray itself when n covers it (PyPy copies every slice it is

@@ -83,13 +83,14 @@ import re
 import stat
 import time
 
-from sagedl.compat import (PY2, compat_monotonic, compat_replace, compat_str,
+from sagedl.compat import (compat_integer_types, compat_monotonic, compat_replace,
                            compat_text_types, compat_urlsplit)
 from sagedl import fsutil
-from sagedl.errors import DiskError, SourceFailure, failure_error
+from sagedl.errors import CAUSE_BUSY, CAUSE_SLOW, DiskError, SourceFailure, failure_error
 from sagedl.lock import FileLock
 from sagedl.pipeline import open_sink
 from sagedl.retry import RETRY_STATUSES, Retry, parse_retry_after
+from sagedl.text import native_str
 from sagedl.urls import redact
 from sagedl.verify import Hasher, hash_file, verify_file
 
@@ -98,12 +99,9 @@ BLOCK_SIZE = 256 * 1024
 # checksums.ini) could go on for ever and fill the disk: it is cut off here
 # (--max-size), and what was received is discarded, not kept as a partial.
 DEFAULT_MAX_SIZE = 4 << 30
-try:
-    int_types = (int, long)  # noqa: F821 (Python 2)
-except NameError:
-    int_types = (int,)
 
 NOT_FOUND_STATUSES = (404, 410)
+BUSY_STATUSES = (408, 429, 503)   # the server itself asks us to come back (not a gateway's 502/504)
 
 
 class Options(object):
@@ -131,12 +129,10 @@ class Options(object):
 
 class Source(object):
     def __init__(self, url, label=None):
-        if PY2 and isinstance(url, compat_str):
-            # Mirror URLs come from TOML/JSON as unicode on 2.7; mixed with a
-            # non-ASCII byte path in a message they raised UnicodeDecodeError.
-            url = url.encode("utf-8")
-        self.url = url
-        self.label = label or source_label(url)
+        # Mirror URLs come from TOML/JSON as unicode on 2.7; mixed with a
+        # non-ASCII byte path in a message they raised UnicodeDecodeError.
+        self.url = native_str(url)
+        self.label = label or source_label(self.url)
 
     def __repr__(self):
         return "Source(%r)" % redact(self.url)
@@ -151,13 +147,13 @@ def source_label(url):
 
 
 class Result(object):
-    def __init__(self, path, status, source=None, nbytes=0, seconds=0.0, sha256=None):
+    """path: where the file is.  nbytes: bytes received in this run (the
+    size of a file found present), for the bulk summary."""
+
+    def __init__(self, path, status, nbytes=0):
         self.path = path
         self.status = status      # "downloaded" | "present"
-        self.source = source
         self.nbytes = nbytes
-        self.seconds = seconds
-        self.sha256 = sha256
 
 
 class _Restart(Exception):
@@ -346,11 +342,10 @@ class Download(object):
             try:
                 offset, total = self._check_response(resp, offset, meta,
                                                      headers.get("If-Range"))
-            except _Finished as done:
+            except _Finished:
                 # 416 for a partial that verified: it was complete after all.
                 self._commit()
-                return Result(self.dest, "downloaded", src.url, 0, 0.0,
-                              done.hasher.sha256.hexdigest())
+                return Result(self.dest, "downloaded", 0)
             return self._stream(src, resp, offset, total)
         finally:
             resp.close()
@@ -384,7 +379,8 @@ class Download(object):
             raise SourceFailure(SourceFailure.KIND_NOT_FOUND, "HTTP %d %s" % (status, resp.reason))
         if status in RETRY_STATUSES:
             raise SourceFailure(SourceFailure.KIND_TRANSIENT, "HTTP %d %s" % (status, resp.reason),
-                                retry_after=parse_retry_after(resp.header("retry-after")))
+                                retry_after=parse_retry_after(resp.header("retry-after")),
+                                cause=CAUSE_BUSY if status in BUSY_STATUSES else None)
         if status == 416 and offset:
             self._handle_416(resp, offset, meta)
         if status not in (200, 206):
@@ -436,12 +432,11 @@ class Download(object):
         if total == offset and self.expected.known():
             h = hash_file(self.part, self.expected)
             if h.mismatch() is None:
-                raise _Finished(h)
+                raise _Finished()
         self.notify("%s: range not satisfiable; starting from zero" % self.name)
         raise _Restart()
 
     def _stream(self, src, resp, offset, total):
-        start = compat_monotonic()
         expected = self.expected
         fd = self._open_partial(offset)
         try:
@@ -476,8 +471,7 @@ class Download(object):
             if fd is not None:
                 os.close(fd)
         self.progress.finish(True)
-        return Result(self.dest, "downloaded", src.url, done - offset,
-                      compat_monotonic() - start, hasher.sha256.hexdigest())
+        return Result(self.dest, "downloaded", done - offset)
 
     def _open_partial(self, offset):
         """NAME.part for writing: the existing regular file when resuming
@@ -510,7 +504,7 @@ class Download(object):
         return done
 
     def _write_error(self, e):
-        return _disk_error("cannot write %s" % self.part, e, partial=True)
+        return _disk_error("cannot write %s" % self.part, e)
 
     def _copy_loop(self, resp, sink, done, limit):
         readinto, buffer, put = resp.readinto, sink.buffer, sink.put
@@ -546,7 +540,8 @@ class Download(object):
                 if window_bytes < low_limit * (t - window_start):
                     raise SourceFailure(SourceFailure.KIND_NETWORK,
                                         "stalled: %d bytes in %.0fs (below %d bytes/s)"
-                                        % (window_bytes, t - window_start, low_limit))
+                                        % (window_bytes, t - window_start, low_limit),
+                                        cause=CAUSE_SLOW)
                 window_start, window_bytes = t, 0
         return done
 
@@ -572,7 +567,7 @@ class Download(object):
         try:
             os.fsync(fd)
         except OSError as e:
-            raise _disk_error("cannot write %s" % self.part, e, partial=True)
+            raise _disk_error("cannot write %s" % self.part, e)
         self._commit()
 
     def _commit(self):
@@ -611,9 +606,7 @@ class Download(object):
 
 
 class _Finished(Exception):
-    def __init__(self, hasher):
-        Exception.__init__(self)
-        self.hasher = hasher
+    """Internal: a 416 for a partial that verifies: it was complete after all."""
 
 
 def fetch(dest, sources, expected, transport, progress, options=None, on_result=None,
@@ -658,7 +651,7 @@ def _valid_meta(meta):
                                   or _header_value(value) != value):
             return False
     total = meta.get("total")
-    if total is not None and (isinstance(total, bool) or not isinstance(total, int_types)
+    if total is not None and (isinstance(total, bool) or not isinstance(total, compat_integer_types)
                               or total < 0):
         return False
     return True
@@ -679,7 +672,7 @@ def _url_key(url):
     return redact(url) if "@" in url else url
 
 
-def _disk_error(what, e, partial=False):
+def _disk_error(what, e):
     reason = getattr(e, "strerror", None) or str(e)
     hint = None
     if getattr(e, "errno", None) == errno.ENOSPC:

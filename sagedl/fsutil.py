@@ -19,9 +19,8 @@ FIFO at the final name make it hash forever.  The rules, all here:
   a verified file under another name (a hard link or a copy).
 * What sagedl reads from disk is bounded (``read_bounded``): a 200 MB
   package-version.txt once took 1.2 GB of memory.
-* Text reaching stdout/stderr survives any locale (``safe_stream``), and names
-  read from Sage's metadata become paths the OS can take on 2.7 and 3.6 with a
-  C locale (``native_name``/``text_name``).
+* Text reaching stdout/stderr survives any locale (``SafeStream``); names
+  read from Sage's metadata become paths the OS can take through text.py.
 
 A check-then-rename on a final name leaves a race a local attacker with
 write access to the directory can still win against a determined schedule;
@@ -36,7 +35,7 @@ import errno
 import os
 import stat
 
-from sagedl.compat import PY2, compat_replace
+from sagedl.compat import PY2, compat_replace, compat_str
 from sagedl.errors import DiskError
 
 O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
@@ -177,9 +176,7 @@ def temp_name(path):
     import binascii
     d, base = os.path.split(path)
     token = binascii.hexlify(os.urandom(6))
-    if not PY2:
-        token = token.decode("ascii")
-    elif isinstance(base, type(u"")):
+    if not PY2 or isinstance(base, compat_str):
         token = token.decode("ascii")
     return os.path.join(d, ".%s.%s.tmp" % (base, token))
 
@@ -203,7 +200,7 @@ def remove_stale_temps(path, suffixes=("", ".part", ".part.json")):
             _unlink_quietly(os.path.join(d, name))
 
 
-def write_atomic(path, data, mode=0o644, durable=False):
+def write_atomic(path, data, mode=0o644):
     """Replace ``path`` with ``data`` (bytes): a new file under a random name
     (O_EXCL, O_NOFOLLOW, ``mode``), then a rename.  Refuses when ``path`` is a
     symlink or not a regular file.  Raises DiskError/UnsafePath."""
@@ -213,8 +210,6 @@ def write_atomic(path, data, mode=0o644, durable=False):
         fd = create_exclusive(tmp, mode)
         try:
             write_all(fd, data)
-            if durable:
-                os.fsync(fd)
         finally:
             os.close(fd)
     _rename_into_place(fill, path)
@@ -354,34 +349,6 @@ def open_stream_destination(path):
 
 
 # -- names and streams in any locale ---------------------------------------------
-def native_name(text):
-    """A file name read from Sage's metadata (UTF-8 on disk) as the str the
-    OS calls take.  On 2.7 sage.py already reads metadata as UTF-8 bytes, the
-    native str (joining unicode with a non-ASCII byte path raised
-    UnicodeDecodeError), so this only encodes stray unicode.  On 3.x: the
-    name whose encoding in the filesystem encoding is those UTF-8 bytes (3.6
-    in a C locale encodes paths as ASCII with surrogateescape)."""
-    if PY2:
-        return text.encode("utf-8") if isinstance(text, unicode) else text  # noqa: F821
-    if isinstance(text, bytes):
-        return os.fsdecode(text)
-    return os.fsdecode(text.encode("utf-8", "surrogateescape"))
-
-
-def text_name(native):
-    """The inverse: an argv or path component (native str) in the form names
-    read from Sage's metadata have, to compare them: text on 3.x, UTF-8
-    bytes on 2.7."""
-    if PY2:
-        return native.encode("utf-8") if isinstance(native, unicode) else native  # noqa: F821
-    if isinstance(native, bytes):
-        return native.decode("utf-8", "surrogateescape")
-    try:
-        return os.fsencode(native).decode("utf-8", "surrogateescape")
-    except UnicodeError:
-        return native   # already text (PyPy decodes argv as UTF-8 even under LANG=C)
-
-
 class StreamError(DiskError):
     """stdout could not be written (closed, /dev/full, a broken pipe): exit 6."""
 
@@ -426,7 +393,7 @@ class SafeStream(object):
     def write(self, text):
         try:
             if PY2:
-                if isinstance(text, unicode):  # noqa: F821
+                if isinstance(text, compat_str):
                     text = self.encode(text)
                 self._stream.write(text)
                 self._stream.flush()

@@ -13,6 +13,8 @@ Both are caches under cache_dir(): a corrupt or unwritable file is ignored
 and rewritten next time, never fatal.
 """
 
+from __future__ import absolute_import
+
 import hashlib
 import json
 import os
@@ -24,7 +26,7 @@ from sagedl.mirrorlist import _is_fresh, _write_quietly
 from sagedl.paths import cache_dir
 from sagedl.reachability import VERDICT_TTL
 from sagedl.probe import (FAILED, OK, RANK_DEADLINE, RANK_WANT, SKIPPED, Ranked, _as_mirrors,
-                          _Prober, order_ranking)
+                          measure, order_ranking)
 from sagedl.urls import origin_key, proxy_for
 
 RANKING_TTL = 3600
@@ -70,19 +72,15 @@ def load_health(env=None):
     return good
 
 
-def record_result(url, ok, reason, env=None, clock=time.time):
-    """Note a download outcome for ``url``'s server (the CLI calls this per source).
+def record_results(results, env=None, clock=time.time):
+    """Note download outcomes, (url, ok, reason, when) each, for their
+    servers, in order (HealthRecorder.flush calls this once per run): one
+    lock and one rewrite of health.json (a bulk download of 300 files took a
+    cross-process lock per file, which serialised its workers).
 
     Returns False when the record could not be written (busy or read-only
     cache); health is advisory, so that is not an error.
     """
-    return record_results([(url, ok, reason, clock())], env=env, clock=clock)
-
-
-def record_results(results, env=None, clock=time.time):
-    """record_result for many (url, ok, reason, when) at once, in order: one
-    lock and one rewrite of health.json (a bulk download of 300 files took a
-    cross-process lock per file, which serialised its workers)."""
     if not results:
         return True
     now = clock()
@@ -200,8 +198,9 @@ def _cached_ranking(path, key, mirrors, now, ttl):
 def rank_cached(mirrors, env=None, clock=time.time, ttl=RANKING_TTL, refresh=False,
                 rng=None, deadline=RANK_DEADLINE, want=RANK_WANT, ssl_context=None, path="",
                 health_window=HEALTH_WINDOW):
-    """rank(), reusing a ranking of the same mirrors less than ``ttl`` old, then
-    demoting mirrors whose last download failed within ``health_window``.
+    """The mirrors ranked (probe.measure, then order_ranking), reusing the
+    measures of the same mirrors when less than ``ttl`` old, then demoting
+    mirrors whose last download failed within ``health_window``.
 
     The cache keeps latencies, not the order: the near-best choice is drawn
     again on each call, so one cached ranking still spreads the load.  A
@@ -214,7 +213,7 @@ def rank_cached(mirrors, env=None, clock=time.time, ttl=RANKING_TTL, refresh=Fal
     key = _ranking_key(mirrors, path, env)
     results = None if refresh else _cached_ranking(cache_path, key, mirrors, now, ttl)
     if results is None:
-        results = _Prober(mirrors, deadline, want, env, ssl_context, path, None).run()
+        results = measure(mirrors, deadline, want, env, ssl_context, path)
         _write_json(cache_path, {
             "version": 1, "saved": now, "key": key,
             "results": [{"url": r.mirror.url, "status": r.status, "latency": r.latency,
@@ -245,11 +244,13 @@ class HealthRecorder(object):
         self.results.append((url, ok, reason, self.clock()))   # list.append is atomic
 
     def flush(self):
+        """Write what was collected; False when the record could not be written."""
         results, self.results = self.results, []
         rates, self.rates = self.rates, []
         try:
-            record_results(results, env=self.env)
-            record_throughputs(rates, env=self.env)
+            written = record_results(results, env=self.env, clock=self.clock)
+            return record_throughputs(rates, env=self.env) and written
         except Exception:
             if self.reraise:
                 raise
+            return False

@@ -13,18 +13,13 @@ released ends in LockTimeout naming the file, never in a silent hang.
 from __future__ import absolute_import
 
 import errno
+import fcntl     # POSIX only, as sagedl is: no lock would be no protection
 import os
 import time
 
 from sagedl import fsutil
 from sagedl.compat import compat_monotonic
 from sagedl.errors import DiskError, LockTimeout
-
-try:
-    import fcntl
-except ImportError:  # pragma: no cover - Windows is not a target, but fail softly
-    fcntl = None
-
 
 # Locks held now, so an interrupted bulk run can release those its worker
 # threads hold: daemon threads die at exit without running their cleanup,
@@ -61,7 +56,7 @@ class FileLock(object):
         while True:
             fd = self._open()
             try:
-                if fcntl is None or self._try_lock(fd):
+                if self._try_lock(fd):
                     if self._still_ours(fd):
                         self.fd = fd
                         self._fds.append(fd)

@@ -12,6 +12,8 @@ health.py's.  Everything on disk here is a cache: a corrupt or unwritable
 file is ignored (and rewritten next time), never fatal.
 """
 
+from __future__ import absolute_import
+
 import hashlib
 import os
 import pkgutil

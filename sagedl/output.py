@@ -24,7 +24,7 @@ import os
 import re
 
 from sagedl.errors import UsageError
-from sagedl.fsutil import native_name
+from sagedl.text import native_name
 
 STDOUT = "-"    # the destination that means standard output
 

@@ -4,6 +4,8 @@ The environment is a mapping passed in (default ``os.environ``) so tests and
 callers can inject one instead of patching the process environment.
 """
 
+from __future__ import absolute_import
+
 import os
 
 APP = "sagedl"

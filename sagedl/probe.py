@@ -8,6 +8,8 @@ it; the ranking also stops early once enough mirrors answered.  Results are
 cached, and recently failed mirrors demoted, by health.py.
 """
 
+from __future__ import absolute_import
+
 import errno
 import os
 import random
@@ -65,9 +67,11 @@ class Ranked(object):
         return "<Ranked %s %s: %s>" % (self.mirror.url, self.status, self.reason)
 
 
-def rank(mirrors, deadline=RANK_DEADLINE, want=RANK_WANT, env=None, rng=None,
-         ssl_context=None, path="", resolver=None):
-    """Probe ``mirrors`` in parallel and return them ranked, best first (Ranked list).
+def measure(mirrors, deadline=RANK_DEADLINE, want=RANK_WANT, env=None, ssl_context=None,
+            path="", resolver=None):
+    """Probe ``mirrors`` (Mirrors or URLs) in parallel: a Ranked for each, in
+    no particular order (order_ranking ranks them; health.rank_cached does
+    both, with a cache).
 
     Each probe connects (through the proxy that urls.proxy_for picks from
     ``env``: an absolute-URI request for http, CONNECT then TLS for https),
@@ -82,18 +86,13 @@ def rank(mirrors, deadline=RANK_DEADLINE, want=RANK_WANT, env=None, rng=None,
     latency + 5 ms) -- so no mirror that could still be near-best is cut off.
     Those are SKIPPED, not FAILED.  ``want=None`` waits for every mirror.
 
-    Order: answered mirrors within the near-best window in random order
-    (``rng``, so load spreads over equally good mirrors), then the other
-    answered ones by latency, then SKIPPED, then FAILED (by priority).
-
     Name resolution blocks in getaddrinfo, so names are resolved in daemon
     threads (at most MAX_DNS_THREADS at once); IP literals are not resolved.
     A resolver hanging past the deadline is abandoned (its thread ends when
     the system resolver gives up); everything else is closed before return.
+    ``resolver``: getaddrinfo's stand-in, for tests.
     """
-    probes = _Prober(_as_mirrors(mirrors), deadline, want, env, ssl_context, path,
-                     resolver).run()
-    return order_ranking(probes, rng)
+    return _Prober(_as_mirrors(mirrors), deadline, want, env, ssl_context, path, resolver).run()
 
 
 def _as_mirrors(mirrors):
@@ -107,7 +106,10 @@ def _as_mirrors(mirrors):
 
 
 def order_ranking(results, rng=None):
-    """Pure: the ranking order described in rank(), from unordered Ranked values."""
+    """Pure: measure()'s results ranked, best first: answered mirrors within
+    the near-best window in random order (``rng``, so load spreads over
+    equally good mirrors), then the other answered ones by latency, then
+    SKIPPED, then FAILED (by priority)."""
     rng = rng or random.Random()
     answered = sorted((r for r in results if r.ok), key=lambda r: r.latency)
     if answered:
@@ -121,8 +123,7 @@ def order_ranking(results, rng=None):
     return answered + skipped + failed
 
 
-_CONNECT_PENDING = set([errno.EINPROGRESS, errno.EWOULDBLOCK, errno.EAGAIN, errno.EALREADY,
-                        10035])  # WSAEWOULDBLOCK
+_CONNECT_PENDING = set([errno.EINPROGRESS, errno.EWOULDBLOCK, errno.EAGAIN, errno.EALREADY])
 _STATUS_RE = re.compile(br"^HTTP/\d\.\d (\d\d\d)")
 
 try:
@@ -464,7 +465,7 @@ class _Prober(object):
         p.result = Ranked(p.mirror, FAILED, None, reason, cause)
 
     def _stop_time(self, probes, answered):
-        """When ranking may stop early (see rank()), or None while it may not."""
+        """When ranking may stop early (see measure()), or None while it may not."""
         if not self.want or self.want <= 0 or len(answered) < self.want:
             return None
         best = min(p.result.latency for p in answered)

@@ -16,15 +16,16 @@ by the pure functions of progresstext.py (``human_bytes``,
 ``format_bar_line``, ...).
 """
 
-from __future__ import division
+from __future__ import absolute_import, division
 
 import io
 import os
 
-from sagedl.compat import PY2, compat_monotonic, compat_str
+from sagedl.compat import compat_monotonic
 from sagedl.progresstext import (RateMeter, average_rate, format_aggregate_line, format_bar_line,
                                  human_bytes, human_bytes_pair, human_duration, human_rate,
                                  percent)
+from sagedl.text import for_stream
 
 MODES = ("auto", "bar", "lines", "dots", "none")
 
@@ -102,20 +103,8 @@ def terminal_width(stream, env=None):
     return 80
 
 
-def _native(stream, text):
-    """On 2.7 a real file (sys.stderr) wants native str, while io.StringIO and
-    other io text streams want unicode; on 3.x text is text."""
-    if not PY2:
-        return text
-    if isinstance(stream, io.TextIOBase):
-        return text.decode("utf-8", "replace") if isinstance(text, bytes) else text
-    if isinstance(text, compat_str):
-        return text.encode(getattr(stream, "encoding", None) or "utf-8", "replace")
-    return text
-
-
 def _write(stream, text):
-    stream.write(_native(stream, text))
+    stream.write(for_stream(stream, text))
     try:
         # '\r' lines end in no newline: without a flush a buffered stderr
         # (3.x before 3.9 when not a tty) would show nothing.

@@ -6,7 +6,7 @@ and the rate meter behind them.  No I/O and an injectable clock, so tests
 pin every line exactly; progress.py draws them on a stream.
 """
 
-from __future__ import division
+from __future__ import absolute_import, division
 
 import collections
 

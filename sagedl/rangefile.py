@@ -34,9 +34,9 @@ import os
 import re
 
 from sagedl import fsutil
-from sagedl.compat import compat_monotonic, compat_text_types
+from sagedl.compat import compat_integer_types, compat_monotonic, compat_text_types
 from sagedl.download import (NOT_FOUND_STATUSES, MAX_META_BYTES, Download, _disk_error,
-                             _fsync_dir, _unlink, int_types)
+                             _fsync_dir, _unlink)
 from sagedl.errors import DiskError, SourceFailure
 from sagedl.lock import FileLock
 from sagedl.retry import RETRY_STATUSES, parse_retry_after
@@ -285,7 +285,7 @@ class RangeFile(object):
                 os.lseek(fd, piece.done, os.SEEK_SET)
                 fsutil.write_all(fd, view[:keep])
             except OSError as e:
-                raise _disk_error("cannot write %s" % self.part, e, partial=True)
+                raise _disk_error("cannot write %s" % self.part, e)
             piece.done += keep
             self._save_locked()
             return keep
@@ -447,7 +447,7 @@ class PieceTransfer(object):
 
 # -- NAME.part.json -----------------------------------------------------------------------------
 def _is_int(x):
-    return isinstance(x, int_types) and not isinstance(x, bool) and x >= 0
+    return isinstance(x, compat_integer_types) and not isinstance(x, bool) and x >= 0
 
 
 def _valid_meta(meta):

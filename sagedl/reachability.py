@@ -4,7 +4,8 @@ A laptop on a broken network or a build box behind a firewall must not wait
 minutes for a verdict, nor read one line per mirror per file.  Three pieces:
 
 * **Causes.**  A failed lookup or connect is classified once, where it
-  happens (the probe, the transport), into a few causes a user can act on:
+  happens (the probe, the transport), into a few causes a user can act on
+  (errors.CAUSE_*, carried by each SourceFailure):
   DNS lookups time out, DNS lookups fail, no route to the network,
   connections refused, connections time out, servers connected but silent.
 * **The probe's verdict.**  When no mirror answered the ranking probe, the
@@ -33,13 +34,10 @@ import errno
 import socket
 
 from sagedl.compat import compat_monotonic
-
-DNS_TIMEOUT = "dns-timeout"
-DNS_FAILED = "dns-failed"
-UNREACHABLE = "unreachable"
-REFUSED = "refused"
-CONNECT_TIMEOUT = "connect-timeout"
-SILENT = "silent"
+from sagedl.errors import (CAUSE_CONNECT_TIMEOUT as CONNECT_TIMEOUT,
+                           CAUSE_DNS_FAILED as DNS_FAILED, CAUSE_DNS_TIMEOUT as DNS_TIMEOUT,
+                           CAUSE_REFUSED as REFUSED, CAUSE_SILENT as SILENT,
+                           CAUSE_UNREACHABLE as UNREACHABLE)
 
 # What a user reads; "the network looks unreachable: " comes before it.
 WORDS = {
@@ -94,12 +92,6 @@ def cause_of_connect(exc):
     if code in _TIMEOUT_ERRNOS:
         return CONNECT_TIMEOUT
     return None
-
-
-def tag(failure, cause):
-    """Mark a SourceFailure with its cause (kept as an attribute, like .detail)."""
-    failure.cause = cause
-    return failure
 
 
 def summarize(causes):
@@ -201,10 +193,6 @@ class HostMemory(object):
             return min(connect_timeout, PROBATION_CONNECT), min(head_timeout, PROBATION_HEAD)
         return connect_timeout, head_timeout
 
-    def dead(self, origin):
-        with self._cond:
-            return self._dead.get(origin)
-
     def before_connect(self, origin, wait):
         """Returns None to go ahead; returns the remembered failure of a
         dead server (the caller raises it).  ``wait``: how long to wait for
@@ -236,7 +224,7 @@ class HostMemory(object):
         """A connection to ``origin`` failed: remember it when its cause
         makes the server dead for this run; always end its pioneering."""
         with self._cond:
-            if getattr(failure, "cause", None) in DEAD:
+            if failure.cause in DEAD:
                 self._dead[origin] = failure
                 self._alive.discard(origin)
             self._pioneering.discard(origin)

@@ -37,8 +37,9 @@ import errno
 import os
 import re
 
-from sagedl.compat import PY2, compat_text_types
+from sagedl.compat import compat_text_types
 from sagedl.errors import MetadataError, NotFoundError, UsageError
+from sagedl.text import native_str
 from sagedl.verify import DIGEST_LENGTHS
 
 # Longer names are refused: 255 bytes is NAME_MAX on Linux, macOS and the BSDs.
@@ -103,7 +104,7 @@ def check_filename(name, what="tarball name"):
         raise UsageError(MSG_UNSAFE % (what, _show(name), reason), HINT_UNSAFE)
     # 2.7: the native str (UTF-8 bytes), which joins with byte paths such as
     # a non-ASCII SAGE_ROOT; unicode there raised UnicodeDecodeError.
-    return name.encode("utf-8") if PY2 else name
+    return native_str(name)
 
 
 def _invisible_char(name):
@@ -205,19 +206,13 @@ _HEX = re.compile(r"^[0-9a-f]*$")
 
 
 def parse_checksums_ini(text, path):
-    """Records of a checksums.ini: a list of dicts with the RECORD_KEYS.
-
-    ``sha1`` and ``upstream_url`` are None when absent; values are still
-    templates (see expand).  Unknown keys (md5=, cksum= of old trees) are
-    ignored.  Raises MetadataError(path, lineno, ...) for anything malformed.
-    """
-    return [record for record, _, _ in _parse_records(text, path)]
-
-
-def _parse_records(text, path):
-    """As parse_checksums_ini, each record with {key: line number} and its
-    ``[section]`` name (None for the one-record form): Sage matches
-    ``--tags`` against that name."""
+    """Records of a checksums.ini: (record, {key: line number}, section)
+    each.  A record is a dict with the RECORD_KEYS; ``sha1`` and
+    ``upstream_url`` are None when absent; values are still templates (see
+    expand).  Unknown keys (md5=, cksum= of old trees) are ignored.  The
+    section is the ``[section]`` name (None for the one-record form): Sage
+    matches ``--tags`` against it.  Raises MetadataError(path, lineno, ...)
+    for anything malformed."""
     if text[:1] == u"\ufeff":  # a BOM left by a Windows editor
         text = text[1:]
     records = []
@@ -365,7 +360,7 @@ def _read_text(path, limit=MAX_METADATA_BYTES):
     IOError, as an unreadable file), decoded as UTF-8 (UnicodeDecodeError).
     Symlinks are followed: Sage links checksums.ini between packages.
     On 2.7 the text is returned as UTF-8 bytes, the native str, so that it
-    mixes with byte paths and argv (see fsutil.native_name)."""
+    mixes with byte paths and argv (see text.native_name)."""
     from sagedl import fsutil
     try:
         data = fsutil.read_bounded(path, limit, follow=True)
@@ -373,8 +368,7 @@ def _read_text(path, limit=MAX_METADATA_BYTES):
         raise IOError(errno.EINVAL, "%s is %s, not a regular file" % (path, fsutil.describe(e.kind)))
     except fsutil.TooLarge:
         raise MetadataError(path, None, "larger than %d bytes: not a Sage metadata file" % limit)
-    text = data.decode("utf-8")
-    return text.encode("utf-8") if PY2 else text
+    return native_str(data.decode("utf-8"))
 
 
 class SageTree(object):
@@ -607,10 +601,8 @@ class SageTree(object):
             try:
                 cached = self._parse_package(pkg)
             except MetadataError as e:
-                if e.hint is None:
-                    e.hint = HINT_BROKEN
-                self.broken.append(e)
-                cached = e
+                cached = e.with_hint(HINT_BROKEN)
+                self.broken.append(cached)
             self._loaded[pkg] = cached
         if isinstance(cached, MetadataError):
             raise cached
@@ -650,7 +642,7 @@ class SageTree(object):
         version = self._version(pkg)
         owner = self._owner(pkg, path)
         tarballs = []
-        for record, linenos, section in _parse_records(text, path):
+        for record, linenos, section in parse_checksums_ini(text, path):
             try:
                 filename = check_filename(expand(record["tarball"], version))
             except UsageError as e:
@@ -692,9 +684,11 @@ def read_upstream_d(root, distfiles=None):
     backups; so do we, and dotfiles too), lines in order, blanks and '#'
     comments skipped.  A line ending in ``mirror_list`` names a mirror list;
     any other line is a URL prefix to which the file name is appended, with
-    ${SPKG} and ${SAGE_SERVER} left for sources.source_urls.  ${SAGE_ROOT} and
+    ${SPKG} and ${SAGE_SERVER} left for sources.iter_source_urls.  ${SAGE_ROOT} and
     ${SAGE_DISTFILES} are substituted here, as Sage does when reading.
-    A missing directory means no entries.
+    A missing directory means no entries; an unreadable file, a FIFO or a
+    device is skipped (as Sage skips unreadable files); a file that is not
+    UTF-8 or is over MAX_METADATA_BYTES is a MetadataError.
     """
     directory = os.path.join(root, UPSTREAM_D)
     if distfiles is None:

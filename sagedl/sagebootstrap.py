@@ -29,8 +29,9 @@ import io
 import os
 import re
 
-from sagedl.compat import PY2, compat_shlex_quote
+from sagedl.compat import compat_shlex_quote
 from sagedl.errors import EXIT_FAILURE, SagedlError
+from sagedl.text import from_native, native_str, printable
 
 CLASSES = {":all:": None, ":standard:": "standard", ":optional:": "optional",
            ":experimental:": "experimental"}
@@ -69,10 +70,11 @@ def _open_text(path):
     try:
         data = fsutil.read_bounded(path, MAX_METADATA_BYTES, follow=True)
     except fsutil.UnsafePath as e:
-        raise SagePackageError("%s is %s, not a regular file" % (native(path), fsutil.describe(e.kind)))
+        raise SagePackageError("%s is %s, not a regular file"
+                               % (printable(path), fsutil.describe(e.kind)))
     except fsutil.TooLarge:
         raise SagePackageError("%s is larger than %d bytes: not a Sage metadata file"
-                               % (native(path), MAX_METADATA_BYTES))
+                               % (printable(path), MAX_METADATA_BYTES))
     return io.StringIO(data.decode("utf-8"), newline=None)
 
 
@@ -83,7 +85,7 @@ def _read(path, what):
     try:
         f = _open_text(path)
     except UnicodeDecodeError:
-        raise SagePackageError("%s: not UTF-8 text" % native(path))
+        raise SagePackageError("%s: not UTF-8 text" % printable(path))
     return what(f)
 
 
@@ -120,38 +122,6 @@ def _first_line(f):
 
 def _lines(f):
     return f.readlines()
-
-
-def native(s):
-    """A path or name for an error message (text on every interpreter; on
-    3.x, bytes the locale could not decode are shown as UTF-8 if they are)."""
-    if isinstance(s, bytes):
-        return s.decode("utf-8", "replace")
-    if not PY2:
-        try:
-            return s.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
-        except UnicodeError:
-            return s
-    return s
-
-
-def _text(s):
-    """On 2.7, a name read from the file system (bytes) as text, to compare
-    with names given on the command line and read from files (text)."""
-    if PY2 and isinstance(s, bytes):
-        try:
-            return s.decode("utf-8")
-        except UnicodeDecodeError:
-            return s
-    return s
-
-
-def _fs(s):
-    """On 2.7, a text name as the bytes of a path: paths stay byte strings
-    there, so a non-ASCII SAGE_ROOT never meets an implicit ASCII decode."""
-    if PY2 and not isinstance(s, bytes):
-        return s.encode("utf-8")
-    return s
 
 
 _SECTION = re.compile(r"\[(?P<section>[-a-zA-Z0-9_.]*)\]")
@@ -240,7 +210,7 @@ class Tree(object):
         self.root = root
         self.pkgs_dir = os.path.join(root, "build", "pkgs")
         if not os.path.isdir(self.pkgs_dir):
-            raise SagePackageError(MSG_NOT_A_TREE % native(root or "."),
+            raise SagePackageError(MSG_NOT_A_TREE % printable(root or "."),
                                    hint="set SAGE_ROOT to the top of a Sage source tree")
         self._packages = {}
         self._all = None
@@ -255,7 +225,7 @@ class Tree(object):
         if any(name.startswith(prefix) for prefix in PURL_PREFIXES):
             # Sage leaves such a Package uninitialised and then dies on it.
             raise PackageNameError("%s is neither a package name nor a PURL such as "
-                                   "pkg:generic/NAME" % native(name))
+                                   "pkg:generic/NAME" % printable(name))
         pkg = self._packages.get(name)
         if pkg is None:
             pkg = self._packages[name] = Package(self, name)
@@ -275,19 +245,19 @@ class Tree(object):
         for pkg in self.all():
             if pkg.purl == purl:
                 return pkg
-        raise PackageNameError("no package for PURL %s" % native(purl))
+        raise PackageNameError("no package for PURL %s" % printable(purl))
 
     def all(self):
         """Every package (a directory entry with a ``type`` file), in the
         directory's own order, as Sage's Package.all()."""
         if self._all is None:
             try:
-                entries = [_text(n) for n in os.listdir(self.pkgs_dir)]
+                entries = [from_native(n) for n in os.listdir(self.pkgs_dir)]
             except OSError as e:
-                raise SagePackageError("cannot list %s: %s" % (native(self.pkgs_dir),
+                raise SagePackageError("cannot list %s: %s" % (printable(self.pkgs_dir),
                                                                e.strerror or e))
             self._all = [self.package(n) for n in entries
-                         if _is_file(os.path.join(self.pkgs_dir, _fs(n), "type"))]
+                         if _is_file(os.path.join(self.pkgs_dir, native_str(n), "type"))]
         return self._all
 
 
@@ -296,23 +266,23 @@ class Package(object):
 
     def __init__(self, tree, name):
         if name != name.lower():
-            raise PackageNameError("package names should be lowercase, got %s" % native(name))
+            raise PackageNameError("package names should be lowercase, got %s" % printable(name))
         if "-" in name:
             raise PackageNameError("package names use underscores, not dashes, got %s"
-                                   % native(name))
+                                   % printable(name))
         if not name or "/" in name or "\0" in name or name in (".", ".."):
-            raise NoSuchPackage(MSG_NO_PACKAGE % (native(name), native(tree.root),
-                                                  native(name)))
+            raise NoSuchPackage(MSG_NO_PACKAGE % (printable(name), printable(tree.root),
+                                                  printable(name)))
         self.tree = tree
         self.name = name
-        self.path = os.path.join(tree.root, "build", "pkgs", _fs(name))
+        self.path = os.path.join(tree.root, "build", "pkgs", native_str(name))
         self._tarballs = None
         # The same files, in the same order, as Package.__init__ reads them,
         # so that a broken one fails here as it fails there.
         ini = self._file("checksums.ini")
         self._checksums = parse_checksums(_read_optional(ini, _lines) or [])
         # The directory holding the real checksums.ini (Sage's tarball_package).
-        self._tarball_package_name = _text(os.path.realpath(ini).split(os.sep)[-2])
+        self._tarball_package_name = from_native(os.path.realpath(ini).split(os.sep)[-2])
         self.version, self.patchlevel = self._init_version()
         self.type = self._init_type()
         self._version_requirements = self._strip(_read_optional(
@@ -329,10 +299,10 @@ class Package(object):
             self._file("src", "pyproject.toml.m4"), _lines) or [])
 
     def __repr__(self):
-        return "Package(%s)" % native(self.name)
+        return "Package(%s)" % printable(self.name)
 
     def _file(self, *parts):
-        return os.path.join(self.path, *[_fs(p) for p in parts])
+        return os.path.join(self.path, *[native_str(p) for p in parts])
 
     @staticmethod
     def _strip(text):
@@ -358,16 +328,17 @@ class Package(object):
         try:
             text = _read(path, _whole).strip()
         except UnicodeEncodeError:   # a name this locale cannot spell cannot be here
-            raise NoSuchPackage(MSG_NO_PACKAGE % (native(self.name), native(self.tree.root),
-                                                  native(self.name)))
+            raise NoSuchPackage(MSG_NO_PACKAGE % (printable(self.name), printable(self.tree.root),
+                                                  printable(self.name)))
         except (IOError, OSError) as e:
             if e.errno in (errno.ENOENT, errno.ENOTDIR):
-                raise NoSuchPackage(MSG_NO_PACKAGE % (native(self.name), native(self.tree.root),
-                                                      native(self.name)))
-            raise SagePackageError("cannot read %s: %s" % (native(path), e.strerror or e))
+                raise NoSuchPackage(MSG_NO_PACKAGE % (printable(self.name),
+                                                      printable(self.tree.root),
+                                                      printable(self.name)))
+            raise SagePackageError("cannot read %s: %s" % (printable(path), e.strerror or e))
         if text not in TYPES:
             raise SagePackageError("%s: the type must be one of %s, not %r"
-                                   % (native(path), ", ".join(TYPES), native(text)))
+                                   % (printable(path), ", ".join(TYPES), printable(text)))
         return text
 
     # -- tarballs ------------------------------------------------------------
@@ -375,18 +346,18 @@ class Package(object):
     def _component(self, index, var):
         if self.version is None:
             raise SagePackageError("package %s uses %s but has no package-version.txt"
-                                   % (native(self.name), var))
+                                   % (printable(self.name), var))
         parts = self.version.split(".")
         if index >= len(parts):
             raise SagePackageError("package %s uses %s but its version %s has no such "
-                                   "component" % (native(self.name), var, self.version))
+                                   "component" % (printable(self.name), var, self.version))
         return parts[index]
 
     def _value(self, var):
         if var == "VERSION":
             if self.version is None:
                 raise SagePackageError("package %s uses VERSION but has no package-version.txt"
-                                       % native(self.name))
+                                       % printable(self.name))
             return self.version
         return self._component(("VERSION_MAJOR", "VERSION_MINOR", "VERSION_MICRO").index(var),
                                var)
@@ -406,7 +377,7 @@ class Package(object):
             else:
                 return pattern
         raise SagePackageError("package %s: VERSION substitution does not end (its version "
-                               "contains VERSION)" % native(self.name))
+                               "contains VERSION)" % printable(self.name))
 
     def tarball_filenames(self):
         """The tarball file names, in checksums.ini's order."""
@@ -415,7 +386,7 @@ class Package(object):
             for key, record in self._checksums:
                 if "tarball" not in record:
                     raise SagePackageError("%s: %s has no tarball=" % (
-                        native(self._file("checksums.ini")),
+                        printable(self._file("checksums.ini")),
                         "the record" if key is None else "section [%s]" % key))
                 names.append(self.substitute(record["tarball"]))
             self._tarballs = names
@@ -536,11 +507,11 @@ def select(tree, selectors, has_files=(), no_files=(), trees=(), exclude=(),
             raise PackageNameError(
                 "a colon may only appear in a PURL such as pkg:pypi/DISTRIBUTION-NAME and in "
                 "designators of package types, which must be one of :all:, :standard:, "
-                ":optional:, or :experimental:; got %s" % native(selector))
+                ":optional:, or :experimental:; got %s" % printable(selector))
         elif "-" in selector:
             raise PackageNameError("dashes may only appear in a PURL such as "
                                    "pkg:pypi/DISTRIBUTION-NAME; SPKG names use underscores"
-                                   "; got %s" % native(selector))
+                                   "; got %s" % printable(selector))
         else:
             names.add(selector)   # not looked up: Sage prints any such name
 

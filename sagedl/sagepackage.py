@@ -28,12 +28,11 @@ from __future__ import absolute_import
 import errno
 import io
 import os
-import sys
 
 from sagedl.compat import PY2
-from sagedl.errors import EXIT_FAILURE, SagedlError, UsageError
-from sagedl.sagebootstrap import (MSG_NOT_REFERENCED, SagePackageError, Tree, native, quote,
-                                  select)
+from sagedl.errors import EXIT_FAILURE, UsageError
+from sagedl.sagebootstrap import MSG_NOT_REFERENCED, SagePackageError, Tree, quote, select
+from sagedl.text import printable, utf8
 
 PROG = "sagedl"
 COMMANDS = ("properties", "list", "tarball", "name")
@@ -78,7 +77,7 @@ def name_lines(tree, tarball):
         if filename in pkg.tarball_filenames():
             owner = pkg.tarball_package
     if owner is None:
-        raise SagePackageError(MSG_NOT_REFERENCED % native(filename))
+        raise SagePackageError(MSG_NOT_REFERENCED % printable(filename))
     return [[owner.name]]
 
 
@@ -86,15 +85,8 @@ def name_lines(tree, tarball):
 # Command line
 
 def _parser(command):
-    import argparse
-    prog = "%s %s" % (PROG, command)
-
-    class Parser(argparse.ArgumentParser):
-        def error(self, message):
-            raise UsageError(message, hint="see '%s --help'" % prog)
-
-    p = Parser(prog=prog, description=_DESCRIPTIONS[command] + _COMMON_DESCRIPTION,
-               formatter_class=argparse.RawDescriptionHelpFormatter)
+    from sagedl.cli import argument_parser
+    p = argument_parser("%s %s" % (PROG, command), _DESCRIPTIONS[command] + _COMMON_DESCRIPTION)
     p.add_argument("--sage-root", metavar="DIR",
                    help="the Sage tree (default: $SAGE_ROOT, or found by walking up from the "
                         "current directory)")
@@ -193,19 +185,8 @@ def run(command, args, env):
     raise UsageError("unknown sage-package subcommand %s" % command)
 
 
-def _encode(part):
-    """One piece of output as bytes: UTF-8 (sage-bootstrap-python sets
-    PYTHONIOENCODING=utf-8); on 3.x a name's undecodable bytes go back out
-    unchanged (surrogateescape), on 2.7 byte strings are written as they are."""
-    if isinstance(part, bytes):
-        return part
-    if PY2:
-        return part.encode("utf-8")
-    return part.encode("utf-8", "surrogateescape")
-
-
 def render(lines):
-    return b"".join(b"".join(_encode(p) for p in line) + b"\n" for line in lines)
+    return b"".join(b"".join(utf8(p) for p in line) + b"\n" for line in lines)
 
 
 def _write(stream, data):
@@ -258,52 +239,22 @@ def command_first(argv):
     return None
 
 
-def main(argv, env=None, stdout=None, stderr=None):
-    """``sagedl COMMAND ARGS...`` for COMMAND in COMMANDS; returns the exit code."""
-    env = os.environ if env is None else env
-    stdout = stdout or sys.stdout
-    stderr = stderr or sys.stderr
+def cmd_sage_package(argv, env, stdout):
+    """``sagedl COMMAND ARGS...`` for COMMAND in COMMANDS: prints the answer
+    and returns the exit code; errors are SagedlErrors, which cli.main
+    reports as every other command's."""
     command = argv[0]
-    debug = "--debug" in argv
     try:
-        rest = _argv_text(argv[1:])
-        args = make_parser(command).parse_args(rest)
+        args = make_parser(command).parse_args(_argv_text(argv[1:]))
         data = render(run(command, args, env))
-    except SagedlError as e:
-        _report(stderr, e, debug)
-        return e.exit_code
-    except SystemExit as e:   # --help
-        return e.code if isinstance(e.code, int) else 0
     except RuntimeError as e:   # RecursionError (3.5+) is one
-        _report(stderr, SagePackageError("%s: %s" % (e.__class__.__name__, e)), debug)
-        return EXIT_FAILURE
+        raise SagePackageError("%s: %s" % (e.__class__.__name__, e))
     except UnicodeError as e:   # a name or path this locale cannot encode or decode
-        _report(stderr, SagePackageError("%s (try LC_ALL=C.UTF-8)" % e), debug)
-        return EXIT_FAILURE
+        raise SagePackageError("%s (try LC_ALL=C.UTF-8)" % e)
     try:
         _write(stdout, data)
     except (IOError, OSError) as e:
         if e.errno == errno.EPIPE:   # `sage-package list | head`: the reader is gone
             return EXIT_FAILURE
-        _report(stderr, SagePackageError("cannot write the output: %s" % (e.strerror or e)),
-                debug)
-        return EXIT_FAILURE
+        raise SagePackageError("cannot write the output: %s" % (e.strerror or e))
     return 0
-
-
-def _report(stderr, e, debug):
-    if debug:
-        import traceback
-        traceback.print_exc(file=stderr)
-    _say(stderr, u"%s: error: %s\n" % (PROG, native(e.message)))
-    if e.hint:
-        _say(stderr, u"%s: hint: %s\n" % (PROG, native(e.hint)))
-    stderr.flush()
-
-
-def _say(stderr, text):
-    """A message on stderr: 2.7's takes bytes (any text as UTF-8); 3.x's
-    replaces what its encoding cannot show (backslashreplace)."""
-    if PY2 and not isinstance(text, bytes) and not isinstance(stderr, io.TextIOBase):
-        text = text.encode("utf-8", "replace")
-    stderr.write(text)

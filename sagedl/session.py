@@ -17,7 +17,8 @@ from __future__ import absolute_import
 
 import os
 
-from sagedl.errors import ChecksumError, NetworkError, UsageError
+from sagedl import errors
+from sagedl.errors import SagedlError, UsageError
 
 PROG = "sagedl"
 SMALL_DOCUMENT_BYTES = 256 * 1024
@@ -25,9 +26,6 @@ SMALL_DOCUMENT_BYTES = 256 * 1024
 # and connect may give up sooner than a download's: offline, the 10 s
 # lookup deadline was most of a run's time.
 SMALL_DOCUMENT_CONNECT = 3.0
-UNREACHABLE_HINT = ("check the network, DNS or proxy (http_proxy/https_proxy); a probe in which "
-                    "no mirror answered is believed for 2 minutes; SAGE_SERVER or --mirror URL "
-                    "are tried regardless")
 
 
 class Session(object):
@@ -180,25 +178,23 @@ class Session(object):
                 self.hosts.set_probation(server_key(compat_urlsplit(b), self.env) for b in bases)
         return bases
 
-    def explained(self, error):
-        """A download's error, with the probe's verdict as its hint when
-        every source failed at the network level after no mirror answered."""
-        from sagedl.errors import NetworkError
-        if isinstance(error, NetworkError) and self.verdict is not None \
-                and UNREACHABLE_HINT not in (error.hint or ""):
-            error.hint = "%s; %s" % (self.verdict.sentence(), UNREACHABLE_HINT)
-        return error
+    def explained(self, error, sage_mirrors=True):
+        """A download's error, made again (errors.explain) with what this run
+        knows: whether the checksum came from the Sage tree (sage_mirrors)
+        or the user, and the probe's verdict when no mirror answered."""
+        verdict = self.verdict.sentence() if self.verdict is not None else None
+        advice = errors.SAGE_CHECKSUM_ADVICE if sage_mirrors else errors.URL_CHECKSUM_ADVICE
+        return errors.explain(error, advice, verdict)
 
     def unreachable(self, name=None):
         """The error of a run whose probe found the network unreachable."""
-        from sagedl.errors import NetworkError
         from sagedl.reachability import UNREACHABLE_SENTENCE
         text = self.verdict.sentence()
-        error = NetworkError(("could not download %s: %s" % (name, text)) if name else text,
-                             hint=UNREACHABLE_HINT)
-        # What a bulk run says for the files after the first: the cause once.
-        error.brief = "could not download %s: %s (as above)" % (name, UNREACHABLE_SENTENCE)
-        return error
+        return errors.NetworkError(
+            ("could not download %s: %s" % (name, text)) if name else text,
+            hint=errors.UNREACHABLE_HINT,
+            # What a bulk run says for the files after the first: the cause once.
+            brief="could not download %s: %s (as above)" % (name, UNREACHABLE_SENTENCE))
 
     def upstream_d(self, tree):
         """The tree's .upstream.d entries, read once."""
@@ -282,14 +278,9 @@ class Session(object):
         try:
             result = fetch(path, sources, expected, self.transport(), progress, self.options(),
                            on_result=recorder, notify=progress.note)
-        except ChecksumError as e:
-            if not sage_mirrors:      # a user's URL: the Sage tree is not the cause
-                from sagedl.errors import URL_CHECKSUM_ADVICE
-                detail = getattr(e, "detail", None)
-                e.hint = (detail + "; " if detail else "") + URL_CHECKSUM_ADVICE
-            raise
-        except NetworkError as e:
-            raise self.explained(e)
+        except SagedlError as e:
+            # a user's URL (not sage_mirrors): the Sage tree is not the cause
+            raise self.explained(e, sage_mirrors)
         finally:
             if recorder is not None:
                 recorder.flush()

@@ -3,7 +3,8 @@ as Sage's) and ``list-mirrors`` (the ranking and health as a table)."""
 
 from __future__ import absolute_import
 
-import sys
+from sagedl.compat import compat_str
+from sagedl.text import native_str
 
 # Set by contrib/sage/sage-download-file: sagedl runs as Sage's own command
 # and keeps its contract where it differs from sagedl's.
@@ -87,9 +88,7 @@ def cmd_list_mirrors(session):
     else:
         ranked = session.ranked(listed, fresh=True)
     text = format_table(ranked, health.load_health(session.env))
-    if sys.version_info[0] == 2 and not isinstance(text, bytes):
-        text = text.encode("utf-8")   # mirror names are unicode; a pipe takes bytes on 2.7
-    session.stdout.write(text)
+    session.stdout.write(native_str(text))   # mirror names are unicode; a pipe takes bytes on 2.7
     if not session.args.no_probe and not any(r.ok for r in ranked):
         raise no_mirror_answered(ranked)    # the table above says why, mirror by mirror
     return 0
@@ -131,7 +130,7 @@ def format_table(ranked, health, now=None, window=None):
             latency = "-"
         else:
             latency = "failed"
-            about.append("probe: %s" % " ".join(compat_text(r.reason).split()))
+            about.append("probe: %s" % " ".join(compat_str(r.reason).split()))
         rec = health.get(origin_key(r.mirror.url))
         if not rec:
             state = "unknown"
@@ -151,16 +150,10 @@ def format_table(ranked, health, now=None, window=None):
     return "\n".join(lines) + "\n"
 
 
-def compat_text(value):
-    from sagedl.compat import compat_str
-    return compat_str(value)
-
-
 def _clip_line(text, width):
     return text if len(text) <= width else text[:width - 3] + "..."
 
 
 def _clip(text, width):
-    from sagedl.compat import compat_str
     text = " ".join(compat_str(text).split())
     return text if len(text) <= width else text[:width - 3] + "..."

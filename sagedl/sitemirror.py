@@ -223,8 +223,11 @@ def cmd_verify(ctx):
         out.write("bad      %s (%s)\n" % (k, reason))
     for k in sorted(extra):
         out.write("extra    %s\n" % k)
-    ctx.stderr.write("%s: %d verified, %d missing, %d bad, %d extra\n"
-                     % ("sagedl", good, len(missing), len(bad), len(extra)))
+    if not ctx.quiet or missing or bad:
+        # -q as wget's and curl's: nothing on success; a failure still says
+        # how many files it concerns (the lines above are on stdout).
+        ctx.stderr.write("%s: %d verified, %d missing, %d bad, %d extra\n"
+                         % ("sagedl", good, len(missing), len(bad), len(extra)))
     if bad:
         return EXIT_CHECKSUM
     if missing:

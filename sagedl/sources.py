@@ -11,7 +11,7 @@ ordered list of sources.  For a Sage tarball the order is Sage's own:
 4. the package's ``upstream_url``, only with ``--allow-upstream``
    (``--upstream-only``: nothing else).
 
-``source_urls`` and the other lower-case helpers without a session are pure:
+``iter_source_urls`` and the other lower-case helpers without a session are pure:
 a tarball, the environment, the .upstream.d entries and the mirror bases in,
 URLs out.  The network (ranking, live lists) is reached only through the
 Session (session.py), which computes each per-run fact once.
@@ -21,9 +21,9 @@ from __future__ import absolute_import
 
 import os
 
-from sagedl.compat import PY2, compat_quote, compat_str
+from sagedl.compat import compat_quote
 from sagedl.errors import UsageError
-from sagedl.fsutil import native_name, text_name
+from sagedl.text import native_name, native_str, text_name
 from sagedl.output import is_url, url_basename
 
 MAX_DEAD_MIRRORS = 3
@@ -50,9 +50,7 @@ _PCHAR_SAFE = "!$&'()*+,;=:@-._~"
 
 
 def _segment(s):
-    if PY2 and isinstance(s, compat_str):
-        s = s.encode("utf-8")  # Python 2's quote() fails on non-ASCII text
-    return compat_quote(s, safe=_PCHAR_SAFE)
+    return compat_quote(native_str(s), safe=_PCHAR_SAFE)  # 2.7's quote() fails on non-ASCII text
 
 
 def _server(env):
@@ -73,14 +71,6 @@ def _mirror_urls(base, tarball):
     from sagedl.sage import mirror_path
     return ["%s/%s" % (base.rstrip("/"), mirror_path(_segment(pkg), _segment(tarball.filename)))
             for pkg in tarball.mirror_names()]
-
-
-def source_urls(tarball, env, upstream_d_entries, mirrors, allow_upstream, mirror_lists=None,
-                skipped=None):
-    """Every usable URL to try for ``tarball``, in Sage's order, without duplicates:
-    the list of iter_source_urls."""
-    return list(iter_source_urls(tarball, env, upstream_d_entries, mirrors, allow_upstream,
-                                 mirror_lists, skipped))
 
 
 def iter_source_urls(tarball, env, upstream_d_entries, mirrors, allow_upstream,

@@ -41,7 +41,7 @@ def read_input_file(name, stdin=None):
     them: one URL or tarball name per line, surrounding blanks stripped,
     blank lines and lines starting with ``#`` skipped.  Each entry is a
     native str, as an argv element is."""
-    from sagedl.fsutil import native_name
+    from sagedl.text import native_name
     try:
         if name == "-":
             stream = sys.stdin if stdin is None else stdin

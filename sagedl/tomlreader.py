@@ -12,6 +12,8 @@ tests/test_tomlreader.py checks that against tomllib.
 Every failure, from either reader, is a MetadataError naming the file and line.
 """
 
+from __future__ import absolute_import
+
 import re
 import sys
 

@@ -21,7 +21,7 @@ import socket
 
 from sagedl import __version__
 from sagedl.compat import compat_monotonic, compat_urljoin, compat_urlsplit
-from sagedl.errors import SourceFailure, UsageError
+from sagedl.errors import CAUSE_SILENT, CAUSE_SLOW, SourceFailure, UsageError
 from sagedl.urls import (PROXY_HINT, ascii_host, basic_auth, check_url, origin, port_of,
                          proxy_endpoint, proxy_for, redact, resolve)
 
@@ -213,7 +213,8 @@ class Connection(object):
         try:
             self.sock.sendall(data)
         except socket.timeout:
-            raise SourceFailure(SourceFailure.KIND_NETWORK, "timed out sending the request")
+            raise SourceFailure(SourceFailure.KIND_NETWORK, "timed out sending the request",
+                                cause=CAUSE_SLOW)
         except _NETWORK_ERRORS as e:
             raise SourceFailure(SourceFailure.KIND_NETWORK, "send failed: %s" % _strerror(e))
 
@@ -354,8 +355,7 @@ def server_key(parts, env):
 
 
 def _silent(message):
-    from sagedl.reachability import SILENT, tag
-    return tag(SourceFailure(SourceFailure.KIND_NETWORK, message), SILENT)
+    return SourceFailure(SourceFailure.KIND_NETWORK, message, cause=CAUSE_SILENT)
 
 
 def _is_ascii(text):
@@ -419,10 +419,9 @@ class Transport(object):
             connect_timeout, head_timeout = self.hosts.deadlines(key, connect_timeout, head_timeout)
             known = self.hosts.before_connect(key, connect_timeout + head_timeout + 1.0)
             if known is not None:
-                from sagedl.reachability import tag
-                raise tag(SourceFailure(SourceFailure.KIND_NETWORK,
-                                        "skipped: failed earlier in this run (%s)" % known),
-                          getattr(known, "cause", None))
+                raise SourceFailure(SourceFailure.KIND_NETWORK,
+                                    "skipped: failed earlier in this run (%s)" % known,
+                                    cause=known.cause)
         try:
             sock = self._socket(scheme, host, port, proxy_url, connect_timeout)
             if scheme == "https":
@@ -452,19 +451,19 @@ class Transport(object):
         """A connected socket; WHAT ("the proxy " or "") prefixes the peer in messages."""
         # "resolving example.org", "connecting to example.org:443"
         name, peer = what + host, what + _host_port(host, port)
-        from sagedl.reachability import cause_of_connect, cause_of_lookup, tag
+        from sagedl.reachability import cause_of_connect, cause_of_lookup
         # An ASCII host as bytes: a str host makes getaddrinfo import the
         # idna codec (7 ms of start-up on 3.13).
         addr = host.encode("ascii") if not isinstance(host, bytes) and _is_ascii(host) else host
         try:
             infos = resolve(addr, port, connect_timeout)
         except socket.timeout as e:
-            raise tag(SourceFailure(SourceFailure.KIND_NETWORK, "timed out resolving %s (%gs)"
-                                    % (name, connect_timeout)), cause_of_lookup(e))
+            raise SourceFailure(SourceFailure.KIND_NETWORK, "timed out resolving %s (%gs)"
+                                % (name, connect_timeout), cause=cause_of_lookup(e))
         except _NETWORK_ERRORS as e:
-            raise tag(SourceFailure(SourceFailure.KIND_NETWORK,
-                                    "cannot connect to %s: %s" % (peer, _strerror(e))),
-                      cause_of_lookup(e))
+            raise SourceFailure(SourceFailure.KIND_NETWORK,
+                                "cannot connect to %s: %s" % (peer, _strerror(e)),
+                                cause=cause_of_lookup(e))
         error = None
         for family, _, _, _, sockaddr in infos:
             try:
@@ -475,12 +474,12 @@ class Transport(object):
                 error = e
         else:
             if isinstance(error, socket.timeout):
-                raise tag(SourceFailure(SourceFailure.KIND_NETWORK,
-                                        "timed out connecting to %s (%gs)"
-                                        % (peer, connect_timeout)), cause_of_connect(error))
-            raise tag(SourceFailure(SourceFailure.KIND_NETWORK,
-                                    "cannot connect to %s: %s" % (peer, _strerror(error))),
-                      cause_of_connect(error))
+                raise SourceFailure(SourceFailure.KIND_NETWORK,
+                                    "timed out connecting to %s (%gs)" % (peer, connect_timeout),
+                                    cause=cause_of_connect(error))
+            raise SourceFailure(SourceFailure.KIND_NETWORK,
+                                "cannot connect to %s: %s" % (peer, _strerror(error)),
+                                cause=cause_of_connect(error))
         try:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         except _NETWORK_ERRORS:

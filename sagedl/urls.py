@@ -29,6 +29,8 @@ agree:
   without a port uses its scheme's default port (curl would use 1080).
 """
 
+from __future__ import absolute_import
+
 import base64
 import binascii
 import os

@@ -43,7 +43,8 @@ def _check_hex(name, value):
 
 
 class Hasher(object):
-    """sha256 always (we print it), sha1 only when it is to be checked."""
+    """sha256 always (every Sage checksum has it, and make-mirror writes it
+    to SHA256SUMS), sha1 only when it is to be checked."""
 
     def __init__(self, expected):
         self.expected = expected

@@ -23,7 +23,7 @@ import pytest
 from conftest import REPO, Payload, make_data, clean_env, assert_one_line_error
 from faultserver import FaultServer
 from pyz import require_interpreter
-from sagedl.errors import EXIT_DISK, EXIT_NETWORK
+from sagedl.errors import EXIT_DISK, EXIT_METADATA, EXIT_NETWORK
 
 RUNNERS = ("3.x", "2.7", "pypy3")
 
@@ -443,7 +443,7 @@ def test_hostile_sage_metadata_is_one_error_line(runner, what, how, small_tree, 
     plant_hostile_metadata(small_tree.pkgs / "pkga" / what, how, b"1.0")
     env = clean_env(tmp_path, SAGE_ROOT=str(small_tree.root), SAGEDL_MIRRORS="http://127.0.0.1:9/")
     r = sagedl(runner, [small_tree.name], env, timeout=60)
-    assert r.code == 2, r
+    assert r.code == EXIT_METADATA, r
     # (an unreadable package-version.txt is reported as "no version" in checksums.ini)
     assert_one_line_error(r.err, "pkgs/pkga/")
     if how == "huge":
@@ -472,7 +472,7 @@ def test_hostile_mirrors_file_is_one_error_line(runner, how, tmp_path):
     path = plant_hostile_metadata(tmp_path / "mirrors.toml", how, b"#")
     r = sagedl(runner, ["list-mirrors", "--no-probe", "--mirrors-file", path], clean_env(tmp_path),
                timeout=60)
-    assert r.code == 2, r
+    assert r.code == EXIT_METADATA, r
     assert_one_line_error(r.err, "mirrors.toml")
     assert ("larger than" if how == "huge" else "FIFO") in r.err, r
 

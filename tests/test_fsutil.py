@@ -20,7 +20,7 @@ from pyz import require_interpreter
 CHECKS = textwrap.dedent(r'''
     import errno, os, stat, sys
     sys.path.insert(0, REPO)
-    from sagedl import fsutil
+    from sagedl import fsutil, text
     from sagedl.errors import DiskError
 
     d = TMP
@@ -109,11 +109,11 @@ CHECKS = textwrap.dedent(r'''
     raises(fsutil.UnsafePath, fsutil.stream_destination, p("blk"))
 
     # names: UTF-8 metadata names become paths the OS takes, and back
-    name = fsutil.native_name(u"pkg-\u00e9t\u00e9.tar.gz")
+    name = text.native_name(u"pkg-\u00e9t\u00e9.tar.gz")
     fd = fsutil.create_exclusive(os.path.join(d, name))
     os.close(fd)
     expect = u"pkg-\u00e9t\u00e9.tar.gz"
-    assert fsutil.text_name(name) == (expect.encode("utf-8") if sys.version_info[0] == 2 else expect)
+    assert text.text_name(name) == (expect.encode("utf-8") if sys.version_info[0] == 2 else expect)
     listed = [n for n in os.listdir(d) if n.startswith("pkg-")]
     assert listed == [name], (listed, name)
     print("OK")

@@ -3,6 +3,7 @@ demotes a recently failed mirror, and the list-mirrors table showing both."""
 
 import json
 import os
+import time
 
 from helpers import write_text
 from sagedl import health, mirrorlist, probe, showmirrors, urls
@@ -37,16 +38,22 @@ def test_corrupt_ranking_and_health_files_are_ignored_and_rewritten(servers, env
     with open(os.path.join(d, "ranking.json")) as f:
         assert json.load(f)["results"][0]["url"] == url
     assert health.load_health(env) == {}
-    assert health.record_result(url + "f.tar.gz", True, None, env=env)
+    assert record(url + "f.tar.gz", True, None, env)
     assert set(health.load_health(env)) == {"http://127.0.0.1:%s" % url.rsplit(":", 1)[1].strip("/")}
+
+
+def record(url, ok, reason, env, when=None):
+    """One source's outcome, through the recorder a download uses."""
+    recorder = health.HealthRecorder(env, clock=time.time if when is None else lambda: when)
+    recorder(url, ok, reason)
+    return recorder.flush()
 
 
 def test_recent_failures_demote_a_mirror_until_it_succeeds(servers, env):
     a, b, c = servers.respond(), servers.respond(), servers.respond()
     servers.start()
     now = 10000.0
-    health.record_result(a + "spkg/upstream/x/x.tgz", False, "checksum mismatch", env=env,
-                    clock=lambda: now)
+    record(a + "spkg/upstream/x/x.tgz", False, "checksum mismatch", env, now)
     ranked = health.rank_cached([a, b, c], env=env, clock=lambda: now + 60, want=None, deadline=5)
     assert ranked[-1].mirror.url == a and ranked[-1].ok
     # A day later the failure no longer counts.
@@ -54,7 +61,7 @@ def test_recent_failures_demote_a_mirror_until_it_succeeds(servers, env):
     assert not health.is_unhealthy(records[urls.origin_key(a)], now + 86400)
     assert health.demote_unhealthy(ranked, records, now + 86400) == ranked
     # A success clears it at once.
-    health.record_result(a, True, None, env=env, clock=lambda: now + 120)
+    record(a, True, None, env, now + 120)
     assert not health.is_unhealthy(health.load_health(env)[urls.origin_key(a)], now + 130)
 
 
@@ -75,7 +82,7 @@ def test_demotion_keeps_the_order_otherwise():
 def test_health_records_count_failures_and_keep_the_reason(env):
     url = "https://m.example/spkg/upstream/a/a.tgz"
     for t in (1.0, 2.0):
-        health.record_result(url, False, "HTTP 404", env=env, clock=lambda: t)
+        record(url, False, "HTTP 404", env, t)
     rec = health.load_health(env)["https://m.example:443"]
     assert (rec["ok"], rec["reason"], rec["failures"], rec["last"]) == (False, "HTTP 404", 2, 2.0)
 
@@ -83,8 +90,8 @@ def test_health_records_count_failures_and_keep_the_reason(env):
 def test_health_recording_is_quiet_when_the_cache_cannot_be_written(tmp_path):
     blocker = tmp_path / "f"
     blocker.write_text("")
-    assert health.record_result("https://m.example/", False, "x",
-                           env={"HOME": str(tmp_path), "XDG_CACHE_HOME": str(blocker)}) is False
+    assert record("https://m.example/", False, "x",
+                  {"HOME": str(tmp_path), "XDG_CACHE_HOME": str(blocker)}) is False
 
 
 # -- the table ---------------------------------------------------------------------

@@ -10,7 +10,7 @@ import threading
 import pytest
 
 from loopback import (OK_RESPONSE, LoopbackProxy, TLSServer, by_url, fill_accept_queues, listener,
-                      listener_url)
+                      listener_url, rank)
 from sagedl import mirrorlist, probe
 
 
@@ -23,7 +23,7 @@ def test_24_mirrors_hung_and_silent_ones_fail_and_a_healthy_one_wins(servers):
     urls = full + silent + healthy
     random.Random(7).shuffle(urls)
     # want=None: no early stop, so every hung mirror meets the deadline.
-    ranked = probe.rank(urls, want=None, env={}, rng=random.Random(1))
+    ranked = rank(urls, want=None, env={}, rng=random.Random(1))
     assert len(ranked) == 24
     assert ranked[0].mirror.url in healthy and ranked[0].ok
     result = by_url(ranked)
@@ -44,7 +44,7 @@ def test_24_mirrors_with_early_stop_ranks_healthy_first(servers):
     silent = [servers.silent() for _ in range(8)]
     healthy = [servers.respond() for _ in range(8)]
     servers.start()
-    ranked = probe.rank(full + silent + healthy, env={}, rng=random.Random(2))
+    ranked = rank(full + silent + healthy, env={}, rng=random.Random(2))
     assert ranked[0].mirror.url in healthy
     assert len([r for r in ranked if r.ok]) >= 3
     result = by_url(ranked)
@@ -63,7 +63,7 @@ def test_wrong_answers_fail_and_any_answer_at_the_base_url_counts(servers):
     refused = listener_url(gone)
     gone.close()  # nothing listens there any more: connection refused
     servers.start()
-    result = by_url(probe.rank([garbage, forbidden, broken, closes, refused], want=None, env={},
+    result = by_url(rank([garbage, forbidden, broken, closes, refused], want=None, env={},
                            deadline=5))
     assert "not an HTTP server" in result[garbage].reason
     assert result[forbidden].ok  # a live server that forbids listing its base URL
@@ -76,7 +76,7 @@ def test_with_a_path_only_success_counts(servers):
     missing = servers.respond(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n")
     present = servers.respond()
     servers.start()
-    result = by_url(probe.rank([missing, present], want=None, env={}, path="spkg/upstream/a/a.tgz",
+    result = by_url(rank([missing, present], want=None, env={}, path="spkg/upstream/a/a.tgz",
                            deadline=5))
     assert result[missing].reason == "HTTP 404" and result[present].ok
     port = int(present.rsplit(":", 1)[1].strip("/"))
@@ -100,7 +100,7 @@ def test_explicit_ports_and_ipv6_literals_are_honoured():
         c.close()
     t = threading.Thread(target=serve)
     t.start()
-    ranked = probe.rank([url], want=None, env={}, deadline=5)
+    ranked = rank([url], want=None, env={}, deadline=5)
     t.join(10)
     s6.close()
     assert ranked[0].ok
@@ -116,7 +116,7 @@ def test_a_hanging_name_resolver_costs_no_more_than_the_deadline(servers):
         release.wait(30)  # a resolver that never answers within the ranking
         raise socket.gaierror("gave up")
     try:
-        ranked = probe.rank(["http://hangs.invalid/", healthy], want=None, env={}, deadline=0.5,
+        ranked = rank(["http://hangs.invalid/", healthy], want=None, env={}, deadline=0.5,
                         resolver=resolver)
     finally:
         release.set()
@@ -128,7 +128,7 @@ def test_a_hanging_name_resolver_costs_no_more_than_the_deadline(servers):
 def test_resolver_errors_are_reasons(servers):
     def resolver(host, port):
         raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
-    ranked = probe.rank(["http://nowhere.invalid/"], env={}, deadline=2, resolver=resolver)
+    ranked = rank(["http://nowhere.invalid/"], env={}, deadline=2, resolver=resolver)
     assert ranked[0].status == probe.FAILED and "cannot resolve nowhere.invalid" in ranked[0].reason
 
 
@@ -149,7 +149,7 @@ def test_next_address_is_tried_when_the_first_hangs_or_refuses(servers):
         return {"hang.test": [info(hung.getsockname()[1]), info(port)],
                 "refuse.test": [info(refused_port), info(port)]}[host]
     try:
-        ranked = probe.rank(["http://hang.test/", "http://refuse.test/"], want=None, env={},
+        ranked = rank(["http://hang.test/", "http://refuse.test/"], want=None, env={},
                         deadline=5, resolver=resolver)
     finally:
         for s in fillers + [hung]:
@@ -183,12 +183,12 @@ def test_the_fastest_mirror_is_drawn_at_random_among_the_near_best():
 def test_rank_accepts_mirrors_and_drops_duplicates(servers):
     url = servers.respond()
     servers.start()
-    ranked = probe.rank([mirrorlist.Mirror(url, "Named"), url], env={}, deadline=5)
+    ranked = rank([mirrorlist.Mirror(url, "Named"), url], env={}, deadline=5)
     assert len(ranked) == 1 and ranked[0].mirror.name == "Named" and ranked[0].ok
 
 
 def test_bad_urls_fail_without_io():
-    ranked = probe.rank(["ftp://x.example/", "http://h\u00e9.example/"], env={}, deadline=1)
+    ranked = rank(["ftp://x.example/", "http://h\u00e9.example/"], env={}, deadline=1)
     assert all(r.status == probe.FAILED for r in ranked)
 
 
@@ -198,7 +198,7 @@ def test_http_mirrors_are_probed_through_the_proxy(servers):
     servers.start()
     proxy = LoopbackProxy()
     try:
-        ranked = probe.rank([url], want=None, env={"http_proxy": proxy.url}, deadline=5)
+        ranked = rank([url], want=None, env={"http_proxy": proxy.url}, deadline=5)
     finally:
         proxy.close()
     assert ranked[0].ok
@@ -211,7 +211,7 @@ def test_no_proxy_makes_the_probe_direct(servers):
     servers.start()
     proxy = LoopbackProxy()
     try:
-        ranked = probe.rank([url], env={"http_proxy": proxy.url, "no_proxy": "localhost, 127.0.0.1"},
+        ranked = rank([url], env={"http_proxy": proxy.url, "no_proxy": "localhost, 127.0.0.1"},
                         deadline=5)
     finally:
         proxy.close()
@@ -224,10 +224,10 @@ def test_https_mirrors_are_probed_with_tls_directly_and_through_connect(tls_file
     proxy = LoopbackProxy()
     trusting = ssl.create_default_context(cafile=certfile)
     try:
-        direct = probe.rank([server.url], want=None, env={}, ssl_context=trusting, deadline=5)
-        tunnelled = probe.rank([server.url], want=None, env={"https_proxy": proxy.url},
+        direct = rank([server.url], want=None, env={}, ssl_context=trusting, deadline=5)
+        tunnelled = rank([server.url], want=None, env={"https_proxy": proxy.url},
                            ssl_context=trusting, deadline=5)
-        untrusted = probe.rank([server.url], want=None, env={}, deadline=5,
+        untrusted = rank([server.url], want=None, env={}, deadline=5,
                            ssl_context=ssl.create_default_context())
     finally:
         proxy.close()
@@ -242,7 +242,7 @@ def test_https_mirrors_are_probed_with_tls_directly_and_through_connect(tls_file
 def test_a_proxy_refusing_connect_fails_the_mirror():
     proxy = LoopbackProxy(refuse_connect=True)
     try:
-        ranked = probe.rank(["https://127.0.0.1:9/"], env={"https_proxy": proxy.url}, deadline=5)
+        ranked = rank(["https://127.0.0.1:9/"], env={"https_proxy": proxy.url}, deadline=5)
     finally:
         proxy.close()
     assert ranked[0].reason == "proxy refused CONNECT: HTTP 403"
@@ -252,13 +252,13 @@ def test_an_unreachable_proxy_is_named_in_the_reason():
     gone = listener(1)
     port = gone.getsockname()[1]
     gone.close()
-    ranked = probe.rank(["http://127.0.0.1:9/"], env={"http_proxy": "127.0.0.1:%d" % port},
+    ranked = rank(["http://127.0.0.1:9/"], env={"http_proxy": "127.0.0.1:%d" % port},
                     deadline=5)
     assert ranked[0].reason.startswith("cannot connect to the proxy 127.0.0.1:%d: " % port)
 
 
 def test_socks_proxies_are_reported_not_silently_bypassed():
-    ranked = probe.rank(["http://127.0.0.1:9/"], env={"all_proxy": "socks5://127.0.0.1:1080"},
+    ranked = rank(["http://127.0.0.1:9/"], env={"all_proxy": "socks5://127.0.0.1:1080"},
                     deadline=1)
     assert ranked[0].status == probe.FAILED and "socks5" in ranked[0].reason
 

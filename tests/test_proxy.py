@@ -6,6 +6,7 @@ import socket
 import pytest
 
 from helpers import clean_env
+from loopback import rank
 from sagedl import probe
 from sagedl.errors import EXIT_NETWORK
 from sagedl.urls import no_proxy_matches, parse_proxy, proxy_endpoint, proxy_for
@@ -129,7 +130,7 @@ def test_a_socks_proxy_is_refused_alike_by_transport_and_probe(run_cli, tmp_path
     try:
         env = clean_env(tmp_path, all_proxy=proxy)
         r = run_cli("http://127.0.0.1:9/f.tar.gz", tmp_path / "f.tar.gz", env=env)
-        ranked = probe.rank(["http://127.0.0.1:9/"], env={"all_proxy": proxy}, deadline=1)
+        ranked = rank(["http://127.0.0.1:9/"], env={"all_proxy": proxy}, deadline=1)
         with pytest.raises((BlockingIOError, socket.timeout)):
             listener.accept()
     finally:
@@ -149,7 +150,7 @@ def test_an_unreachable_proxy_is_named_once_with_its_port_by_transport_and_probe
     proxy = "http://127.0.0.1:%d" % port
     env = clean_env(tmp_path, http_proxy=proxy)
     r = run_cli("http://origin.test/f.tar.gz", tmp_path / "f.tar.gz", env=env)
-    ranked = probe.rank(["http://origin.test/"], env={"http_proxy": proxy}, deadline=1)
+    ranked = rank(["http://origin.test/"], env={"http_proxy": proxy}, deadline=1)
     words = "cannot connect to the proxy 127.0.0.1:%d: " % port
     assert r.code == EXIT_NETWORK, r
     assert words in r.err and "%d/:%d" % (port, port) not in r.err, r

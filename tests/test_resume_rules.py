@@ -144,7 +144,8 @@ def fetch(dest, urls, expected=Expected(None, SHA256), transport=None):
     t = transport or Transport(timeout=10)
     try:
         download.fetch(str(dest), [Source(u) for u in urls], expected, t, Progress(),
-                       Options(timeout=10, retry=Retry(total=0)), on_result=on_result, notify=notes.append)
+                       Options(timeout=10, retry=Retry(total=0)), on_result=on_result,
+                       notify=notes.append)
     except SagedlError as e:
         error = e
     finally:

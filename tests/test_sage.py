@@ -17,7 +17,7 @@ from hypothesis import given, settings, strategies as st
 from sagedl.errors import MetadataError, NotFoundError, UsageError
 from sagedl.sage import (HINT_BROKEN, SageTree, Tarball, check_filename, expand,
                          parse_checksums_ini, read_upstream_d, strip_patchlevel)
-from sagedl.sources import source_urls
+from sagedl.sources import iter_source_urls
 
 from sagetree import TREES, require_tree
 
@@ -209,6 +209,11 @@ def test_package_listing(real):
 
 # -- parse_checksums_ini -----------------------------------------------------
 
+def records_of(text, path):
+    """The records alone (the parser also gives their line numbers and section)."""
+    return [r for r, _, _ in parse_checksums_ini(text, path)]
+
+
 def test_one_record_with_comments_blanks_spaces_crlf_and_bom():
     text = ("\ufeff# a comment\r\n; another\r\n\r\n"
             "tarball = foo-VERSION.tar.gz  \r\n"
@@ -216,26 +221,26 @@ def test_one_record_with_comments_blanks_spaces_crlf_and_bom():
             "  sha256 =" + SHA256 + "\t\r\n"
             "md5=0123\r\n"  # unknown keys are ignored
             "upstream_url= https://example.org/foo-${VERSION}.tar.gz\r\n")
-    assert parse_checksums_ini(text, "x.ini") == [
+    assert records_of(text, "x.ini") == [
         record("foo-VERSION.tar.gz", SHA256, SHA1, "https://example.org/foo-${VERSION}.tar.gz")]
 
 
 def test_missing_optional_keys_are_none():
     text = "tarball=foo.tgz\nsha256=%s\n" % SHA256
-    assert parse_checksums_ini(text, "x.ini") == [record("foo.tgz")]
+    assert records_of(text, "x.ini") == [record("foo.tgz")]
 
 
 def test_section_form_with_and_without_a_repeated_tarball():
     text = ("[a-1.0-py3-none-any.whl]\ntarball=a-1.0-py3-none-any.whl\nsha256=%s\n\n"
             "[a-1.0-cp311-win32.whl]\nsha256=%s\nsha1=%s\nupstream_url=https://x/a.whl\n"
             % (SHA256, "ef" * 32, SHA1))
-    assert parse_checksums_ini(text, "x.ini") == [
+    assert records_of(text, "x.ini") == [
         record("a-1.0-py3-none-any.whl"),
         record("a-1.0-cp311-win32.whl", "ef" * 32, SHA1, "https://x/a.whl")]
 
 
 def test_empty_file_has_no_records():
-    assert parse_checksums_ini("# nothing\n\n", "x.ini") == []
+    assert records_of("# nothing\n\n", "x.ini") == []
 
 
 @pytest.mark.parametrize("text, lineno, words", [
@@ -256,7 +261,7 @@ def test_empty_file_has_no_records():
 ])
 def test_malformed_files_name_the_line(text, lineno, words):
     with pytest.raises(MetadataError) as info:
-        parse_checksums_ini(text, "pkgs/foo/checksums.ini")
+        records_of(text, "pkgs/foo/checksums.ini")
     assert info.value.path == "pkgs/foo/checksums.ini"
     assert info.value.lineno == lineno
     assert words in str(info.value)
@@ -285,7 +290,7 @@ def test_rendered_records_parse_back(records, newline, pad, sectioned):
         lines += ["%s%s%s=%s%s%s" % (pad, k, pad, pad, r[k], pad)
                   for k in ("tarball", "sha1", "sha256", "upstream_url") if r[k] is not None]
         lines.append("")
-    assert parse_checksums_ini(newline.join(lines), "g.ini") == records
+    assert records_of(newline.join(lines), "g.ini") == records
 
 
 # -- templates ---------------------------------------------------------------
@@ -600,7 +605,7 @@ def test_sources_in_sage_order(tmp_path):
     env = {"SAGE_SERVER": "http://127.0.0.1:8080/"}
     mirrors = ["https://m1.example", "https://m3.example/"]
     skipped = []
-    urls = source_urls(t, env, entries, mirrors, True, mirror_lists, skipped)
+    urls = list(iter_source_urls(t, env, entries, mirrors, True, mirror_lists, skipped))
     # a file: line is no source sagedl can use: left out, and reported
     assert skipped == [(".upstream.d line file://%s/cache/${SPKG}/" % tmp_path,
                         "file://%s/cache/gap/gap-4.16.0.tar.gz" % tmp_path,
@@ -619,7 +624,7 @@ def test_sources_in_sage_order(tmp_path):
 
     # no SAGE_SERVER: its line is skipped; no resolver: the mirror list is the caller's;
     # no allow_upstream: no upstream URL
-    assert source_urls(t, {}, entries, ["https://m1.example/"], False) == [
+    assert list(iter_source_urls(t, {}, entries, ["https://m1.example/"], False)) == [
         "https://gh.example/rel/10.7/gap-4.16.0.tar.gz",
         "https://gh.example/rel/10.6/gap-4.16.0.tar.gz",
         "https://m1.example/spkg/upstream/gap/gap-4.16.0.tar.gz",
@@ -629,8 +634,8 @@ def test_sources_in_sage_order(tmp_path):
 def test_sources_quote_the_file_name_and_skip_unknown_placeholders():
     t = Tarball("bliss", "bliss 0.77+scipopt#1.zip", SHA256)
     entries = [("url", "https://a.example/${UNKNOWN}/"), ("url", "https://b.example/x/")]
-    assert source_urls(t, {}, entries, [], True) == [
+    assert list(iter_source_urls(t, {}, entries, [], True)) == [
         "https://b.example/x/bliss%200.77+scipopt%231.zip"]
-    assert source_urls(Tarball("p", "f.tgz", SHA256, upstream_url="https://u/f.tgz"),
-                       {"SAGE_SERVER": "https://s.example///"}, [], [], True) == [
+    assert list(iter_source_urls(Tarball("p", "f.tgz", SHA256, upstream_url="https://u/f.tgz"),
+                                 {"SAGE_SERVER": "https://s.example///"}, [], [], True)) == [
         "https://s.example/spkg/upstream/p/f.tgz", "https://u/f.tgz"]

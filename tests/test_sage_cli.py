@@ -10,7 +10,7 @@ import pytest
 
 from helpers import REPO, Tree, assert_one_line_error, clean_env, make_data, mirror_env
 from faultserver import FaultServer
-from sagedl.errors import EXIT_CHECKSUM, EXIT_NOT_FOUND, EXIT_USAGE
+from sagedl.errors import EXIT_CHECKSUM, EXIT_METADATA, EXIT_NOT_FOUND, EXIT_USAGE
 
 
 @pytest.fixture
@@ -140,7 +140,7 @@ def test_malformed_checksums_in_unrelated_package_does_not_matter(run_cli, tmp_p
     r = run_cli(tree.ntl, env=env_for(tmp_path, tree, mirror))
     assert r.code == 0, r
     r = run_cli("broken-1.tar.gz", env=env_for(tmp_path, tree, mirror))
-    assert r.code == EXIT_USAGE, r
+    assert r.code == EXIT_METADATA, r
     assert_one_line_error(r.err, "checksums.ini:2")
 
 

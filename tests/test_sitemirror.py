@@ -72,6 +72,20 @@ def test_verify_reports_missing_extra_and_bad(run_cli, tmp_path, tree):
     assert "extra" not in r.out.replace("extra    stray.tar.gz", "")
 
 
+def test_verify_under_q_is_silent_on_success_and_still_counts_a_failure(run_cli, tmp_path, tree):
+    # As wget -q and curl -s: nothing on stderr when all is well.
+    dist = tmp_path / "dist"
+    dist.mkdir()
+    for name, data in tree.files.items():
+        (dist / name).write_bytes(data)
+    env = clean_env(tmp_path, SAGE_ROOT=str(tree.root))
+    r = run_cli("verify", dist, "-q", env=env)
+    assert (r.code, r.out, r.err) == (0, "", ""), r
+    (dist / sorted(tree.files)[0]).write_bytes(b"corrupt")
+    r = run_cli("verify", dist, "-q", env=env)
+    assert r.code == EXIT_CHECKSUM and "1 bad" in r.err, r
+
+
 def test_bulk_skips_files_that_verify_and_keeps_going_on_warn(run_cli, tmp_path, tree):
     names = sorted(tree.files)
     dist = tree.root / "upstream"

@@ -9,7 +9,7 @@ import pytest
 from faultserver import FaultServer
 from helpers import Tree, clean_env, make_data
 from sagedl.sage import SageTree
-from sagedl.sources import source_urls
+from sagedl.sources import iter_source_urls
 from sagetree import TREES, require_tree
 
 
@@ -100,7 +100,8 @@ def test_the_real_ftp_upstream_urls_of_sages_tree_are_skipped_not_fatal(pkg, tre
     tarball = SageTree(require_tree(tree_name)).resolve(pkg)
     assert tarball.upstream_url.startswith("ftp:")
     skipped = []
-    urls = source_urls(tarball, {}, [], ["https://m.example/sage/"], True, skipped=skipped)
+    urls = list(iter_source_urls(tarball, {}, [], ["https://m.example/sage/"], True,
+                                 skipped=skipped))
     assert urls == ["https://m.example/sage/spkg/upstream/%s/%s" % (pkg, tarball.filename)]
     assert [(what, url) for what, url, _ in skipped] == [
         ("the upstream_url of %s" % pkg, tarball.upstream_url)]
