@@ -17,6 +17,7 @@ import pytest
 
 from faultserver import FaultServer
 from helpers import REPO, Tree, clean_env, make_data, run_in_process, wait_until
+from pyz import interpreter_params, pyz_path, require_interpreter
 
 MIB = 1 << 20
 BLOCK = 256 * 1024
@@ -261,3 +262,19 @@ def test_a_split_partial_met_by_the_one_source_engine_is_never_appended_to(tmp_p
         r = run_in_process(["download", ":all:"], env_for(tmp_path, tree, [c.url + "/ok/"]))
     assert r.code == 0, r
     assert_fetched(tree)
+
+
+@pytest.mark.parametrize("label", interpreter_params())
+def test_the_split_and_the_liar_hunt_under_every_interpreter(label, tmp_path):
+    # The pyz under each interpreter: threads, ranges at offsets, and a
+    # checksum failure traced to the mirror that sent the bad range (as
+    # in the corrupt-range test: the liar, fast, sends the middle byte).
+    python = require_interpreter(label)
+    tree = tree_with(tmp_path, [MIB, 300000])
+    with FaultServer(tree.files) as liar, FaultServer(tree.files) as honest:
+        env = env_for(tmp_path, tree, [liar.url + "/corrupt/", honest.url + "/trickle-600000/"])
+        p = subprocess.run([python, pyz_path(), "download", ":all:"], env=env,
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=120)
+    assert p.returncode == 0, p.stderr
+    assert_fetched(tree)
+    assert b"did not match" in p.stderr, p.stderr
