@@ -18,7 +18,7 @@ from __future__ import absolute_import
 import os
 
 from sagedl.compat import compat_monotonic
-from sagedl.errors import NetworkError, NotFoundError, SagedlError, UsageError
+from sagedl.errors import NetworkError, NotFoundError, SagedlError, UsageError, unexpected
 from sagedl.text import native_name, text_name
 
 def _select(tree, names, exclude, has_files, no_files):
@@ -104,13 +104,16 @@ class Job(object):
         self.error = None
 
 
-def run_jobs(jobs, fetch_one, nworkers, progress, stop_on_error, emit, stop_after=None):
+def run_jobs(jobs, fetch_one, nworkers, progress, stop_on_error, emit, stop_after=None,
+             debug_log=None):
     """Run ``fetch_one(job, worker_state)`` for each job on ``nworkers`` threads.
 
     ``emit(job)`` is called in job order as soon as the jobs before it are
     done, so stdout lists paths in the order the packages were asked for.
     With stop_on_error, no new job starts after the first failure; nor
-    after a finished job for which ``stop_after(job)`` is true.
+    after a finished job for which ``stop_after(job)`` is true.  Any
+    exception but Ctrl-C, from fetch_one or emit, becomes that job's error
+    (errors.unexpected); ``debug_log(text)`` receives its traceback.
     """
     import threading
     lock = threading.Lock()
@@ -133,7 +136,12 @@ def run_jobs(jobs, fetch_one, nworkers, progress, stop_on_error, emit, stop_afte
         while state["next_emit"] in done:
             job = done.pop(state["next_emit"])
             state["next_emit"] += 1
-            emit(job)
+            try:
+                emit(job)
+            except Exception as e:     # placing it (make-mirror), printing its path
+                job.result, job.error = None, unexpected(e)
+                if stop_on_error:
+                    state["stop"] = True
 
     def worker():
         local = {}
@@ -145,12 +153,17 @@ def run_jobs(jobs, fetch_one, nworkers, progress, stop_on_error, emit, stop_afte
                     job = pending.pop()
                 try:
                     job.result = fetch_one(job, local)
-                except SagedlError as e:
-                    job.error = e
                 except KeyboardInterrupt:
                     with lock:
                         state["stop"] = state["interrupted"] = True
                     return
+                except Exception as e:
+                    # Whatever it is, it is this file's failure, with its
+                    # message, counted in the exit code: never a dead worker.
+                    job.error = unexpected(e)
+                    if debug_log is not None:
+                        import traceback
+                        debug_log(traceback.format_exc())
                 with lock:
                     if job.error is not None and stop_on_error:
                         state["stop"] = True
@@ -276,10 +289,10 @@ def fetch_tarballs(session, tree, tarballs, emit, saved_to=None):
             result = fetch(job.path, job.sources,
                            Expected(None, job.tarball.sha256, job.tarball.sha1),
                            transport, progress, options, on_result=recorder, notify=progress.note)
-        except SagedlError as e:
+        except Exception as e:
             if agg is not None:
                 agg.file_done(job.tarball.filename, False)
-            raise session.explained(e)
+            raise session.explained(unexpected(e))
         if agg is not None:
             agg.file_done(job.tarball.filename, True, result.nbytes)
         elif result.status == "present":
@@ -305,7 +318,7 @@ def fetch_tarballs(session, tree, tarballs, emit, saved_to=None):
     try:
         spread_over_mirrors(session, tree, jobs, agg, recorder)
         run_jobs(jobs, fetch_one, nworkers, agg, a.on_error == "stop", emit_or_warn,
-                 stop_after=streak)
+                 stop_after=streak, debug_log=session.stderr.write if session.debug else None)
     except KeyboardInterrupt:
         # The workers are daemon threads: they die at exit without their
         # cleanup, so their locks are released here; the line says so.
@@ -325,6 +338,13 @@ def fetch_tarballs(session, tree, tarballs, emit, saved_to=None):
         report(session.stderr, streak.error(session), session.debug)
         return streak.error(session).exit_code
     failed = [j for j in jobs if j.error is not None]
+    if not failed and any(j.result is None for j in jobs):
+        # Only a worker that died leaves a file neither done nor failed
+        # with nothing failed: that run must not exit 0.
+        for j in jobs:
+            if j.result is None:
+                j.error = SagedlError("%s: not downloaded (a worker stopped)" % j.tarball.filename)
+        failed = [j for j in jobs if j.error is not None]
     if a.on_error == "warn":
         failed = [j for j in failed if not isinstance(j.error, UNAVAILABLE)]
     fetched = [j for j in jobs if j.result is not None and j.result.status == "downloaded"]

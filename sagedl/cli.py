@@ -61,7 +61,8 @@ def _exit_code_epilog():
         lines.append("  %-4d %s" % (code, text))
     lines.append("")
     lines.append("environment: SAGE_ROOT, SAGE_DISTFILES, SAGE_SERVER, SAGEDL_MIRRORS (space-separated")
-    lines.append("mirror base URLs, like --mirror), http_proxy/https_proxy/no_proxy, SSL_CERT_FILE.")
+    lines.append("mirror base URLs, like --mirror; set and empty: no mirrors at all),")
+    lines.append("http_proxy/https_proxy/no_proxy, SSL_CERT_FILE.")
     return "\n".join(lines)
 
 
@@ -158,6 +159,18 @@ def _count(text):
     return value
 
 
+def _positive(text):
+    """A whole number >= 1, for argparse (--jobs 0 once ran nothing at all)."""
+    import argparse
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError("invalid number %r (a whole number >= 1)" % text)
+    return value
+
+
 def _byte_count(text):
     """A size such as 4096, 512M or 4G (powers of 1024), for argparse."""
     import argparse
@@ -203,7 +216,7 @@ def _parser(command, description, selection=False, jobs=False):
         p.add_argument("--no-file", action="append", default=[], metavar="FILE",
                        help="only packages whose directory lacks FILE (repeatable)")
     if jobs:
-        p.add_argument("--jobs", "-j", type=int, default=4, metavar="N",
+        p.add_argument("--jobs", "-j", type=_positive, default=4, metavar="N",
                        help="parallel downloads (default 4)")
         p.add_argument("--on-error", choices=("stop", "warn"), default="stop",
                        help="stop at the first failure (default) or warn and go on")
@@ -242,7 +255,7 @@ def make_parser():
                         "as wget -i; they are saved as several files are")
     p.add_argument("--sha256", metavar="HEX", help="expected sha256 of the file")
     p.add_argument("--sha1", metavar="HEX", help="expected sha1 of the file")
-    p.add_argument("--size", type=int, metavar="BYTES", help="expected size of the file")
+    p.add_argument("--size", type=_count, metavar="BYTES", help="expected size of the file")
     p.add_argument("--print-fastest-mirror", action="store_true",
                    help="print the best mirror's base URL on stdout and exit")
     _add_common(p)

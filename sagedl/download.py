@@ -102,6 +102,12 @@ DEFAULT_MAX_SIZE = 4 << 30
 
 NOT_FOUND_STATUSES = (404, 410)
 BUSY_STATUSES = (408, 429, 503)   # the server itself asks us to come back (not a gateway's 502/504)
+# Set-aside bad files kept beside one target (NAME.bad, NAME.bad.1, ...):
+# past this many, something is wrong that a new name will not fix.
+MAX_SET_ASIDE = 1000
+# Five minutes of "busy" from one source is long enough: the next source is
+# tried (a --retries of 100000000 once retried a 503 for ever).
+MAX_RETRY_TIME = 300.0
 
 
 class Options(object):
@@ -109,15 +115,18 @@ class Options(object):
     a transfer averaging under low_speed_limit bytes/s over low_speed_time
     seconds is abandoned (a read timeout alone never catches a trickle).
     max_size: the cap on a body of unknown size (see DEFAULT_MAX_SIZE).
-    retry: when a busy source is asked again (see retry.py).
+    retry: when a busy source is asked again (see retry.py).  max_retry_time:
+    how long one source may keep answering 429/503 before it counts as
+    failed, whatever the number of retries left.
     throttle: --limit-rate's ratelimit.TokenBucket, shared by the run's
     transfers, or None."""
 
     def __init__(self, timeout=30.0, retry=None, low_speed_limit=1024, low_speed_time=30.0,
                  lock_timeout=3600.0, force=False, block_size=BLOCK_SIZE,
-                 max_size=DEFAULT_MAX_SIZE, throttle=None):
+                 max_size=DEFAULT_MAX_SIZE, throttle=None, max_retry_time=MAX_RETRY_TIME):
         self.timeout = timeout
         self.retry = retry if retry is not None else Retry()
+        self.max_retry_time = max_retry_time
         self.low_speed_limit = low_speed_limit
         self.low_speed_time = low_speed_time
         self.lock_timeout = lock_timeout
@@ -222,7 +231,10 @@ class Download(object):
         if not os.path.exists(self.dest):
             return None
         if self.opts.force:
-            self._set_aside("re-downloading (--force)")
+            # --force downloads again; a file that verifies is simply
+            # replaced by the new one, only a bad one is set aside.
+            if self.expected.known() and not self._verify_existing()[0]:
+                self._set_aside("re-downloading (--force); the existing file does not verify")
             return None
         if not self.expected.known():
             # Nothing pins the content: download again, as curl, wget -O and
@@ -248,10 +260,21 @@ class Download(object):
         return self._verdict[1]
 
     def _set_aside(self, why):
-        """A bad final file is moved aside, never silently deleted."""
-        aside = self.dest + ".bad"
+        """A bad final file is moved aside, never silently deleted: to
+        NAME.bad, or when that is taken (an earlier bad file, kept too) to
+        the first free NAME.bad.1, NAME.bad.2, ...  Under the lock on NAME,
+        so no other sagedl picks the same name meanwhile."""
         fsutil.refuse_unless_regular(self.dest, "move aside")
-        fsutil.refuse_unless_regular(aside)
+        aside = self.dest + ".bad"
+        n = 0
+        while fsutil.kind(aside) is not None:
+            fsutil.refuse_unless_regular(aside)
+            n += 1
+            if n > MAX_SET_ASIDE:
+                raise DiskError("cannot move %s aside: %s.bad to .bad.%d all exist"
+                                % (self.dest, self.name, MAX_SET_ASIDE),
+                                hint="remove the old %s.bad* files" % self.name)
+            aside = "%s.bad.%d" % (self.dest, n)
         self.notify("%s: %s; moved to %s" % (self.name, why, os.path.basename(aside)))
         try:
             compat_replace(self.dest, aside)
@@ -303,11 +326,20 @@ class Download(object):
                     continue
                 except SourceFailure as f:
                     if f.kind == SourceFailure.KIND_TRANSIENT and not retry.exhausted:
+                        if not retry.used:
+                            retry_start = compat_monotonic()
                         retry = retry.increment()
                         delay = retry.delay(f.retry_after)
-                        self.notify("%s: %s; retrying in %.1fs" % (src.label, f, delay))
-                        self.sleep(delay)
-                        continue
+                        waited = compat_monotonic() - retry_start
+                        if waited + delay <= self.opts.max_retry_time:
+                            self.notify("%s: %s; retrying in %.1fs" % (src.label, f, delay))
+                            self.sleep(delay)
+                            continue
+                        # The Retry bounds the count, this the time: a huge
+                        # --retries against a server busy for ever still ends.
+                        f = SourceFailure(f.kind, "%s; gave up after %d retries in %.0fs"
+                                          % (f, retry.used - 1, waited), hint=f.hint,
+                                          cause=f.cause)
                     attempts.append((src.label, f))
                     self.on_result(src.url, False, str(f))
                     resumed = f.resumed
@@ -396,6 +428,14 @@ class Download(object):
         else:
             if not offset:
                 raise SourceFailure(SourceFailure.KIND_PROTOCOL, "206 Partial Content to a request without Range")
+            if ctype.startswith("multipart/byteranges"):
+                # Parts in a MIME envelope, not the one range asked for: the
+                # range was not honoured as sagedl needs it.  As a 200 would
+                # be, it is a restart from zero (without Range), not a
+                # failure that every later resume would meet again.
+                self.notify("%s: server answered the range request in several parts; "
+                            "starting from zero" % self.name)
+                raise _Restart()
             total = self._check_content_range(resp, offset, meta)
             if if_range and if_range not in (resp.header("etag"), resp.header("last-modified")):
                 # RFC 7233 3.2: a 206 answers "the representation is unchanged".
@@ -448,7 +488,10 @@ class Download(object):
                     raise _Restart()
             else:
                 hasher = Hasher(expected)
-            self._save_meta(src, resp, total)
+            try:
+                self._save_meta(src, resp, total)
+            except DiskError as e:
+                raise self._meta_error(e, offset)
             limit = total if total is not None else expected.size
             self._capped = limit is None and bool(self.opts.max_size)
             try:
@@ -472,6 +515,23 @@ class Download(object):
                 os.close(fd)
         self.progress.finish(True)
         return Result(self.dest, "downloaded", done - offset)
+
+    def _meta_error(self, e, offset):
+        """The error for NAME.part.json that could not be written (a full
+        disk): a new, empty NAME.part without it is nothing to resume, so
+        it goes, and the hint says what is kept -- it once promised a
+        partial that did not exist.  A planted symlink there (UnsafePath)
+        keeps its own error."""
+        if not offset:
+            self._discard_partial()
+        if isinstance(e, fsutil.UnsafePath):
+            return e
+        hint = {errno.ENOSPC: "free some space and run again",
+                errno.EDQUOT: "free some space and run again"}.get(
+            getattr(e, "errno", None), e.hint or "choose a writable destination directory")
+        if offset:
+            hint += ": the partial download (%d bytes) is kept and resumes" % offset
+        return DiskError(e.message, hint=hint)
 
     def _open_partial(self, offset):
         """NAME.part for writing: the existing regular file when resuming

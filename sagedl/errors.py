@@ -22,8 +22,8 @@ EXIT_FAILURE = 1        # generic failure (Sage's code for "download failed")
 EXIT_USAGE = 2          # bad arguments or input (argparse uses 2 as well)
 EXIT_NOT_FOUND = 3      # unknown package or tarball name, or no source had the file (404s)
 EXIT_CHECKSUM = 4       # every source that had the file served other bytes
-EXIT_NETWORK = 5        # every source failed at the network level
-EXIT_DISK = 6           # could not write the destination (full, read-only)
+EXIT_NETWORK = 5        # every source failed at the network level, or its redirects did
+EXIT_DISK = 6           # could not write the destination (full, read-only) or read what it needs
 EXIT_LOCK = 7           # timed out waiting for another process's lock
 EXIT_METADATA = 8       # a malformed or unreadable metadata file (checksums.ini, mirrors.toml)
 EXIT_INTERRUPTED = 130  # SIGINT/SIGTERM; the partial file is kept for resume
@@ -35,9 +35,11 @@ EXIT_CODES = [
     (EXIT_NOT_FOUND, "not found: no such package or tarball, or no source has the file"),
     (EXIT_CHECKSUM, "wrong bytes: every source that had the file (did not answer 404)\n"
                     "       served bytes its checksum or size rejects"),
-    (EXIT_NETWORK, "network failure on every source"),
-    (EXIT_DISK, "cannot write the destination or stdout (full, read-only, closed, ...), or\n"
-                "       refused a symlink, device or FIFO at a name sagedl writes"),
+    (EXIT_NETWORK, "network failure on every source (or redirects that lead nowhere)"),
+    (EXIT_DISK, "cannot write the destination or stdout (full, read-only, closed, ...),\n"
+                "       cannot read or search a file or directory it needs (permissions, a\n"
+                "       lock another user left), or refused a symlink, device or FIFO at a\n"
+                "       name sagedl writes"),
     (EXIT_LOCK, "timed out waiting for another sagedl on the same file"),
     (EXIT_METADATA, "malformed or unreadable metadata: a file of the Sage tree (checksums.ini,\n"
                     "       package-version.txt, ...), a mirrors.toml or a mirror list"),
@@ -54,6 +56,7 @@ CAUSE_CONNECT_TIMEOUT = "connect-timeout"  # connect() timed out
 CAUSE_SILENT = "silent"                    # connected, then no answer in time
 CAUSE_SLOW = "slow"                        # the stall rule, a send that timed out
 CAUSE_BUSY = "busy"                        # 503/429/408: the server asks us to come back
+CAUSE_REDIRECT = "redirect"                # a redirect loop, or a redirect refused
 
 # --debug details ("which CA store", ...): cli.main points this at stderr.
 _debug_sink = [None]
@@ -151,6 +154,7 @@ class SourceFailure(Exception):
     KIND_NETWORK = "network"      # connect/read error, timeout, reset, stall
     KIND_NOT_FOUND = "not-found"  # 404/410
     KIND_HTTP = "http"            # other 4xx/5xx
+    KIND_REDIRECT = "redirect"    # a redirect loop, or one refused: no way to the file
     KIND_TRANSIENT = "transient"  # 503/429/408: worth retrying the same source
     KIND_PROTOCOL = "protocol"    # short body, bad Content-Range, HTML page, too long
     KIND_CHECKSUM = "checksum"    # size or digest mismatch after a full transfer
@@ -174,6 +178,22 @@ class SourceFailure(Exception):
 
     def __str__(self):
         return self.message
+
+
+def unexpected(e):
+    """The SagedlError standing for an exception nothing translated, so that
+    it can be one file's failure in a bulk run (a worker thread that died of
+    it once left its files "not started" and the run exited 0): an OSError
+    is a DiskError with its reason, anything else a failure that names
+    itself as internal."""
+    if isinstance(e, SagedlError):
+        return e
+    if isinstance(e, EnvironmentError):
+        name = getattr(e, "filename", None)
+        reason = getattr(e, "strerror", None) or str(e)
+        return DiskError("%s%s" % ("%s: " % name if name else "", reason))
+    return SagedlError("internal error: %s: %s" % (e.__class__.__name__, e),
+                       hint="run again with --debug for a traceback, and please report it")
 
 
 class Failed(object):
@@ -210,7 +230,8 @@ def failure_error(attempts, target_name, announced=0, checksum_advice=SAGE_CHECK
     * every source that had the file served bytes its checksum or size
       rejects, the others answered 404/410 -> checksum (4): the file exists,
       its bytes are wrong, so the checksums (or the mirrors) are to check;
-    * every source failed at the network level -> network (5);
+    * every source failed at the network level, or its redirects led
+      nowhere (a loop, a foreign scheme) -> network (5);
     * anything else, a checksum failure beside a network failure among
       them -> failure (1): the source that did not answer may have had it.
 
@@ -241,7 +262,8 @@ def failure_error(attempts, target_name, announced=0, checksum_advice=SAGE_CHECK
         if kinds <= set([SourceFailure.KIND_CHECKSUM, SourceFailure.KIND_NOT_FOUND]):
             return ChecksumError(summary, hint=hint, failed=failed)
         return SagedlError(summary, hint=hint, failed=failed)
-    if kinds <= set([SourceFailure.KIND_NETWORK, SourceFailure.KIND_TRANSIENT]):
+    if kinds <= set([SourceFailure.KIND_NETWORK, SourceFailure.KIND_TRANSIENT,
+                     SourceFailure.KIND_REDIRECT]):
         if verdict is not None:
             return NetworkError(summary, hint="%s; %s" % (verdict, UNREACHABLE_HINT),
                                 failed=failed)
@@ -274,6 +296,9 @@ CAUSE_ADVICE = {
     CAUSE_CONNECT_TIMEOUT: _TIMEOUT_ADVICE,
     CAUSE_SILENT: _TIMEOUT_ADVICE,
     CAUSE_SLOW: _TIMEOUT_ADVICE,
+    CAUSE_REDIRECT: "the server redirects in a loop, or somewhere sagedl does not follow "
+                    "(another scheme, https to http without a checksum): check the URL, or "
+                    "use another mirror",
 }
 GENERIC_NETWORK_HINT = "check your network and proxy settings (http_proxy, https_proxy)"
 

@@ -36,7 +36,7 @@ import os
 import stat
 
 from sagedl.compat import PY2, compat_replace, compat_str
-from sagedl.errors import DiskError
+from sagedl.errors import DiskError, UsageError
 
 O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
@@ -75,14 +75,34 @@ def kind_of_mode(mode):
 
 def kind(path, follow=False):
     """"file", "directory", "symlink", "fifo", "socket", "char-device",
-    "block-device", "other", or None when nothing is there."""
+    "block-device", "other", or None when nothing is there.  A name that
+    cannot even be looked at (a directory without search permission, a
+    name too long) is access_error's one-line error, not an OSError: it
+    once escaped as "internal error", and killed bulk workers."""
     try:
         st = os.stat(path) if follow else os.lstat(path)
     except OSError as e:
         if e.errno in (errno.ENOENT, errno.ENOTDIR):
             return None
-        raise
+        raise access_error("access", path, e)
     return kind_of_mode(st.st_mode)
+
+
+ACCESS_HINT = ("sagedl must be able to search that directory and read the files in it: "
+               "fix the permissions, or use a directory of your own")
+
+
+def access_error(doing, path, e):
+    """The SagedlError for an OSError met while ``doing`` (a verb) ``path``:
+    a name longer than the system takes is bad input (UsageError, exit 2),
+    anything else a disk problem (DiskError, exit 6) -- with a hint when
+    permissions are the cause."""
+    reason = getattr(e, "strerror", None) or str(e)
+    if getattr(e, "errno", None) == errno.ENAMETOOLONG:
+        return UsageError("cannot %s %s: file name too long" % (doing, path),
+                          hint="use a shorter file or directory name")
+    hint = ACCESS_HINT if getattr(e, "errno", None) in (errno.EACCES, errno.EPERM) else None
+    return DiskError("cannot %s %s: %s" % (doing, path, reason), hint=hint)
 
 
 def describe(k):
@@ -92,10 +112,7 @@ def describe(k):
 def refuse_unless_regular(path, doing="write"):
     """Raise UnsafePath unless ``path`` is absent or a regular file (not a
     symlink).  Called before any rename onto a name sagedl writes."""
-    try:
-        k = kind(path)
-    except OSError as e:
-        raise DiskError("cannot %s %s: %s" % (doing, path, e.strerror or e))
+    k = kind(path)
     if k not in (None, "file"):
         raise UnsafePath(path, k, doing)
 
@@ -142,7 +159,7 @@ def open_regular(path, flags, mode=0o644, doing="write", follow=False):
 def _quiet_kind(path):
     try:
         return kind(path)
-    except OSError:
+    except (OSError, DiskError, UsageError):
         return None
 
 
@@ -249,7 +266,9 @@ def _rename_into_place(fill, dest):
         compat_replace(tmp, dest)
     except (IOError, OSError) as e:
         _unlink_quietly(tmp)
-        raise DiskError("cannot write %s: %s" % (dest, getattr(e, "strerror", None) or e))
+        error = DiskError("cannot write %s: %s" % (dest, getattr(e, "strerror", None) or e))
+        error.errno = getattr(e, "errno", None)    # for a caller's hint (ENOSPC, EROFS)
+        raise error
     except BaseException:     # UnsafePath, or Ctrl-C between creating and renaming
         _unlink_quietly(tmp)
         raise
@@ -329,7 +348,7 @@ def stream_destination(path):
 def _quiet_kind_follow(path):
     try:
         return kind(path, follow=True)
-    except OSError:
+    except (OSError, DiskError, UsageError):
         return None
 
 

@@ -27,7 +27,7 @@ from sagedl.paths import cache_dir
 from sagedl.reachability import VERDICT_TTL
 from sagedl.probe import (FAILED, OK, RANK_DEADLINE, RANK_WANT, SKIPPED, Ranked, _as_mirrors,
                           measure, order_ranking)
-from sagedl.urls import origin_key, proxy_for
+from sagedl.urls import origin_key, proxy_for, redact
 
 RANKING_TTL = 3600
 HEALTH_WINDOW = 24 * 3600      # a failure this recent demotes the mirror
@@ -163,8 +163,12 @@ def demote_unhealthy(ranked, health, now, window=HEALTH_WINDOW):
 
 
 def _ranking_key(mirrors, path, env):
-    # The same mirrors through another proxy, or for another path, rank differently.
-    material = sorted("%s|%s" % (m.url, proxy_for(m.url + path.lstrip("/"), env) or "")
+    # The same mirrors through another proxy, or for another path, rank
+    # differently.  URLs and proxies without their passwords: a cache file
+    # never holds a credential, not even hashed (a short password is easily
+    # found from its hash).
+    material = sorted("%s|%s" % (redact(m.url),
+                                 redact(proxy_for(m.url + path.lstrip("/"), env) or ""))
                       for m in mirrors)
     return hashlib.sha256(("\n".join(material) + "\n" + path).encode("utf-8")).hexdigest()
 
@@ -175,7 +179,7 @@ def _cached_ranking(path, key, mirrors, now, ttl):
         return None
     if not _number(data.get("saved")) or not _is_fresh(data["saved"], now, ttl):
         return None
-    by_url = dict((m.url, m) for m in mirrors)
+    by_url = dict((redact(m.url), m) for m in mirrors)
     results = []
     for item in data.get("results") or []:
         try:
@@ -216,7 +220,7 @@ def rank_cached(mirrors, env=None, clock=time.time, ttl=RANKING_TTL, refresh=Fal
         results = measure(mirrors, deadline, want, env, ssl_context, path)
         _write_json(cache_path, {
             "version": 1, "saved": now, "key": key,
-            "results": [{"url": r.mirror.url, "status": r.status, "latency": r.latency,
+            "results": [{"url": redact(r.mirror.url), "status": r.status, "latency": r.latency,
                          "reason": r.reason, "cause": r.cause} for r in results]})
     return demote_unhealthy(order_ranking(results, rng), load_health(env), now, health_window)
 

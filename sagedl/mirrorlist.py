@@ -24,7 +24,7 @@ from sagedl.compat import compat_makedirs, compat_text_types, compat_urlsplit
 from sagedl.errors import LockTimeout, MetadataError, SagedlError, SourceFailure
 from sagedl.paths import cache_dir, config_dir
 from sagedl.tomlreader import loads as toml_loads
-from sagedl.urls import base_url_problem, hostname
+from sagedl.urls import base_url_problem, hostname, redact
 
 DEFAULT_PRIORITY = 50          # what tools/make_mirrors_toml.py writes when mirrors.yaml has none
 MIRRORS_TOML = "mirrors.toml"
@@ -45,7 +45,7 @@ class Mirror(object):
 
     def __init__(self, url, name=None, country="", region="", priority=DEFAULT_PRIORITY):
         self.url = url if url.endswith("/") else url + "/"
-        self.name = name or hostname(url) or url
+        self.name = name or hostname(url) or redact(url)
         self.country = country
         self.region = region
         self.priority = priority

@@ -146,15 +146,20 @@ class Session(object):
 
     def explicit_mirrors(self):
         """--mirror, else $SAGEDL_MIRRORS: base URLs that replace the mirror
-        list (and .upstream.d), or [] when neither is given."""
-        return self.args.mirror or self.env.get("SAGEDL_MIRRORS", "").split()
+        list (and .upstream.d), or None when neither is given.  A
+        SAGEDL_MIRRORS that is set but empty is [] -- no mirrors at all, the
+        one way to say so -- never the shipped list of real mirrors."""
+        if self.args.mirror:
+            return self.args.mirror
+        value = self.env.get("SAGEDL_MIRRORS")
+        return None if value is None else value.split()
 
     def mirror_bases(self):
         """Mirror base URLs in the order to try: the explicit ones, or the ranked list."""
         if self._bases is None:
             from sagedl.sources import with_slash
             explicit = self.explicit_mirrors()
-            if explicit:
+            if explicit is not None:
                 self._bases = [with_slash(m) for m in explicit]
             else:
                 self._bases = self.usable(self.ranked(self.configured_mirrors()))

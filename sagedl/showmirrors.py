@@ -33,7 +33,7 @@ def cmd_print_fastest_mirror(session):
     from sagedl.sources import usable_bases
     tree = session.tree()
     explicit = session.explicit_mirrors()
-    if explicit:
+    if explicit is not None:
         from sagedl.mirrorlist import Mirror
         from sagedl.sources import with_slash
         listed = [Mirror(with_slash(u)) for u in explicit]
@@ -48,15 +48,23 @@ def cmd_print_fastest_mirror(session):
             return 0
     else:
         listed = session.configured_mirrors()
+    from sagedl.urls import redact
+    if not listed:
+        from sagedl.errors import NotFoundError
+        raise NotFoundError("no mirrors to choose from: SAGEDL_MIRRORS is set and empty",
+                            hint="unset SAGEDL_MIRRORS to use the mirror list, or name "
+                                 "mirrors in it")
     ranked = session.ranked(listed)
     for r in ranked:
         if r.ok:
-            session.say("%5d ms  %s" % (round(r.latency * 1000), r.mirror.url))
+            session.say("%5d ms  %s" % (round(r.latency * 1000), redact(r.mirror.url)))
         elif r.reason and r.status != "skipped":
-            session.say("unreachable  %s (%s)" % (r.mirror.url, r.reason))
+            session.say("unreachable  %s (%s)" % (redact(r.mirror.url), r.reason))
     if not any(r.ok for r in ranked) and session.env.get(SAGE_COMPAT_ENV) != SAGE_DOWNLOAD_FILE:
         raise no_mirror_answered(ranked)
-    session.stdout.write((usable_bases(ranked) or [ranked[0].mirror.url])[0] + "\n")
+    # A password in a mirror URL is never shown, here no more than in a
+    # log: whoever needs it has it in their SAGEDL_MIRRORS or --mirror.
+    session.stdout.write(redact((usable_bases(ranked) or [ranked[0].mirror.url])[0]) + "\n")
     return 0
 
 
@@ -79,7 +87,7 @@ def cmd_list_mirrors(session):
     from sagedl import health
     from sagedl.mirrorlist import Mirror
     from sagedl.probe import SKIPPED, Ranked
-    if session.explicit_mirrors():
+    if session.explicit_mirrors() is not None:
         listed = [Mirror(u) for u in session.mirror_bases()]
     else:
         listed = session.configured_mirrors()
@@ -117,7 +125,7 @@ def format_table(ranked, health, now=None, window=None):
     """
     from sagedl.health import HEALTH_WINDOW, is_unhealthy
     from sagedl.probe import SKIPPED
-    from sagedl.urls import origin_key
+    from sagedl.urls import origin_key, redact
     import time
     now = time.time() if now is None else now
     window = HEALTH_WINDOW if window is None else window
@@ -138,7 +146,7 @@ def format_table(ranked, health, now=None, window=None):
             state = "failing" if is_unhealthy(rec, now, window) else "ok"
             what = "ok" if rec["ok"] else _clip(rec.get("reason") or "failed", 40)
             about.append("last: %s, %s" % (what, _ago(max(0, now - rec["last"]))))
-        rows.append((str(n), latency, state, r.mirror.url, "; ".join(about)))
+        rows.append((str(n), latency, state, redact(r.mirror.url), "; ".join(about)))
     widths = [max(len(row[i]) for row in rows) for i in range(3)]
     indent = " " * (widths[0] + 2)
     lines = []

@@ -26,7 +26,7 @@ import os
 
 from sagedl import fsutil
 from sagedl.compat import compat_makedirs
-from sagedl.errors import (EXIT_CHECKSUM, EXIT_NOT_FOUND, DiskError, UsageError)
+from sagedl.errors import (EXIT_CHECKSUM, EXIT_NOT_FOUND, DiskError, SagedlError, UsageError)
 from sagedl.sage import MIRROR_DIR, mirror_path
 
 
@@ -82,7 +82,7 @@ MAX_SUMS_BYTES = 16 << 20      # 700 tarballs take about 100 KB
 def served_files(directory):
     """The keys (spkg/upstream/PKG/FILE) of the files DIR serves now."""
     found = scan(directory)[0] if os.path.isdir(os.path.join(directory, *MIRROR_DIR.split("/"))) else {}
-    return dict((k, p) for k, p in found.items() if not k.endswith(OWN_SUFFIXES)
+    return dict((k, p) for k, p in found.items() if not is_own_file(k)
                 and os.path.isfile(p))
 
 
@@ -155,21 +155,36 @@ def scan(directory):
     layout = os.path.join(directory, *MIRROR_DIR.split("/"))
     found = {}
     if os.path.isdir(layout):
-        for pkg in sorted(os.listdir(layout)):
+        for pkg in _listdir(layout):
             pdir = os.path.join(layout, pkg)
             if os.path.isdir(pdir):
-                for name in sorted(os.listdir(pdir)):
+                for name in _listdir(pdir):
                     found[mirror_path(pkg, name)] = os.path.join(pdir, name)
         return found, True
-    for name in sorted(os.listdir(directory)):
+    for name in _listdir(directory):
         path = os.path.join(directory, name)
         if os.path.isfile(path):
             found[name] = path
     return found, False
 
 
+def _listdir(path):
+    """Sorted names in a directory; one that cannot be read is a one-line
+    error (exit 6), not a traceback."""
+    try:
+        return sorted(os.listdir(path))
+    except OSError as e:
+        raise fsutil.access_error("list", path, e)
+
+
 # Files sagedl itself leaves beside tarballs: not "extra".
 OWN_SUFFIXES = (".part", ".part.json", ".lock", ".bad")
+
+
+def is_own_file(name):
+    """NAME.part, NAME.lock, NAME.bad, NAME.bad.1, ...: sagedl's own."""
+    import re
+    return name.endswith(OWN_SUFFIXES) or re.search(r"\.bad\.[0-9]+$", name) is not None
 
 
 def cmd_verify(ctx):
@@ -189,7 +204,7 @@ def cmd_verify(ctx):
         counts[t.package] = counts.get(t.package, 0) + 1
     present_pkgs = set(t.package for t in tarballs if t.filename in found)
     reported = set()
-    missing, bad, good = [], [], 0
+    missing, bad, unreadable, good = [], [], [], 0
     expected_keys = set()
     for t in tarballs:
         for key in mirror_keys(tree, t) if is_mirror else [t.filename]:
@@ -203,14 +218,20 @@ def cmd_verify(ctx):
                     missing.append("%s (none of its %d per-platform wheels)"
                                    % (t.package, counts[t.package]))
                 continue
-            ok, reason = verify_file(path, Expected(None, t.sha256, t.sha1))
+            try:
+                ok, reason = verify_file(path, Expected(None, t.sha256, t.sha1))
+            except SagedlError as e:
+                # One unreadable file (another user's, mode 0600) is that
+                # file's line; the others are still checked.
+                unreadable.append((key, e))
+                continue
             if ok:
                 good += 1
             else:
                 bad.append((key, reason))
     index_files = ("SHA256SUMS", "mirror_list")
     extra = [k for k in found if k not in expected_keys and k not in index_files
-             and not k.endswith(OWN_SUFFIXES)]
+             and not is_own_file(k)]
     if a.packages != [":all:"]:
         # A partial selection cannot call the other files extra; only those
         # no package of the tree knows.
@@ -221,15 +242,20 @@ def cmd_verify(ctx):
         out.write("missing  %s\n" % k)
     for k, reason in bad:
         out.write("bad      %s (%s)\n" % (k, reason))
+    for k, e in unreadable:
+        out.write("unreadable %s (%s)\n" % (k, e))
     for k in sorted(extra):
         out.write("extra    %s\n" % k)
-    if not ctx.quiet or missing or bad:
+    if not ctx.quiet or missing or bad or unreadable:
         # -q as wget's and curl's: nothing on success; a failure still says
         # how many files it concerns (the lines above are on stdout).
-        ctx.stderr.write("%s: %d verified, %d missing, %d bad, %d extra\n"
-                         % ("sagedl", good, len(missing), len(bad), len(extra)))
+        ctx.stderr.write("%s: %d verified, %d missing, %d bad, %d extra%s\n"
+                         % ("sagedl", good, len(missing), len(bad), len(extra),
+                            ", %d unreadable" % len(unreadable) if unreadable else ""))
     if bad:
         return EXIT_CHECKSUM
+    if unreadable:
+        return max(e.exit_code for _, e in unreadable)
     if missing:
         return EXIT_NOT_FOUND
     return 0

@@ -230,7 +230,7 @@ def tarball_sources(session, tree, tarball, bases=None):
         entries, bases, mirror_lists, allow_upstream = [], [], None, True
         env = {}    # SAGE_SERVER too is not a source here
     else:
-        explicit = session.explicit_mirrors()
+        explicit = session.explicit_mirrors() is not None
         entries = [] if explicit else session.upstream_d(tree)
         if bases is None:
             bases = session.mirror_bases        # called when the mirrors' turn comes
@@ -319,7 +319,7 @@ def plan_fetch(session, target, dest):
     if tree is None:
         name = target
         expected = Expected(a.size, a.sha256, a.sha1)
-        if not session.explicit_mirrors():
+        if session.explicit_mirrors() is None:
             raise UsageError("%s is not a URL and there is no Sage tree to look it up in" % target,
                              hint="give a URL, --mirror URL, or run inside a Sage tree (--sage-root DIR)")
         sources = [Source(with_slash(b) + name) for b in session.mirror_bases()]

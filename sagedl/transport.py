@@ -21,7 +21,8 @@ import socket
 
 from sagedl import __version__
 from sagedl.compat import compat_monotonic, compat_urljoin, compat_urlsplit
-from sagedl.errors import CAUSE_SILENT, CAUSE_SLOW, SourceFailure, UsageError
+from sagedl.errors import (CAUSE_REDIRECT, CAUSE_SILENT, CAUSE_SLOW, SourceFailure,
+                           UsageError)
 from sagedl.urls import (PROXY_HINT, ascii_host, basic_auth, check_url, origin, port_of,
                          proxy_endpoint, proxy_for, redact, resolve)
 
@@ -89,9 +90,16 @@ class Response(object):
         if method == "HEAD" or status in (204, 304) or 100 <= status < 200:
             self._remaining = 0
         elif te:
-            # RFC 7230 section 3.3.3: Transfer-Encoding overrides Content-Length;
-            # unless chunked is the last coding, the body ends at close.
-            self.chunked = te.split(",")[-1].strip() == "chunked"
+            # RFC 7230 section 3.3.3: Transfer-Encoding overrides Content-Length.
+            # Only chunked is decoded here; a body in any other transfer
+            # coding (gzip, ...) would be stored and hashed as it came, so it
+            # is refused: gzip bytes once reached a final name with exit 0.
+            codings = [c.strip() for c in te.split(",") if c.strip() not in ("", "identity")]
+            if codings not in ([], ["chunked"]):
+                raise SourceFailure(SourceFailure.KIND_PROTOCOL,
+                                    "unsupported Transfer-Encoding %r (only chunked is decoded)"
+                                    % _printable(headers["transfer-encoding"], 60))
+            self.chunked = codings == ["chunked"]
         elif "content-length" in headers:
             # "5, 5" (a repeated header) is fine; "5, 7", "+5", "0x5" or "5_0"
             # are not: a body length that is ambiguous is an attack surface.
@@ -530,25 +538,29 @@ class Transport(object):
             _drain(resp)
             seen += 1
             if seen > max_redirects:
-                raise SourceFailure(SourceFailure.KIND_HTTP,
-                                    "too many redirects (more than %d)" % max_redirects)
+                raise SourceFailure(SourceFailure.KIND_REDIRECT,
+                                    "too many redirects (more than %d)" % max_redirects,
+                                    cause=CAUSE_REDIRECT)
             # The header was decoded as latin-1: back to its bytes, and
             # anything unsafe percent-encoded, before it is parsed.
             try:
                 new = compat_urljoin(url, _quote_unsafe(location.encode("latin-1")))
                 new_parts = check_url(new)
             except ValueError as e:         # urljoin: "Invalid IPv6 URL"
-                raise SourceFailure(SourceFailure.KIND_HTTP,
+                raise SourceFailure(SourceFailure.KIND_REDIRECT,
                                     "redirect refused: invalid Location '%s' (%s)"
-                                    % (_printable(redact(location), 100), e))
+                                    % (_printable(redact(location), 100), e),
+                                    cause=CAUSE_REDIRECT)
             except UsageError as e:
-                raise SourceFailure(SourceFailure.KIND_HTTP, "redirect refused: %s" % e)
+                raise SourceFailure(SourceFailure.KIND_REDIRECT, "redirect refused: %s" % e,
+                                    cause=CAUSE_REDIRECT)
             old_parts = compat_urlsplit(url)
             if (old_parts.scheme.lower() == "https"
                     and new_parts.scheme.lower() == "http" and not allow_downgrade):
-                raise SourceFailure(SourceFailure.KIND_HTTP,
+                raise SourceFailure(SourceFailure.KIND_REDIRECT,
                                     "redirect from https to http refused: %s (followed only "
-                                    "when a checksum is known)" % redact(new))
+                                    "when a checksum is known)" % redact(new),
+                                    cause=CAUSE_REDIRECT)
             if origin(new_parts) != origin(old_parts) and headers:
                 # Credentials given for one origin are not another's business.
                 headers = dict((k, v) for k, v in headers.items()

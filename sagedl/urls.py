@@ -96,6 +96,8 @@ def url_problem(url):
         return NOT_HTTP
     if not parts.hostname:
         return "has no host"
+    if parts.port == 0:
+        return "has port 0"     # no server listens there; it once meant port 80
     try:
         ascii_host(parts.hostname)
     except UsageError:
@@ -175,7 +177,8 @@ def hostname(url):
 def port_of(parts):
     """The port a split URL connects to: its own, else its scheme's default
     (0 for a scheme without one).  Raises ValueError for a bad port."""
-    return parts.port or DEFAULT_PORTS.get(parts.scheme.lower(), 0)
+    port = parts.port
+    return port if port is not None else DEFAULT_PORTS.get(parts.scheme.lower(), 0)
 
 
 def origin(parts):
@@ -251,9 +254,12 @@ def parse_proxy(proxy_url):
     if not parts.hostname:
         raise ValueError("the proxy %s has no host" % redact(proxy_url))
     try:
-        port = parts.port or DEFAULT_PORTS.get(scheme, 1080)
+        port = parts.port
     except ValueError:
+        port = 0
+    if port == 0:
         raise ValueError("the proxy %s has a bad port" % redact(proxy_url))
+    port = port or DEFAULT_PORTS.get(scheme, 1080)
     return scheme, parts.hostname, port, basic_auth(parts)
 
 

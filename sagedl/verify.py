@@ -87,10 +87,17 @@ def hash_file(path, expected, limit=None, block=1 << 20, fileobj=None):
     """Hash the first ``limit`` bytes of path (all if None) into a new Hasher.
     ``fileobj``: read from this already opened file instead of opening path
     (the engine opens NAME.part without following symlinks)."""
-    if fileobj is not None:
-        return _hash_from(fileobj, expected, limit, block)
-    with open(path, "rb", 0) as f:
-        return _hash_from(f, expected, limit, block)
+    try:
+        if fileobj is not None:
+            return _hash_from(fileobj, expected, limit, block)
+        with open(path, "rb", 0) as f:
+            return _hash_from(f, expected, limit, block)
+    except (IOError, OSError) as e:
+        # An unreadable file (another user's, mode 0600) is a one-line
+        # error, exit 6, for the engine, verify DIR and make-mirror alike:
+        # it once surfaced as "internal error".
+        from sagedl.fsutil import access_error
+        raise access_error("read", path, e)
 
 
 def _hash_from(f, expected, limit, block):

@@ -147,3 +147,45 @@ def test_destination_on_another_filesystem_keeps_the_partial_beside_it(server, p
     assert os.stat(str(dest_dir / payload.name)).st_ino == inode
     assert not part.exists()
     assert os.listdir(str(work)) == [] and os.listdir(str(tmp)) == []
+
+
+def fill(directory):
+    """Fill a tmpfs to the last byte: a new empty file still gets an inode,
+    the first data page of any file does not."""
+    fd = os.open(str(directory / "filler"), os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+    try:
+        while os.write(fd, b"\0" * 4096):
+            pass
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def test_a_full_disk_before_the_partial_record_leaves_nothing_and_promises_nothing(
+        run_cli, server, payload, mounts):
+    """ENOSPC on NAME.part.json: an empty NAME.part was left behind, and the
+    hint spoke of a partial download kept, which there was not."""
+    small = mounts.tmpfs("64k")
+    fill(small)
+    r = run_cli(server.url_for(payload.name), small / payload.name, "--sha256", payload.sha256,
+                "--progress", "none")
+    assert r.code == EXIT_DISK, r
+    assert_one_line_error(r.err, "%s.part.json: No space left on device" % payload.name)
+    assert "sagedl: hint: free some space and run again\n" in r.err, r
+    assert sorted(os.listdir(str(small))) == ["filler"]
+
+
+def test_a_full_disk_at_a_resumes_record_keeps_the_partial_and_says_how_much(
+        run_cli, server, payload, mounts):
+    small = mounts.tmpfs("1m")
+    url = server.url_for(payload.name, "reset-at-100000")
+    r = run_cli(url, small / payload.name, "--sha256", payload.sha256, "--progress", "none")
+    assert r.code != EXIT_OK, r
+    kept = size_of(small / (payload.name + ".part"))
+    assert kept > 0
+    fill(small)
+    r = run_cli(url, small / payload.name, "--sha256", payload.sha256, "--progress", "none")
+    assert r.code == EXIT_DISK, r
+    assert "the partial download (%d bytes) is kept and resumes" % kept in r.err, r
+    assert size_of(small / (payload.name + ".part")) == kept

@@ -501,3 +501,40 @@ def test_planted_bytecode_cache_entries_are_neither_followed_nor_waited_on(runne
     assert again.returncode == 0, again.stderr
     assert v.read_bytes() == b"precious\n"
     assert stat.S_ISFIFO(os.lstat(entries[0]).st_mode) and os.path.islink(entries[1])
+
+
+# -- NAME.bad: set aside, never silently overwritten ----------------------------------------
+@pytest.mark.parametrize("runner", RUNNERS)
+def test_an_older_bad_file_is_never_overwritten(runner, served, tmp_path):
+    """The README promises a set-aside file is never silently deleted: the
+    second bad file once replaced the first NAME.bad.  They are numbered."""
+    s, p = served
+    dest = tmp_path / p.name
+    (tmp_path / (p.name + ".bad")).write_bytes(b"first bad\n")
+    for n, content in ((1, b"second bad\n"), (2, b"third bad\n")):
+        dest.write_bytes(content)
+        r = sagedl(runner, [s.url_for(p.name), dest, "--sha256", p.sha256], clean_env(tmp_path))
+        assert r.code == 0, r
+        assert dest.read_bytes() == p.data
+        assert (tmp_path / ("%s.bad.%d" % (p.name, n))).read_bytes() == content
+        assert "moved to %s.bad.%d" % (p.name, n) in r.err, r
+    assert (tmp_path / (p.name + ".bad")).read_bytes() == b"first bad\n"
+
+
+@pytest.mark.parametrize("runner", RUNNERS)
+def test_force_replaces_a_file_that_verifies_without_setting_it_aside(runner, served, tmp_path):
+    s, p = served
+    dest = tmp_path / p.name
+    dest.write_bytes(p.data)
+    r = sagedl(runner, [s.url_for(p.name), dest, "--sha256", p.sha256, "--force"],
+               clean_env(tmp_path))
+    assert r.code == 0, r
+    assert len(s.requests_for(p.name)) == 1          # downloaded again, as --force says
+    assert not any(n.startswith(p.name + ".bad") for n in os.listdir(str(tmp_path))), \
+        os.listdir(str(tmp_path))
+    assert dest.read_bytes() == p.data
+    dest.write_bytes(b"not it\n")                    # a bad one is still set aside
+    r = sagedl(runner, [s.url_for(p.name), dest, "--sha256", p.sha256, "--force"],
+               clean_env(tmp_path))
+    assert r.code == 0, r
+    assert (tmp_path / (p.name + ".bad")).read_bytes() == b"not it\n"

@@ -20,7 +20,8 @@ import pytest
 from helpers import REPO, assert_one_line_error, clean_env
 from faultserver import TLS_CA, FaultServer, tls_server_context
 from sagedl import urls
-from sagedl.errors import (EXIT_NETWORK, EXIT_OK, EXIT_USAGE, SourceFailure, UsageError)
+from sagedl.errors import (EXIT_NETWORK, EXIT_NOT_FOUND, EXIT_OK, EXIT_USAGE, SourceFailure,
+                           UsageError)
 from sagedl.transport import MAX_REDIRECTS, Transport
 
 
@@ -619,3 +620,162 @@ def test_a_hanging_name_resolver_is_bounded_by_the_timeout(run_cli, tmp_path, mo
     assert asked and asked[0] in (b"mirror.invalid", "mirror.invalid")
     assert "timed out resolving mirror.invalid" in r.err
     assert "Traceback" not in r.err
+
+
+# -- redirects that lead nowhere are the source's network failure (exit 5) -------------
+
+@pytest.mark.parametrize("handler", ["loop", "foreign-scheme", "port-0", "https-to-http"])
+def test_a_redirect_that_leads_nowhere_is_exit_5(run_cli, server, out, tls_to_http, handler):
+    """No way to the file: like a server that cannot be reached, not a bug
+    of sagedl's (exit 1 said "failure" with nothing to act on)."""
+    if handler == "https-to-http":
+        r = run_cli(tls_to_http, out / NAME, "--ca-bundle", TLS_CA)
+    elif handler == "loop":
+        r = run_cli(server.url_for(NAME, "redirect-loop"), out / NAME)
+    else:
+        location = {"foreign-scheme": "ftp://127.0.0.1/f.bin",
+                    "port-0": "http://127.0.0.1:0/f.bin"}[handler]
+        with RawServer(redirect(location)) as raw:
+            r = run_cli(raw.url + "/" + NAME, out / NAME)
+    assert r.code == EXIT_NETWORK, r
+    assert_one_line_error(r.err, "redirect")
+    assert "sagedl: hint: the server redirects" in r.err
+    assert not (out / NAME).exists()
+
+
+def test_port_0_in_a_url_is_refused_not_port_80(run_cli, out, monkeypatch):
+    """urlsplit's port 0 is falsy: it once became the scheme's default port."""
+    connects = []
+    monkeypatch.setattr(socket, "create_connection", lambda *a, **k: connects.append(a))
+    r = run_cli("http://127.0.0.1:0/" + NAME, out / NAME)
+    assert r.code == EXIT_USAGE, r
+    assert_one_line_error(r.err, "has port 0")
+    assert connects == []
+    assert urls.url_problem("http://127.0.0.1:0/") == "has port 0"
+    with pytest.raises(ValueError):
+        urls.parse_proxy("http://proxy:0")
+
+
+@pytest.mark.parametrize("argv", [
+    ["http://127.0.0.1:9/f.bin", "f.bin", "--size", "-1"],
+    ["download", "--jobs", "0", "six"],
+    ["download", "--jobs", "-3", "six"],
+    ["download", "-j0", "six"],
+    ["make-mirror", "--jobs", "0", "m"]])
+def test_impossible_sizes_and_job_counts_are_usage_errors(run_cli, argv):
+    r = run_cli(*argv)
+    assert r.code == EXIT_USAGE, r
+    assert_one_line_error(r.err, "invalid")
+
+
+def test_retries_of_a_busy_source_are_bounded_in_time(server, payload, tmp_path):
+    """--retries 100000000 against a 503 with Retry-After: 0 once retried for
+    ever; past max_retry_time the source counts as failed."""
+    from sagedl.download import Options, Source, fetch
+    from sagedl.errors import NetworkError
+    from sagedl.progress import make_progress
+    from sagedl.verify import Expected
+    from sagedl.retry import Retry
+    opts = Options(retry=Retry(total=100000000), max_retry_time=0.5, timeout=10)
+    t = Transport(timeout=10)
+    try:
+        with pytest.raises(NetworkError) as e:
+            fetch(str(tmp_path / NAME), [Source(server.url_for(NAME, "503"))],
+                  Expected(None, payload.sha256), t, make_progress("none", sys.stderr), opts)
+    finally:
+        t.close()
+    assert "HTTP 503" in str(e.value) and "gave up after" in str(e.value), e.value
+    assert 1 < len(server.requests_for(NAME)) < 100000000
+
+
+def test_an_empty_sagedl_mirrors_means_no_mirrors(run_cli, tmp_path):
+    """Set but empty: no mirror at all, never the shipped list of real ones
+    (--no-probe: nothing is measured, so no network either way)."""
+    r = run_cli("list-mirrors", "--no-probe", env=clean_env(tmp_path, SAGEDL_MIRRORS=""))
+    assert r.code == EXIT_OK, r
+    assert len(r.out.splitlines()) == 1 and r.out.startswith("#  latency"), r.out
+    r = run_cli("--print-fastest-mirror", env=clean_env(tmp_path, SAGEDL_MIRRORS=" "))
+    assert r.code == EXIT_NOT_FOUND, r
+    assert_one_line_error(r.err, "SAGEDL_MIRRORS is set and empty")
+    r = run_cli("list-mirrors", "--no-probe", env=clean_env(tmp_path))
+    assert len(r.out.splitlines()) > 10, r.out             # unset: the shipped list
+
+
+# -- transfer codings and multipart answers ------------------------------------------------
+
+def _gzip(data):
+    import gzip
+    import io
+    buf = io.BytesIO()
+    with gzip.GzipFile(fileobj=buf, mode="wb", mtime=0) as f:
+        f.write(data)
+    return buf.getvalue()
+
+
+def _chunked(data):
+    return b"%x\r\n%s\r\n0\r\n\r\n" % (len(data), data) if data else b"0\r\n\r\n"
+
+
+@pytest.mark.parametrize("coding", ["gzip", "gzip, chunked", "chunked, gzip", "deflate",
+                                    "chunked, chunked"])
+def test_a_transfer_coding_sagedl_cannot_decode_is_refused(run_cli, out, payload, coding):
+    """Without a checksum, gzip bytes once reached the final name, exit 0."""
+    body = _gzip(payload.data)
+    if coding.endswith("chunked"):
+        body = _chunked(body)
+    handler = lambda req, srv: response(headers=["Transfer-Encoding: " + coding], body=body,
+                                        length=False)
+    with RawServer(handler) as raw:
+        r = run_cli(raw.url + "/" + NAME, out / NAME)
+    assert r.code not in (EXIT_OK, 2), r
+    assert_one_line_error(r.err, "unsupported Transfer-Encoding")
+    assert os.listdir(str(out)) == []
+
+
+@pytest.mark.parametrize("coding", ["chunked", "identity", "identity, chunked"])
+def test_the_transfer_codings_sagedl_decodes_still_work(run_cli, out, payload, coding):
+    body = _chunked(payload.data) if coding.endswith("chunked") else payload.data
+    handler = lambda req, srv: response(headers=["Transfer-Encoding: " + coding], body=body,
+                                        length=False)
+    with RawServer(handler) as raw:
+        r = run_cli(raw.url + "/" + NAME, out / NAME, "--sha256", payload.sha256)
+    assert r.code == EXIT_OK, r
+    assert (out / NAME).read_bytes() == payload.data
+
+
+def multipart_to_ranges(data):
+    """A server that answers any Range with 206 multipart/byteranges (legal,
+    RFC 7233 4.1) and a request without Range with the whole file."""
+    def handler(req, srv):
+        if "range" not in req.headers:
+            return response(body=data, headers=["ETag: \"v1\""])
+        start = int(req.headers["range"].split("=")[1].split("-")[0])
+        part = (b"--SEP\r\nContent-Type: application/octet-stream\r\n"
+                b"Content-Range: bytes %d-%d/%d\r\n\r\n" % (start, len(data) - 1, len(data))
+                + data[start:] + b"\r\n--SEP--\r\n")
+        return response("206 Partial Content", ["Content-Type: multipart/byteranges; boundary=SEP",
+                                                "ETag: \"v1\""], part)
+    return handler
+
+
+def plant_partial(out, url, payload, n):
+    (out / (NAME + ".part")).write_bytes(payload.data[:n])
+    meta = {"url": url, "etag": "\"v1\"", "last_modified": None, "total": payload.size,
+            "sha256": payload.sha256, "sha1": None}
+    import json
+    (out / (NAME + ".part.json")).write_text(json.dumps(meta))
+
+
+def test_a_multipart_answer_to_a_resume_restarts_from_zero(run_cli, out, payload):
+    """It once failed as "bad Content-Range ''" on every run, the partial
+    kept: such a mirror could never complete the file."""
+    with RawServer(multipart_to_ranges(payload.data)) as raw:
+        url = raw.url + "/" + NAME
+        plant_partial(out, url, payload, 1000)
+        r = run_cli(url, out / NAME, "--sha256", payload.sha256, "--progress", "lines")
+        ranges = [q.headers.get("range") for q in raw.requests]
+    assert r.code == EXIT_OK, r
+    assert (out / NAME).read_bytes() == payload.data
+    assert ranges == ["bytes=1000-", None], ranges
+    assert "starting from zero" in r.err
+    assert sorted(os.listdir(str(out))) == [NAME]
