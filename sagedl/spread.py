@@ -25,7 +25,7 @@ def applies(session):
     a = session.args
     if a.upstream_only or session.env.get("SAGE_SERVER"):
         return False
-    return len(session.explicit_mirrors()) >= 2
+    return len(session.explicit_mirrors() or ()) >= 2
 
 
 def settings(session):
