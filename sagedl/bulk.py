@@ -318,6 +318,8 @@ def fetch_tarballs(session, tree, tarballs, emit, saved_to=None):
 
     def fetch_one(job, local):
         from sagedl.download import fetch
+        if job.spread is not None:
+            return _spread_outcome(session, job, agg)
         if nworkers == 1:
             transport = transport0
         else:
@@ -360,6 +362,7 @@ def fetch_tarballs(session, tree, tarballs, emit, saved_to=None):
     streak = NetworkStreak()
     start = now()
     try:
+        spread_over_mirrors(session, tree, jobs, agg, recorder)
         run_jobs(jobs, fetch_one, nworkers, agg, a.on_error == "stop", emit_or_warn,
                  stop_after=streak, debug_log=session.stderr.write if session.debug else None)
     except KeyboardInterrupt:
@@ -406,6 +409,42 @@ def fetch_tarballs(session, tree, tarballs, emit, saved_to=None):
             report(session.stderr, failed[0].error, session.debug)
         return max(j.error.exit_code for j in failed)
     return 0
+
+
+def spread_over_mirrors(session, tree, jobs, agg, recorder):
+    """With several mirrors, the scheduler fetches what it can first
+    (spread.py); each job it settled gets ``spread`` (its Item), the rest
+    go through download.py as before."""
+    from sagedl import spread
+    for job in jobs:
+        job.spread = None
+    if not spread.applies(session):
+        return
+    first = {}
+    for job in jobs:
+        first.setdefault(job.path, job)
+    items = dict((path, spread.Item(job.tarball, path)) for path, job in first.items())
+    ordered = [items[job.path] for job in jobs if first[job.path] is job]
+    spread.fetch(session, tree, ordered, agg, recorder)
+    for job in jobs:
+        item = items[job.path]
+        if first[job.path] is job and (item.result is not None or item.error is not None):
+            job.spread = item
+
+
+def _spread_outcome(session, job, agg):
+    """What the scheduler did for ``job``, said as download.py's path says it."""
+    item = job.spread
+    if item.error is not None:
+        if agg is not None:
+            agg.file_done(job.tarball.filename, False)
+        raise session.explained(item.error)
+    if item.present:
+        if agg is not None:
+            agg.file_done(job.tarball.filename, True, item.result.nbytes)
+        else:
+            session.using_cached(item.result.path)
+    return item.result
 
 
 def _is_a_terminal(stream):

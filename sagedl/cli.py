@@ -99,6 +99,12 @@ def _add_common(p):
     g.add_argument("--limit-rate", type=_rate, default=None, metavar="RATE",
                    help="cap the whole run at RATE bytes/s, as curl: 100K, 1M, 1G "
                         "(powers of 1024; parallel downloads share it)")
+    g.add_argument("--max-connections-per-mirror", type=_positive, default=None, metavar="N",
+                   help="with several mirrors: connections to each at once, as aria2c's -x "
+                        "(default 4)")
+    g.add_argument("--split", type=_count, default=None, metavar="N",
+                   help="with several mirrors: fetch one file in up to N byte ranges at once "
+                        "(default 16; 0 or 1: never split)")
     g.add_argument("--no-check-certificate", action="store_true",
                    help="do not verify TLS certificates (checksums still apply)")
     g.add_argument("--ca-bundle", metavar="FILE", help="CA certificates to trust (PEM)")
@@ -134,6 +140,15 @@ def _seconds(text):
         value = None
     if value is None or not (0 < value < 1e9):      # also false for nan
         raise argparse.ArgumentTypeError("invalid duration %r (seconds, a number > 0)" % text)
+    return value
+
+
+def _positive(text):
+    """A whole number >= 1, for argparse."""
+    import argparse
+    value = _count(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("invalid count %r (a whole number >= 1)" % text)
     return value
 
 

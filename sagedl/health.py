@@ -112,6 +112,37 @@ def record_results(results, env=None, clock=time.time):
         return False
 
 
+def record_throughputs(rates, env=None):
+    """Note each mirror's bytes/s measured during a run ([(url, bytes/s)]):
+    the next run's scheduler starts from them instead of guessing.  False
+    when the record could not be written (advisory, as record_results)."""
+    if not rates:
+        return True
+    directory = cache_dir(env)
+    path = os.path.join(directory, "health.json")
+    try:
+        compat_makedirs(directory)
+        from sagedl.lock import FileLock
+        with FileLock(path + ".lock", CACHE_LOCK_TIMEOUT, "the mirror health record"):
+            records = load_health(env)
+            for url, bps in rates:
+                key = origin_key(url)
+                rec = records.get(key)
+                if rec is not None:     # a mirror is recorded by its results first
+                    rec = dict(rec)
+                    rec["bps"] = float(bps)
+                    records[key] = rec
+            return _write_json(path, {"version": 1, "mirrors": records})
+    except (LockTimeout, SagedlError, EnvironmentError, ValueError):
+        return False
+
+
+def throughput_of(record):
+    """The bytes/s a health record remembers, or None."""
+    bps = (record or {}).get("bps")
+    return float(bps) if _number(bps) and bps > 0 else None
+
+
 def is_unhealthy(record, now, window=HEALTH_WINDOW):
     """The last result was a failure, less than ``window`` seconds ago."""
     return bool(record) and record.get("ok") is False and 0 <= now - record["last"] < window
@@ -207,6 +238,11 @@ class HealthRecorder(object):
         self.reraise = reraise
         self.clock = clock
         self.results = []
+        self.rates = []
+
+    def throughput(self, url, bps):
+        """A mirror's bytes/s in this run (written after the results)."""
+        self.rates.append((url, bps))
 
     def __call__(self, url, ok, reason):
         self.results.append((url, ok, reason, self.clock()))   # list.append is atomic
@@ -214,8 +250,10 @@ class HealthRecorder(object):
     def flush(self):
         """Write what was collected; False when the record could not be written."""
         results, self.results = self.results, []
+        rates, self.rates = self.rates, []
         try:
-            return record_results(results, env=self.env, clock=self.clock)
+            written = record_results(results, env=self.env, clock=self.clock)
+            return record_throughputs(rates, env=self.env) and written
         except Exception:
             if self.reraise:
                 raise

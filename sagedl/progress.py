@@ -474,6 +474,7 @@ class AggregateProgress(_RedrawnLine):
             self._last_draw = self._next_draw = _INF
         self._logged_state = (0, 0, 0)
         self._finished = False
+        self._mirrors = None   # mirrors with a connection open (the multi-mirror scheduler)
 
     def set_totals(self, files, total_bytes):
         with self._lock:
@@ -517,6 +518,11 @@ class AggregateProgress(_RedrawnLine):
                 self._failed += 1
             self._tick(self._clock())
 
+    def set_mirrors(self, count):
+        """How many mirrors are sending right now: shown on the line."""
+        with self._lock:
+            self._mirrors = count
+
     def note(self, text):
         with self._lock:
             if self.mode == "none":
@@ -544,6 +550,7 @@ class AggregateProgress(_RedrawnLine):
                 self._finished = True
                 return
             self._finished = True
+            self._mirrors = None     # none is sending any more: not worth a word
             now = self._clock()
             elapsed = max(0.0, now - self._start)
             line = self._line(average_rate(self._transferred, elapsed),
@@ -573,6 +580,7 @@ class AggregateProgress(_RedrawnLine):
             eta = max(0, total - present) / rate
         return format_aggregate_line(self._ok + self._failed, self._files, present, total, rate,
                                      self._failed, tail, eta=eta, estimated=estimated,
+                                     mirrors=self._mirrors,
                                      width=self._width if self.mode == "bar" else None)
 
     def _tick(self, now, force=False):

@@ -134,13 +134,14 @@ def format_bar_line(name, done, total, rate, tail, width):
 
 
 def format_aggregate_line(finished, files, present, total_bytes, rate, failed, tail=None,
-                          eta=None, estimated=False, width=None):
+                          eta=None, estimated=False, width=None, mirrors=None):
     """'12/300 files, 45.6/120.0 MiB 38%, 23.4 MiB/s, ETA 0:05, 2 failed'.
 
     total_bytes may be an estimate (``estimated``: shown as '~120.0 MiB').
     With ``width`` the line fits in width-1 columns by leaving out whole
     figures (the rate, then the bytes, then the word 'files'), never by
     cutting one in the middle; the percentage, ETA and failures stay.
+    ``mirrors``: how many mirrors are sending (a multi-mirror run), after the rate.
     """
     count = "%d/%d" % (finished, files) if files is not None else "%d" % finished
     if total_bytes is None:
@@ -152,6 +153,8 @@ def format_aggregate_line(finished, files, present, total_bytes, rate, failed, t
         pct = "%d%%" % percent(present, total_bytes)
     fields = [("count", count + " files"), ("bytes", nbytes + (" " + pct if pct else "")),
               ("rate", human_rate(rate))]
+    if mirrors is not None:
+        fields.append(("mirrors", "%d mirror%s" % (mirrors, "" if mirrors == 1 else "s")))
     if tail is None and eta is not None:
         fields.append(("eta", "ETA " + human_duration(eta)))
     if failed:
@@ -162,7 +165,7 @@ def format_aggregate_line(finished, files, present, total_bytes, rate, failed, t
     if width is None:
         return line
     avail = max(1, width - 1)
-    for drop in ("rate", "bytes", "files"):
+    for drop in ("mirrors", "rate", "bytes", "files"):
         if len(line) <= avail:
             break
         if drop == "bytes" and pct:

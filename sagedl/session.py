@@ -335,6 +335,11 @@ class _LazyRecorder(object):
             self.recorder = self.session.health_recorder()
         self.recorder(url, ok, reason)
 
+    def throughput(self, url, bps):
+        if self.recorder is None:
+            self.recorder = self.session.health_recorder()
+        self.recorder.throughput(url, bps)
+
     def flush(self):
         if self.recorder is not None:
             self.recorder.flush()

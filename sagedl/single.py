@@ -66,7 +66,10 @@ def fetch_one(session, target, dest):
         return _fetch_to_stdout(session, plan, into=where.stream)
     # A file inside a DESTINATION directory is a name sagedl writes: the
     # engine refuses anything but a regular file there.
-    result = session.fetch(where.path, plan.sources, plan.expected, sage_mirrors=plan.sage_mirrors)
+    result = _over_mirrors(session, plan, where.path)
+    if result is None:
+        result = session.fetch(where.path, plan.sources, plan.expected,
+                               sage_mirrors=plan.sage_mirrors)
     if where.to_stdout:
         _copy_to_stream(result.path, session.stdout)
     elif where.stream:
@@ -78,6 +81,27 @@ def fetch_one(session, target, dest):
     if where.saved and (result.status == "downloaded" or where.copy_to is not None):
         session.saved(where.saved)   # a cached file was said as such
     return 0
+
+
+def _over_mirrors(session, plan, path):
+    """A Sage tarball with several mirrors: the multi-mirror scheduler's
+    Result (spread.py), or None when it does not apply or could not finish
+    (download.py then tries every source in Sage's order)."""
+    from sagedl import spread
+    if plan.tarball is None or not spread.applies(session):
+        return None
+    from sagedl.session import _LazyRecorder
+    item = spread.Item(plan.tarball, path)
+    recorder = _LazyRecorder(session)
+    try:
+        spread.fetch(session, plan.tree, [item], None, recorder)
+    finally:
+        recorder.flush()
+    if item.error is not None:
+        raise session.explained(item.error)
+    if item.present:
+        session.using_cached(item.result.path)
+    return item.result
 
 
 def _fetch_to_stdout(session, plan, into=None):

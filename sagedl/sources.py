@@ -285,6 +285,7 @@ class FetchPlan(object):
         self.sources = sources
         self.expected = expected
         self.sage_mirrors = sage_mirrors
+        self.tarball = self.tree = None    # a Sage tarball's: the multi-mirror scheduler plans from them
 
 
 def plan_fetch(session, target, dest):
@@ -330,7 +331,9 @@ def plan_fetch(session, target, dest):
     def sources():   # planned only if the file is not already there, verified
         return (Source(u) for u in tarball_sources(session, tree, tarball))
     cached = os.path.join(ensure_distfiles(session, tree), native_name(name))
-    return FetchPlan(name, place(dest, name, home=cached), sources, expected, sage_mirrors=True)
+    plan = FetchPlan(name, place(dest, name, home=cached), sources, expected, sage_mirrors=True)
+    plan.tarball, plan.tree = tarball, tree
+    return plan
 
 
 def plan_tarballs(session, tree, tarballs):
