@@ -8,7 +8,7 @@ Why it exists: single runs on this project's VM vary by about 10% (the
 host takes free memory back: hostmem.py; bench/README.md, "The noise"),
 so two full benches taken apart cannot tell a 10% change from noise.  Here every variant runs once per round, in turn, against one nginx
 (bench/server.py) on 127.0.0.1, and the report gives each variant's runs,
-not only a median.  Decisions in sagedl/pipeline.py were made this way.
+not only a median.  Decisions in sagedl/engine/pipeline.py were made this way.
 
 Each variant is LABEL=COMMAND: a command line (leading NAME=VALUE words
 are environment variables) that is given URL DEST --sha256 HEX -q

@@ -24,7 +24,7 @@ ROOT = os.path.dirname(HERE)
 sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.join(ROOT, "tests"))
 
-from sagedl import probe  # noqa: E402
+from sagedl.mirrors import probe  # noqa: E402
 from loopback import LoopbackServers  # noqa: E402
 
 TARGET = 1.5

@@ -381,7 +381,7 @@ def large_tools(b):
             "dd", "if=/dev/zero", "of=" + o, "bs=1M", "count=%d" % mib, "conv=fdatasync",
             "status=none"], protos=("http",)))
     if b.pythons.get("3.11"):
-        # What the pipeline (sagedl/pipeline.py) gains: the same 3.11 with
+        # What the pipeline (sagedl/engine/pipeline.py) gains: the same 3.11 with
         # hashing and writing back in the receiving thread.
         tools.append(Tool(ONE_THREAD, _sagedl_fetch(b, b.pythons["3.11"], None), kind="sagedl",
                           python="3.11", env={"SAGEDL_PIPELINE": "simple"}))
@@ -455,7 +455,7 @@ def _resume_one(b, run_index, label, py):
     os.sync()    # the partial is on disk already, as after a real interruption
     # sagedl's own hash_file on the partial, alone (the pyz is importable).
     hash_cmd = [py, "-c", "import sys; sys.path.insert(0, sys.argv[1]); "
-                "from sagedl.verify import hash_file, Expected; "
+                "from sagedl.engine.verify import hash_file, Expected; "
                 "hash_file(sys.argv[2], Expected(sha256=sys.argv[3]))",
                 b.pyz or REPO, part, b.sha256]
     h = measure.run(hash_cmd, env=b.env)

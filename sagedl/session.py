@@ -50,7 +50,7 @@ class Session(object):
         self._warned = set()
         # What this run learned about reachability (reachability.py): the
         # servers found dead, and why the last probe found no mirror.
-        from sagedl.reachability import HostMemory
+        from sagedl.net.reachability import HostMemory
         self.hosts = HostMemory()
         self.verdict = None
 
@@ -88,7 +88,7 @@ class Session(object):
     def transport(self):
         if self._transport is None:
             if self.args.no_check_certificate:
-                from sagedl.tls import INSECURE_WARNING
+                from sagedl.net.tls import INSECURE_WARNING
                 self.stderr.write("%s: %s\n" % (PROG, INSECURE_WARNING))
             self._transport = self.new_transport()
         return self._transport
@@ -97,7 +97,7 @@ class Session(object):
         """A transport of its own (one per worker thread: connections are not
         shared); ``connect``: a lookup and connect deadline shorter than
         --connect-timeout's."""
-        from sagedl.transport import Transport
+        from sagedl.net.transport import Transport
         timeout = timeout or self.args.timeout or 30.0
         given = [c for c in (connect, getattr(self.args, "connect_timeout", None)) if c]
         connect = min(given) if given else None
@@ -106,8 +106,8 @@ class Session(object):
                          verify=not self.args.no_check_certificate, hosts=self.hosts)
 
     def options(self):
-        from sagedl.download import Options
-        from sagedl.retry import Retry
+        from sagedl.engine.download import Options
+        from sagedl.engine.retry import Retry
         a = self.args
         opts = Options(timeout=a.timeout or 30.0, retry=Retry(total=a.retries),
                        low_speed_limit=a.low_speed_limit, low_speed_time=a.low_speed_time,
@@ -122,12 +122,12 @@ class Session(object):
         total of every transfer (a bulk download's workers share it)."""
         rate = getattr(self.args, "limit_rate", None)
         if rate and self._throttle is None:
-            from sagedl.ratelimit import TokenBucket
+            from sagedl.engine.ratelimit import TokenBucket
             self._throttle = TokenBucket(rate)
         return self._throttle
 
     def progress(self):
-        from sagedl.progress import make_progress
+        from sagedl.ui.progress import make_progress
         return make_progress(self.args.progress, self.stderr, quiet=self.quiet, env=self.env)
 
     def close(self):
@@ -137,7 +137,7 @@ class Session(object):
     # -- per-run facts ----------------------------------------------------------
     def tree(self, required=False):
         if self._tree is False:
-            from sagedl.sage import SageTree
+            from sagedl.sage.tree import SageTree
             self._tree = SageTree.discover(self.args.sage_root, env=self.env, cwd=os.getcwd())
         if required and self._tree is None:
             raise UsageError("no Sage tree found",
@@ -157,7 +157,7 @@ class Session(object):
     def mirror_bases(self):
         """Mirror base URLs in the order to try: the explicit ones, or the ranked list."""
         if self._bases is None:
-            from sagedl.sources import with_slash
+            from sagedl.plan.sources import with_slash
             explicit = self.explicit_mirrors()
             if explicit is not None:
                 self._bases = [with_slash(m) for m in explicit]
@@ -169,9 +169,9 @@ class Session(object):
         """The base URLs of a ranking worth trying (sources.bases_and_verdict);
         when no mirror answered, the run keeps the verdict, and the mirrors
         still tried get short deadlines."""
-        from sagedl.sources import bases_and_verdict
-        from sagedl.transport import server_key
         from sagedl.compat import compat_urlsplit
+        from sagedl.net.transport import server_key
+        from sagedl.plan.sources import bases_and_verdict
         bases, verdict = bases_and_verdict(ranked)
         if verdict is not None:
             self.verdict = verdict
@@ -193,7 +193,7 @@ class Session(object):
 
     def unreachable(self, name=None):
         """The error of a run whose probe found the network unreachable."""
-        from sagedl.reachability import UNREACHABLE_SENTENCE
+        from sagedl.net.reachability import UNREACHABLE_SENTENCE
         text = self.verdict.sentence()
         return errors.NetworkError(
             ("could not download %s: %s" % (name, text)) if name else text,
@@ -204,22 +204,22 @@ class Session(object):
     def upstream_d(self, tree):
         """The tree's .upstream.d entries, read once."""
         if self._upstream_d is None:
-            from sagedl import sage
+            from sagedl.sage import tree as sage
             self._upstream_d = sage.read_upstream_d(tree.root, tree.distfiles(self.env))
         return self._upstream_d
 
     def configured_mirrors(self):
-        from sagedl import mirrorlist
+        from sagedl.mirrors import mirrorlist
         return mirrorlist.load_configured(self.args.mirrors_file, self.env)
 
     def ranked(self, listed, fresh=False):
         """Mirrors best first: a parallel HTTP probe, cached for an hour, with
         recently failed mirrors demoted (see health.rank_cached).  fresh:
         measure every mirror now, without the cache or the early stop."""
-        from sagedl import health
+        from sagedl.mirrors import health
         ctx = None
         if any(m.url.startswith("https:") for m in listed):
-            from sagedl.tls import TLSConfig
+            from sagedl.net.tls import TLSConfig
             ctx = TLSConfig(self.args.ca_bundle, not self.args.no_check_certificate,
                             self.env).context()
         if fresh:
@@ -250,7 +250,7 @@ class Session(object):
         """The mirrors of Sage's live mirror list at ``url`` (refreshed daily,
         else the cached or shipped list, which is said), once per run."""
         if url not in self._live_lists:
-            from sagedl import mirrorlist
+            from sagedl.mirrors import mirrorlist
             listed, origin, problem = mirrorlist.live_mirror_list(url, self.fetch_small,
                                                                   env=self.env)
             if problem:
@@ -276,9 +276,9 @@ class Session(object):
         tools read it there, so write it as Sage's MirrorList does.  Through
         fsutil.write_atomic: never through a symlink; a failure is ignored,
         as any cache's."""
-        from sagedl import fsutil
         from sagedl.compat import compat_makedirs
-        from sagedl.sage import check_filename
+        from sagedl.engine import fsutil
+        from sagedl.sage.tree import check_filename
         tree = self.tree()
         if tree is None or not bases:
             return
@@ -296,14 +296,14 @@ class Session(object):
 
     # -- running the engine ------------------------------------------------------
     def health_recorder(self):
-        from sagedl.health import HealthRecorder
+        from sagedl.mirrors.health import HealthRecorder
         return HealthRecorder(self.env, reraise=self.debug)
 
     def fetch(self, path, sources, expected, sage_mirrors=False):
         """Fetch one file with this run's transport, progress and options;
         sage_mirrors: record each source's outcome in the mirror health cache
         (only Sage mirror sources, not a user's URL)."""
-        from sagedl.download import fetch
+        from sagedl.engine.download import fetch
         progress = self.progress()
         recorder = _LazyRecorder(self) if sage_mirrors else None
         try:

@@ -63,7 +63,7 @@ def utf8(value):
 
 def native_name(text):
     """A file name read from Sage's metadata (UTF-8 on disk) as the str the
-    OS calls take.  On 2.7 sage.py already reads metadata as UTF-8 bytes,
+    OS calls take.  On 2.7 sage/tree.py already reads metadata as UTF-8 bytes,
     the native str, so this only encodes stray unicode.  On 3.x: the name
     whose encoding in the filesystem encoding is those UTF-8 bytes (3.6 in
     a C locale encodes paths as ASCII with surrogateescape)."""

@@ -313,7 +313,7 @@ def by_url(ranked):
 def rank(mirrors, rng=None, **kw):
     """The ranking health.rank_cached makes, without its cache and health
     record: probe.measure's results in order_ranking's order."""
-    from sagedl import probe
+    from sagedl.mirrors import probe
     return probe.order_ranking(probe.measure(mirrors, **kw), rng)
 
 

@@ -15,7 +15,8 @@ import threading
 import pytest
 
 from helpers import Tree, clean_env, make_data, run_in_process
-from sagedl import bulk, download
+from sagedl.commands import bulk
+from sagedl.engine import download
 from sagedl.errors import EXIT_DISK, EXIT_FAILURE, DiskError, SagedlError
 
 

@@ -33,7 +33,7 @@ def test_cache_is_written_then_used_and_package_data_still_loads(label, tmp_path
     files = cache_files(tmp_path / "cache")
     names = [os.path.basename(f) for f in files]
     assert any(n.startswith("sagedl.cli.") for n in names), names
-    assert any(n.startswith("sagedl.mirrorlist.") for n in names), names
+    assert any(n.startswith("sagedl.mirrors.mirrorlist.") for n in names), names
     stamps = [os.stat(f).st_mtime_ns for f in files]
     second = run(python, ["list-mirrors", "--no-probe"], env)
     assert second.stdout == first.stdout

@@ -356,12 +356,12 @@ def test_large_file_streams_in_blocks(run_cli, out):
 def test_verified_file_is_used_without_taking_the_lock(run_cli, server, payload, out, monkeypatch):
     # (A read-only distfiles directory could not even create the lock file;
     # root ignores chmod, so prove directly that no lock is taken.)
-    import sagedl.download
+    import sagedl.engine.download
 
     class NoLock(object):
         def __init__(self, *a, **kw):
             raise AssertionError("a verified file must not need the lock")
-    monkeypatch.setattr(sagedl.download, "FileLock", NoLock)
+    monkeypatch.setattr(sagedl.engine.download, "FileLock", NoLock)
     (out / "f.bin").write_bytes(payload.data)
     r = fetch(run_cli, out / "f.bin", payload, server.url_for("f.bin"))
     assert r.code == 0, r
@@ -369,14 +369,14 @@ def test_verified_file_is_used_without_taking_the_lock(run_cli, server, payload,
 
 
 def test_a_bad_existing_file_is_hashed_once(run_cli, server, payload, out, monkeypatch):
-    import sagedl.download
+    import sagedl.engine.download
     hashed = []
-    real = sagedl.download.verify_file
+    real = sagedl.engine.download.verify_file
 
     def counted(path, expected):
         hashed.append(path)
         return real(path, expected)
-    monkeypatch.setattr(sagedl.download, "verify_file", counted)
+    monkeypatch.setattr(sagedl.engine.download, "verify_file", counted)
     (out / "f.bin").write_bytes(b"x" * 1000)
     r = fetch(run_cli, out / "f.bin", payload, server.url_for("f.bin"))
     assert r.code == 0, r

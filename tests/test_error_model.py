@@ -102,7 +102,9 @@ def test_no_error_is_changed_after_it_is_made():
     offences = []
     assign = re.compile(r"\b(?!self\b)(\w+)\.(%s)\s*=(?!=)" % "|".join(ERROR_FIELDS))
     read_back = re.compile(r"getattr\([^,]+,\s*[\"'](%s)[\"']" % "|".join(ERROR_FIELDS))
-    for name in sorted(os.listdir(SAGEDL)):
+    found = [os.path.relpath(os.path.join(top, n), SAGEDL)
+             for top, _, files in os.walk(SAGEDL) for n in files]
+    for name in sorted(found):
         if name.endswith(".py"):
             with open(os.path.join(SAGEDL, name)) as f:
                 for lineno, line in enumerate(f, 1):

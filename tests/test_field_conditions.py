@@ -21,7 +21,7 @@ import netns
 from helpers import REPO, clean_env, make_data
 from faultserver import FaultServer
 from sagedl.errors import EXIT_NETWORK, EXIT_OK
-from sagedl.mirrorlist import load_shipped
+from sagedl.mirrors.mirrorlist import load_shipped
 
 TIMEOUT = 120   # per sagedl run: a safety net, never a measure of speed
 
@@ -103,8 +103,8 @@ def test_verified_cached_tarball_does_not_even_load_the_network_machinery(tmp_pa
     assert p.returncode == EXIT_OK, p.stderr
     imported = set(line.split("|")[-1].strip() for line in p.stderr.decode().splitlines()
                    if line.startswith("import time:"))
-    assert "sagedl.download" in imported          # the import log works
-    assert not imported & set(["sagedl.probe", "sagedl.health", "ssl", "threading"]), imported
+    assert "sagedl.engine.download" in imported          # the import log works
+    assert not imported & set(["sagedl.mirrors.probe", "sagedl.mirrors.health", "ssl", "threading"]), imported
 
 
 def test_verified_cached_package_download_makes_no_connection(tmp_path):
@@ -153,7 +153,7 @@ def test_a_probe_where_nothing_answered_is_believed_by_the_next_run(tmp_path):
 
 
 def test_the_connect_deadline_is_shorter_than_the_read_timeout():
-    from sagedl.transport import CONNECT_TIMEOUT, Transport
+    from sagedl.net.transport import CONNECT_TIMEOUT, Transport
     assert Transport(timeout=30).connect_timeout == CONNECT_TIMEOUT < 30
     assert Transport(timeout=2).connect_timeout == 2
 
@@ -179,7 +179,7 @@ def tree_with_upstream(tmp_path, name, line):
 
 
 def test_after_a_conclusive_verdict_other_sources_get_short_deadlines(tmp_path):
-    from sagedl.reachability import PROBATION_CONNECT
+    from sagedl.net.reachability import PROBATION_CONNECT
     tree = tree_with_upstream(tmp_path, "20-releases", "https://releases.example.org/${SPKG}/")
     with netns.offline(dns_hole=True) as net:
         r = net.run(sagedl(tree.names[0]), env_for(tmp_path, tree), timeout=TIMEOUT)
@@ -234,7 +234,7 @@ def test_blackholed_and_mute_mirrors_fail_with_network_exit_and_few_attempts(tmp
     assert len(error_lines(r.err)) == 1, r
     # The probe's one attempt, and at most one more on short deadlines.
     assert all(1 <= n <= 2 for n in per_mirror), per_mirror
-    from sagedl.reachability import PROBATION_CONNECT, PROBATION_HEAD
+    from sagedl.net.reachability import PROBATION_CONNECT, PROBATION_HEAD
     assert "connecting to 127.0.0.1:%d (%gs)" % (dead[0].port, PROBATION_CONNECT) in r.err, r
     assert "must arrive within %gs" % PROBATION_HEAD in r.err, r
     assert "network looks unreachable" in r.err or "did not answer" in r.err, r
@@ -362,23 +362,23 @@ def test_print_fastest_mirror_measures_the_given_mirrors(tmp_path):
 # -- the verdict, pure ---------------------------------------------------------------
 
 def ranked_failures(*causes):
-    from sagedl.mirrorlist import Mirror
-    from sagedl.probe import FAILED, Ranked
+    from sagedl.mirrors.mirrorlist import Mirror
+    from sagedl.mirrors.probe import FAILED, Ranked
     return [Ranked(Mirror("http://m%d.example/" % i), FAILED, None, "failed", c)
             for i, c in enumerate(causes)]
 
 
 def test_a_probe_failing_on_dns_everywhere_is_conclusive_and_drops_every_mirror():
-    from sagedl.reachability import DNS_TIMEOUT, WORDS
-    from sagedl.sources import bases_and_verdict
+    from sagedl.net.reachability import DNS_TIMEOUT, WORDS
+    from sagedl.plan.sources import bases_and_verdict
     bases, v = bases_and_verdict(ranked_failures(DNS_TIMEOUT, DNS_TIMEOUT, DNS_TIMEOUT))
     assert bases == [] and v.conclusive
     assert "the network looks unreachable: %s (3 of 3 mirrors" % WORDS[DNS_TIMEOUT] in v.sentence()
 
 
 def test_timeouts_are_not_conclusive_and_keep_three_mirrors_on_probation():
-    from sagedl.reachability import CONNECT_TIMEOUT, REFUSED, SILENT
-    from sagedl.sources import MAX_DEAD_MIRRORS, bases_and_verdict
+    from sagedl.net.reachability import CONNECT_TIMEOUT, REFUSED, SILENT
+    from sagedl.plan.sources import MAX_DEAD_MIRRORS, bases_and_verdict
     ranked = ranked_failures(CONNECT_TIMEOUT, SILENT, REFUSED, CONNECT_TIMEOUT, None)
     bases, v = bases_and_verdict(ranked)
     assert not v.conclusive and v.cause == CONNECT_TIMEOUT and v.failed == 2
@@ -386,9 +386,9 @@ def test_timeouts_are_not_conclusive_and_keep_three_mirrors_on_probation():
 
 
 def test_one_mirror_answering_means_no_verdict():
-    from sagedl.mirrorlist import Mirror
-    from sagedl.probe import OK, Ranked
-    from sagedl.reachability import DNS_FAILED
-    from sagedl.sources import bases_and_verdict
+    from sagedl.mirrors.mirrorlist import Mirror
+    from sagedl.mirrors.probe import OK, Ranked
+    from sagedl.net.reachability import DNS_FAILED
+    from sagedl.plan.sources import bases_and_verdict
     ranked = ranked_failures(DNS_FAILED) + [Ranked(Mirror("http://ok.example/"), OK, 0.01)]
     assert bases_and_verdict(ranked) == (["http://ok.example/"], None)

@@ -1,4 +1,4 @@
-"""sagedl/fsutil.py: each primitive refuses what it must, on 3.x in-process
+"""sagedl/engine/fsutil.py: each primitive refuses what it must, on 3.x in-process
 and on 2.7 and PyPy3 through the same checks run as a script.
 
 Device nodes are made with mknod in the test's temp dir (root), never /dev.
@@ -20,7 +20,8 @@ from pyz import require_interpreter
 CHECKS = textwrap.dedent(r'''
     import errno, os, stat, sys
     sys.path.insert(0, REPO)
-    from sagedl import fsutil, text
+    from sagedl import text
+    from sagedl.engine import fsutil
     from sagedl.errors import DiskError
 
     d = TMP
@@ -137,7 +138,7 @@ def test_safe_stream_survives_an_ascii_locale():
     """3.6 in a C locale has an ASCII stdout: text it cannot encode goes out
     as UTF-8, a path keeps its bytes; nothing raises."""
     import io
-    from sagedl.fsutil import SafeStream
+    from sagedl.engine.fsutil import SafeStream
     raw = io.BytesIO()
     text = io.TextIOWrapper(raw, encoding="ascii", errors="strict")
     s = SafeStream(text)
@@ -151,7 +152,7 @@ def test_safe_stream_survives_an_ascii_locale():
 def test_an_interrupted_atomic_write_leaves_no_temporary_file(tmp_path, monkeypatch):
     """Ctrl-C between creating the temporary file and renaming it (a bulk
     run's worker threads stop wherever they are)."""
-    from sagedl import fsutil
+    from sagedl.engine import fsutil
 
     def interrupted(src, dst):
         raise KeyboardInterrupt()
@@ -169,7 +170,7 @@ def test_short_writes_are_continued(tmp_path, monkeypatch):
     """write(2) may write less than asked (a disk filling up, a signal):
     the metadata writer and the copy of a cached file go on until every
     byte is written (fsutil.write_all, which the pipeline uses too)."""
-    from sagedl import fsutil
+    from sagedl.engine import fsutil
     write = os.write
     monkeypatch.setattr(os, "write", lambda fd, data: write(fd, memoryview(data)[:7]))
     data = bytes(bytearray(range(256))) * 40

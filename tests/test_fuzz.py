@@ -21,9 +21,11 @@ import threading
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from sagedl import mirrorlist, sage, tomlreader, transport, urls
 from sagedl.compat import compat_monotonic
 from sagedl.errors import MetadataError, SourceFailure, UsageError
+from sagedl.mirrors import mirrorlist, tomlreader
+from sagedl.net import transport, urls
+from sagedl.sage import tree as sage
 
 # -- profiles ---------------------------------------------------------------------------
 # Registered here, loaded nowhere globally: other modules keep their settings.

@@ -19,10 +19,10 @@ import pytest
 
 from helpers import REPO, assert_one_line_error, clean_env
 from faultserver import TLS_CA, FaultServer, tls_server_context
-from sagedl import urls
 from sagedl.errors import (EXIT_NETWORK, EXIT_NOT_FOUND, EXIT_OK, EXIT_USAGE, SourceFailure,
                            UsageError)
-from sagedl.transport import MAX_REDIRECTS, Transport
+from sagedl.net import urls
+from sagedl.net.transport import MAX_REDIRECTS, Transport
 
 
 class RawRequest(object):
@@ -671,11 +671,11 @@ def test_impossible_sizes_and_job_counts_are_usage_errors(run_cli, argv):
 def test_retries_of_a_busy_source_are_bounded_in_time(server, payload, tmp_path):
     """--retries 100000000 against a 503 with Retry-After: 0 once retried for
     ever; past max_retry_time the source counts as failed."""
-    from sagedl.download import Options, Source, fetch
+    from sagedl.engine.download import Options, Source, fetch
+    from sagedl.engine.retry import Retry
+    from sagedl.engine.verify import Expected
     from sagedl.errors import NetworkError
-    from sagedl.progress import make_progress
-    from sagedl.verify import Expected
-    from sagedl.retry import Retry
+    from sagedl.ui.progress import make_progress
     opts = Options(retry=Retry(total=100000000), max_retry_time=0.5, timeout=10)
     t = Transport(timeout=10)
     try:

@@ -222,7 +222,7 @@ def test_socket_destination_is_refused(runner, served, tmp_path):
 def test_a_closed_stdout_descriptor_is_never_reused_for_a_file(runner, tmp_path):
     """With fd 1 closed, the first file opened would get fd 1 and receive
     whatever is printed; guard_std_fds puts /dev/null there first."""
-    code = ("import os, sys; sys.path.insert(0, %r); from sagedl import fsutil; "
+    code = ("import os, sys; sys.path.insert(0, %r); from sagedl.engine import fsutil; "
             "closed = fsutil.guard_std_fds(); "
             "fd = os.open(%r, os.O_CREAT | os.O_WRONLY, 0o600); "
             "sys.stderr.write('%%r %%d' %% (sorted(closed), fd))" % (REPO, str(tmp_path / "f")))

@@ -6,7 +6,9 @@ import os
 import time
 
 from helpers import write_text
-from sagedl import health, mirrorlist, probe, showmirrors, urls
+from sagedl.commands import showmirrors
+from sagedl.mirrors import health, mirrorlist, probe
+from sagedl.net import urls
 from sagedl.paths import cache_dir
 
 

@@ -11,10 +11,11 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from helpers import write_text
-from sagedl import errors, mirrorlist
-from sagedl.urls import base_url_problem
+from sagedl import errors
+from sagedl.engine.lock import FileLock
 from sagedl.errors import MetadataError, SourceFailure
-from sagedl.lock import FileLock
+from sagedl.mirrors import mirrorlist
+from sagedl.net.urls import base_url_problem
 from sagedl.paths import cache_dir, config_dir
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -69,11 +70,14 @@ def test_load_shipped_reads_the_copy_embedded_in_a_zipapp(tmp_path):
     """The pyz has the list at sagedl/mirrors.toml; pkgutil.get_data must find it there."""
     pyz = str(tmp_path / "t.pyz")
     with zipfile.ZipFile(pyz, "w") as z:
-        for name in os.listdir(os.path.join(ROOT, "sagedl")):
-            if name.endswith(".py"):
-                z.write(os.path.join(ROOT, "sagedl", name), "sagedl/" + name)
+        package = os.path.join(ROOT, "sagedl")
+        for top, _, files in os.walk(package):
+            for name in files:
+                if name.endswith(".py"):
+                    rel = os.path.relpath(os.path.join(top, name), package)
+                    z.write(os.path.join(top, name), "sagedl/" + rel.replace(os.sep, "/"))
         z.writestr("sagedl/mirrors.toml", '[[mirror]]\nurl = "https://only.example/sage"\n')
-    code = ("import sys; sys.path.insert(0, %r); from sagedl import mirrorlist; "
+    code = ("import sys; sys.path.insert(0, %r); from sagedl.mirrors import mirrorlist; "
             "print([m.url for m in mirrorlist.load_shipped()])" % pyz)
     out = subprocess.run([sys.executable, "-I", "-c", code], capture_output=True, text=True,
                          cwd=str(tmp_path), timeout=60)

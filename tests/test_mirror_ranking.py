@@ -11,7 +11,7 @@ import pytest
 
 from loopback import (OK_RESPONSE, LoopbackProxy, TLSServer, by_url, fill_accept_queues, listener,
                       listener_url, rank)
-from sagedl import mirrorlist, probe
+from sagedl.mirrors import mirrorlist, probe
 
 
 # -- ranking -----------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""The receive -> hash -> write pipeline (sagedl/pipeline.py): the threaded
+"""The receive -> hash -> write pipeline (sagedl/engine/pipeline.py): the threaded
 sink and the simple one keep the same guarantees.
 
 Both paths run here on small files: in-process by lowering
@@ -18,9 +18,9 @@ import pytest
 from faultserver import FaultServer
 from helpers import (REPO, assert_one_line_error, clean_env, interruptible, make_data, run_module,
                      size_of, wait_until, wait_until_client_has_read)
-from sagedl import pipeline
+from sagedl.engine import pipeline
+from sagedl.engine.verify import Expected, Hasher
 from sagedl.errors import EXIT_CHECKSUM, EXIT_DISK, EXIT_INTERRUPTED, EXIT_NETWORK, EXIT_OK
-from sagedl.verify import Expected, Hasher
 
 # thread: the threaded sink handing over each read (CPython's way); whole:
 # handing over full bytearray blocks (PyPy's way without _cffi_backend);
@@ -346,7 +346,7 @@ def test_hash_file_hashes_full_reads_as_the_buffer_itself(tmp_path, monkeypatch,
     """verify.hash_file passes the bytearray itself when a read filled it
     (PyPy copies a slice on every update), and a slice only for the short
     last read; the digest is the file's (or its first limit bytes')."""
-    from sagedl import verify
+    from sagedl.engine import verify
     block = 4096
     data = make_data(5 * block + 100, seed=13)
     path = tmp_path / "f"
@@ -392,8 +392,8 @@ def test_pypy_writes_blocks_the_gc_never_moves_with_write_itself(tmp_path):
     pypy = require_interpreter("pypy3")
     code = r'''
 import hashlib, os, sys
-from sagedl import pipeline
-from sagedl.verify import Expected, Hasher
+from sagedl.engine import pipeline
+from sagedl.engine.verify import Expected, Hasher
 data = os.urandom(3 << 20)
 for remaining in (None, 1000):
     fd = os.open(sys.argv[1], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)

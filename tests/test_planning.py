@@ -1,9 +1,9 @@
 """sources.py's pure planning helpers: the order of mirrors a bulk download
 gives each file, and which ranked mirrors are worth trying at all."""
 
-from sagedl.mirrorlist import Mirror
-from sagedl.probe import FAILED, OK, SKIPPED, Ranked
-from sagedl.sources import rotated, usable_bases
+from sagedl.mirrors.mirrorlist import Mirror
+from sagedl.mirrors.probe import FAILED, OK, SKIPPED, Ranked
+from sagedl.plan.sources import rotated, usable_bases
 
 BASES = ["https://m%d.example/" % i for i in range(6)]
 

@@ -67,7 +67,7 @@ def test_twelve_processes_one_transfer(tmp_path):
 
 
 def test_lock_wait_times_out_with_a_message_naming_the_file(tmp_path, run_cli, server, payload):
-    from sagedl.lock import FileLock
+    from sagedl.engine.lock import FileLock
     out = tmp_path / "out"
     out.mkdir()
     with FileLock(str(out / "f.bin.lock"), 5, "f.bin"):
@@ -85,7 +85,7 @@ def test_lock_of_a_killed_process_does_not_block(tmp_path, run_cli, server, payl
     holder = subprocess.Popen(
         [sys.executable, "-c",
          "import sys; sys.path.insert(0, %r)\n"
-         "from sagedl.lock import FileLock\n"
+         "from sagedl.engine.lock import FileLock\n"
          "l = FileLock(%r, 5).acquire(); print('locked', flush=True); sys.stdin.read()"
          % (REPO, str(out / "f.bin.lock"))],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE)

@@ -7,11 +7,10 @@ import threading
 import pytest
 from hypothesis import given, strategies as st
 
-from sagedl import progress
-from sagedl.progress import AggregateProgress, make_progress, terminal_width
-from sagedl.progresstext import (
-    RateMeter, format_aggregate_line, format_bar_line, human_bytes, human_bytes_pair,
-    human_duration, human_rate, truncate_middle)
+from sagedl.ui import progress
+from sagedl.ui.progress import AggregateProgress, make_progress, terminal_width
+from sagedl.ui.progresstext import (RateMeter, format_aggregate_line, format_bar_line, human_bytes,
+                                    human_bytes_pair, human_duration, human_rate, truncate_middle)
 
 MiB = 1024 * 1024
 

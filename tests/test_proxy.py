@@ -7,9 +7,9 @@ import pytest
 
 from helpers import clean_env
 from loopback import rank
-from sagedl import probe
 from sagedl.errors import EXIT_NETWORK
-from sagedl.urls import no_proxy_matches, parse_proxy, proxy_endpoint, proxy_for
+from sagedl.mirrors import probe
+from sagedl.net.urls import no_proxy_matches, parse_proxy, proxy_endpoint, proxy_for
 
 P = "http://proxy.test:3128"
 

@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from sagedl.ratelimit import MIN_CHUNK, TokenBucket, parse_rate
+from sagedl.engine.ratelimit import MIN_CHUNK, TokenBucket, parse_rate
 
 
 @pytest.mark.parametrize("text,rate", [
@@ -122,11 +122,11 @@ def test_the_engine_pays_for_every_byte_in_reads_of_at_most_a_chunk(tmp_path, mo
                                                                      pipeline):
     from faultserver import FaultServer
     from helpers import make_data
-    from sagedl import download
-    from sagedl.download import Options, Source
-    from sagedl.progress import Progress
-    from sagedl.transport import Transport
-    from sagedl.verify import Expected
+    from sagedl.engine import download
+    from sagedl.engine.download import Options, Source
+    from sagedl.engine.verify import Expected
+    from sagedl.net.transport import Transport
+    from sagedl.ui.progress import Progress
     import hashlib
     data = make_data(300000, 41)
     monkeypatch.setenv("SAGEDL_PIPELINE", pipeline)

@@ -15,13 +15,13 @@ import threading
 import pytest
 
 from helpers import make_data
-from sagedl import download
-from sagedl.download import Options, Source
+from sagedl.engine import download
+from sagedl.engine.download import Options, Source
+from sagedl.engine.retry import Retry
+from sagedl.engine.verify import Expected
 from sagedl.errors import SagedlError
-from sagedl.progress import Progress
-from sagedl.retry import Retry
-from sagedl.transport import Transport
-from sagedl.verify import Expected
+from sagedl.net.transport import Transport
+from sagedl.ui.progress import Progress
 
 DATA = make_data(100000, 77)
 SHA256 = hashlib.sha256(DATA).hexdigest()

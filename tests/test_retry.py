@@ -6,13 +6,13 @@ from email.utils import formatdate
 
 import pytest
 
-from sagedl import download
-from sagedl.download import Options, Source
+from sagedl.engine import download
+from sagedl.engine.download import Options, Source
+from sagedl.engine.retry import Retry, parse_retry_after
+from sagedl.engine.verify import Expected
 from sagedl.errors import SagedlError
-from sagedl.progress import Progress
-from sagedl.retry import Retry, parse_retry_after
-from sagedl.transport import Transport
-from sagedl.verify import Expected
+from sagedl.net.transport import Transport
+from sagedl.ui.progress import Progress
 from test_resume_rules import DATA, SHA256, Scripted, full_200, response
 
 pytestmark = pytest.mark.timeout(60)

@@ -15,9 +15,9 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from sagedl.errors import MetadataError, NotFoundError, UsageError
-from sagedl.sage import (HINT_BROKEN, SageTree, Tarball, check_filename, expand,
-                         parse_checksums_ini, read_upstream_d, strip_patchlevel)
-from sagedl.sources import iter_source_urls
+from sagedl.plan.sources import iter_source_urls
+from sagedl.sage.tree import (HINT_BROKEN, SageTree, Tarball, check_filename, expand,
+                              parse_checksums_ini, read_upstream_d, strip_patchlevel)
 
 from sagetree import TREES, require_tree
 

@@ -322,7 +322,7 @@ def test_bulk_download_records_mirror_health_once(run_cli, tmp_path, tree, mirro
 
 def test_upstream_d_mirror_list_is_fetched_and_ranked_once_per_run(run_cli, tmp_path, tree, mirror,
                                                                     monkeypatch):
-    from sagedl import mirrorlist
+    from sagedl.mirrors import mirrorlist
     calls = []
     real = mirrorlist.live_mirror_list
 

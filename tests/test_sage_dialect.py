@@ -6,7 +6,7 @@ these small trees pin each detected difference without a download."""
 import os
 
 from helpers import run_in_process
-from sagedl import sagebootstrap
+from sagedl.sage import bootstrap as sagebootstrap
 
 # The lines of Sage 10.7's sage_bootstrap that tell it from current Sage's.
 OLD = {

@@ -16,7 +16,7 @@ import pytest
 
 from helpers import REPO, clean_env
 from pyz import pyz_path
-from sagedl import mirrorlist
+from sagedl.mirrors import mirrorlist
 from netns import require_offline
 from sagedl.errors import EXIT_NETWORK
 from sagetree import TREES, copy_tree, require_tree

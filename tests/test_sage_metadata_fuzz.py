@@ -146,7 +146,7 @@ class Side(object):
             self.mirror._files.clear()
         self.mirror.add("alpha-1.0.tar.gz", self.alpha)
         if case.mirror != "missing":
-            from sagedl.sagebootstrap import SagePackageError, Tree
+            from sagedl.sage.bootstrap import SagePackageError, Tree
             try:
                 names = Tree(self.root).package(PACKAGE).tarball_filenames()
             except (SagePackageError, EnvironmentError, ValueError):

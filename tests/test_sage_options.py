@@ -20,9 +20,9 @@ import helpers
 from helpers import REPO, clean_env, make_data
 from faultserver import FaultServer
 from pyz import interpreter_params, pyz_path, require_interpreter
-from sagedl import bulk
+from sagedl.commands import bulk
 from sagedl.errors import EXIT_CHECKSUM
-from sagedl.sage import SageTree
+from sagedl.sage.tree import SageTree
 from sagetree import require_tree
 
 # What packaging.tags.sys_tags() gives for CPython 3.12 on x86_64 glibc 2.39,

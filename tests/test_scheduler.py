@@ -2,8 +2,8 @@
 
 Several FaultServers stand for several mirrors (their URL paths name how
 each misbehaves); the client is ``sagedl download`` with every mirror in
-SAGEDL_MIRRORS, so files and ranges are spread over them (sagedl/scheduler.py,
-sagedl/rangefile.py).  Trickling mirrors keep a transfer going long enough
+SAGEDL_MIRRORS, so files and ranges are spread over them (sagedl/plan/scheduler.py,
+sagedl/engine/rangefile.py).  Trickling mirrors keep a transfer going long enough
 for the others to take part; no test measures time.
 """
 
@@ -213,7 +213,7 @@ def test_throughput_is_remembered_in_the_health_cache(tmp_path):
 
 
 def test_the_bulk_line_says_how_many_mirrors_are_sending():
-    from sagedl.progresstext import format_aggregate_line
+    from sagedl.ui.progresstext import format_aggregate_line
     line = format_aggregate_line(3, 40, 10 * MIB, 100 * MIB, 5 * MIB, 0, mirrors=4)
     assert "5.0 MiB/s, 4 mirrors" in line, line
     # Too narrow: the count of mirrors goes first, the percentage stays.

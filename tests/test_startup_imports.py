@@ -32,17 +32,22 @@ sys.stderr.write("\nIMPORTED " + " ".join(sorted(
 NEVER_FOR_VERSION = {"re", "urllib.parse", "urlparse", "socket", "ssl", "argparse", "json",
                      "shutil", "threading", "hashlib", "enum", "ipaddress", "locale", "shlex",
                      "tempfile", "subprocess", "base64", "zipfile", "typing", "binascii"}
-NEVER_FOR_A_CACHED_FILE = {"http.client", "httplib", "email", "tempfile", "subprocess",
-                           "random", "zipfile", "urllib.request", "urllib2", "difflib",
-                           "unicodedata", "sagedl.tls", "sagedl.probe", "sagedl.health",
-                           "sagedl.mirrorlist", "sagedl.tomlreader", "sagedl.bulk"}
+NEVER_FOR_A_CACHED_FILE = {"http.client", "httplib", "email", "tempfile", "subprocess", "random",
+                           "zipfile", "urllib.request", "urllib2", "difflib", "unicodedata",
+                           "sagedl.net.tls", "sagedl.mirrors.probe", "sagedl.mirrors.health",
+                           "sagedl.mirrors.mirrorlist", "sagedl.mirrors.tomlreader",
+                           "sagedl.commands.bulk"}
 
-VERSION_MODULES = ["sagedl", "sagedl.cli", "sagedl.compat", "sagedl.errors", "sagedl.fsutil"]
+VERSION_MODULES = [
+    "sagedl", "sagedl.cli", "sagedl.compat", "sagedl.engine", "sagedl.engine.fsutil",
+    "sagedl.errors", "sagedl.options"]
 CACHED_FILE_MODULES = VERSION_MODULES + [
-    "sagedl.download", "sagedl.lock", "sagedl.output", "sagedl.pipeline", "sagedl.progress",
-    "sagedl.progresstext", "sagedl.reachability", "sagedl.retry", "sagedl.sage", "sagedl.session",
-    "sagedl.single", "sagedl.sources", "sagedl.targets", "sagedl.text", "sagedl.transport",
-    "sagedl.urls", "sagedl.verify"]
+    "sagedl.commands", "sagedl.commands.single", "sagedl.commands.targets",
+    "sagedl.engine.download", "sagedl.engine.lock", "sagedl.engine.pipeline",
+    "sagedl.engine.retry", "sagedl.engine.verify", "sagedl.net", "sagedl.net.reachability",
+    "sagedl.net.transport", "sagedl.net.urls", "sagedl.plan", "sagedl.plan.output",
+    "sagedl.plan.sources", "sagedl.sage", "sagedl.sage.tree", "sagedl.session", "sagedl.text",
+    "sagedl.ui", "sagedl.ui.progress", "sagedl.ui.progresstext"]
 
 
 def imported(python, args, tmp_path):

@@ -20,7 +20,10 @@ ALLOWED = ("compat.py",)
 
 
 def modules():
-    return sorted(n for n in os.listdir(SAGEDL) if n.endswith(".py"))
+    found = []
+    for top, _, files in os.walk(SAGEDL):
+        found.extend(os.path.relpath(os.path.join(top, n), SAGEDL) for n in files if n.endswith(".py"))
+    return sorted(found)
 
 
 def names(path):

@@ -22,9 +22,9 @@ from helpers import Payload, assert_one_line_error, clean_env, make_data
 from faultserver import FaultServer
 from nginx import Nginx, require_tool
 from pyz import interpreter_params, pyz_path, require_interpreter
-from sagedl import tls
 from sagedl.errors import EXIT_NETWORK, EXIT_OK, EXIT_USAGE
-from sagedl.tls import INSECURE_WARNING
+from sagedl.net import tls
+from sagedl.net.tls import INSECURE_WARNING
 
 trustme = pytest.importorskip("trustme")
 

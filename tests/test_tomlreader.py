@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from sagedl.errors import MetadataError
-from sagedl.tomlreader import loads, loads_subset, loads_tomllib
+from sagedl.mirrors.tomlreader import loads, loads_subset, loads_tomllib
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -8,8 +8,8 @@ import pytest
 
 from faultserver import FaultServer
 from helpers import Tree, clean_env, make_data
-from sagedl.sage import SageTree
-from sagedl.sources import iter_source_urls
+from sagedl.plan.sources import iter_source_urls
+from sagedl.sage.tree import SageTree
 from sagetree import TREES, require_tree
 
 

@@ -13,9 +13,9 @@ from __future__ import absolute_import
 
 from sagedl import errors
 from sagedl.compat import compat_monotonic
+from sagedl.engine.rangefile import (IgnoresRange, Piece, PieceTransfer, RangeFile, check_response,
+                                     request_headers)
 from sagedl.errors import SagedlError, SourceFailure, failure_error
-from sagedl.rangefile import (IgnoresRange, Piece, PieceTransfer, RangeFile, check_response,
-                              request_headers)
 
 PROBE = "probe"         # the work of asking a mirror for a file's size
 
@@ -174,7 +174,7 @@ class Slot(object):
         sched, rf = self.sched, f.rf
         bad = rf.verify()
         if bad is not None:
-            from sagedl.liars import find_liar
+            from sagedl.engine.liars import find_liar
             liar = find_liar(sched, f, self)
             bad = rf.verify() if liar else bad
         with sched.cond:
@@ -187,7 +187,7 @@ class Slot(object):
                 return
         rf.commit()
         rf.release()
-        from sagedl.download import Result
+        from sagedl.engine.download import Result
         with sched.cond:
             f.result = Result(f.dest, "downloaded", nbytes=rf.total)
             f.state = "done"

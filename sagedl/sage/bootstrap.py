@@ -10,7 +10,7 @@ kept on purpose, quirks included (tests/test_sage_package_diff.py compares
 both over every package of two real trees, and tests/test_sage_metadata_fuzz.py
 over fuzzed metadata).  It answers as the tree's own sage_bootstrap, whose
 release it reads from the sources (Dialect: Sage 10.7's is older than
-current Sage's).  ``sagedl.sage`` reads checksums.ini for downloading with
+current Sage's).  ``sagedl.sage.tree`` reads checksums.ini for downloading with
 the same rules (split_version, substitute) plus the refusals that keep a
 download verifiable; the two views stay apart because a Package here
 carries everything sage-package prints, and a Tarball there only what a
@@ -68,10 +68,10 @@ class NoSuchPackage(SagePackageError):
 
 def _open_text(path):
     """The file as Sage opens it (UTF-8 text, universal newlines), but read
-    through sage.py's bound: at most 1 MiB, only from a regular file (a FIFO
+    through sage/tree.py's bound: at most 1 MiB, only from a regular file (a FIFO
     would block, /dev/zero would never end)."""
-    from sagedl import fsutil
-    from sagedl.sage import MAX_METADATA_BYTES
+    from sagedl.engine import fsutil
+    from sagedl.sage.tree import MAX_METADATA_BYTES
     try:
         data = fsutil.read_bounded(path, MAX_METADATA_BYTES, follow=True)
     except fsutil.UnsafePath as e:

@@ -38,8 +38,8 @@ def is_url(target):
 def url_basename(url):
     """The file name a URL names (its last path segment, unquoted), checked."""
     from sagedl.compat import compat_unquote, compat_urlsplit
-    from sagedl.sage import check_filename
-    from sagedl.urls import redact
+    from sagedl.net.urls import redact
+    from sagedl.sage.tree import check_filename
     name = compat_unquote(compat_urlsplit(url).path.rstrip("/").rsplit("/", 1)[-1])
     if not name:
         raise UsageError("cannot tell a file name from %s" % redact(url), hint="give a DESTINATION")
@@ -128,7 +128,7 @@ def place(dest, name, home=None):
     (see decide); ``home``: its path in the distfiles, where a Sage tarball
     is always fetched first (a DESTINATION then receives a copy, as Sage's
     save_as makes)."""
-    from sagedl import fsutil
+    from sagedl.engine import fsutil
     if dest == STDOUT:
         return Placement(home, to_stdout=True)
     if dest is None and home is not None:

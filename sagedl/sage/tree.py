@@ -38,9 +38,9 @@ import os
 import re
 
 from sagedl.compat import compat_text_types
+from sagedl.engine.verify import DIGEST_LENGTHS
 from sagedl.errors import MetadataError, NotFoundError, UsageError
 from sagedl.text import native_str
-from sagedl.verify import DIGEST_LENGTHS
 
 # Longer names are refused: 255 bytes is NAME_MAX on Linux, macOS and the BSDs.
 MAX_FILENAME_BYTES = 255
@@ -156,7 +156,7 @@ def strip_patchlevel(version):
     """package-version.txt's text without Sage's patch level, as
     sage_bootstrap reads it: '1.0.8.p0' -> '1.0.8', and the *last* ``.pN``
     anywhere ends the version ('2.3.p1.post2' -> '2.3')."""
-    from sagedl.sagebootstrap import split_version
+    from sagedl.sage.bootstrap import split_version
     return split_version(version)[0]
 
 
@@ -171,7 +171,7 @@ def expand(template, version):
     """
     if template is None:
         return None
-    from sagedl.sagebootstrap import SagePackageError, substitute
+    from sagedl.sage.bootstrap import SagePackageError, substitute
     try:
         return substitute(template, version, "")
     except SagePackageError as e:
@@ -357,7 +357,7 @@ def _read_text(path, limit=MAX_METADATA_BYTES):
     Symlinks are followed: Sage links checksums.ini between packages.
     On 2.7 the text is returned as UTF-8 bytes, the native str, so that it
     mixes with byte paths and argv (see text.native_name)."""
-    from sagedl import fsutil
+    from sagedl.engine import fsutil
     try:
         data = fsutil.read_bounded(path, limit, follow=True)
     except fsutil.UnsafePath as e:
@@ -642,7 +642,7 @@ class SageTree(object):
         owner = self._owner(pkg, path)
         tarballs = []
         if self._sections is None:
-            from sagedl.sagebootstrap import dialect
+            from sagedl.sage.bootstrap import dialect
             self._sections = dialect(self.root).sections
         for record, linenos, section in parse_checksums_ini(text, path, self._sections):
             try:

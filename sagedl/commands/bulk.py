@@ -34,7 +34,7 @@ def _select(tree, names, exclude, has_files, no_files):
     drops names; the result is a sorted set.  sagedl's addition: a tarball
     file name (or a near-spelling of a package) stands for its package.
     """
-    from sagedl import sagebootstrap
+    from sagedl.sage import bootstrap as sagebootstrap
     selectors = []
     named = {}
     for name in names:
@@ -99,8 +99,8 @@ def select_tarballs(tree, names, exclude=(), has_files=(), no_files=(), tags=(),
     With ``broken_ok`` a package whose metadata is malformed contributes
     a BrokenPackage instead of raising its MetadataError.
     """
-    from sagedl import sagebootstrap
     from sagedl.errors import MetadataError
+    from sagedl.sage import bootstrap as sagebootstrap
     names = [text_name(n) for n in names]   # as metadata names are (text.text_name)
     packages, named = _select(tree, names, exclude, has_files, no_files)
     tarballs = []
@@ -243,7 +243,7 @@ def summarize(jobs, seconds):
     present = [j for j in jobs if j.result is not None and j.result.status == "present"]
     failed = [j for j in jobs if j.error is not None]
     skipped = [j for j in jobs if j.result is None and j.error is None]
-    from sagedl.progresstext import human_bytes, human_duration
+    from sagedl.ui.progresstext import human_bytes, human_duration
     nbytes = sum(j.result.nbytes for j in fetched)
     lines = ["%d fetched (%s), %d already present, %d failed%s in %s"
              % (len(fetched), human_bytes(nbytes), len(present), len(failed),
@@ -295,9 +295,9 @@ def fetch_tarballs(session, tree, tarballs, emit, saved_to=None):
     source has or could deliver gets a warning and does not fail the run;
     one that arrived corrupt everywhere, or could not be written, still does.
     """
+    from sagedl.engine.verify import Expected
     from sagedl.errors import report
-    from sagedl.sources import plan_tarballs
-    from sagedl.verify import Expected
+    from sagedl.plan.sources import plan_tarballs
     a = session.args
     if not tarballs:
         raise UsageError("no package matches %s" % " ".join(a.packages))
@@ -317,7 +317,7 @@ def fetch_tarballs(session, tree, tarballs, emit, saved_to=None):
     recorder = session.health_recorder()
 
     def fetch_one(job, local):
-        from sagedl.download import fetch
+        from sagedl.engine.download import fetch
         if job.spread is not None:
             return _spread_outcome(session, job, agg)
         if nworkers == 1:
@@ -368,7 +368,7 @@ def fetch_tarballs(session, tree, tarballs, emit, saved_to=None):
     except KeyboardInterrupt:
         # The workers are daemon threads: they die at exit without their
         # cleanup, so their locks are released here; the line says so.
-        from sagedl.lock import release_all
+        from sagedl.engine.lock import release_all
         release_all()
         if agg is not None:
             agg.finish(interrupted=True)
@@ -415,7 +415,7 @@ def spread_over_mirrors(session, tree, jobs, agg, recorder):
     """With several mirrors, the scheduler fetches what it can first
     (spread.py); each job it settled gets ``spread`` (its Item), the rest
     go through download.py as before."""
-    from sagedl import spread
+    from sagedl.plan import spread
     for job in jobs:
         job.spread = None
     if not spread.applies(session):
@@ -486,7 +486,7 @@ class NetworkStreak(object):
         return self.tripped
 
     def error(self, session):
-        from sagedl.reachability import UNREACHABLE_SENTENCE
+        from sagedl.net.reachability import UNREACHABLE_SENTENCE
         if session.verdict is not None and session.verdict.conclusive:
             text = session.verdict.sentence()
         else:
@@ -504,7 +504,7 @@ UNAVAILABLE = (NotFoundError, NetworkError)
 
 
 def _aggregate(session, jobs):
-    from sagedl.progress import AggregateProgress
+    from sagedl.ui.progress import AggregateProgress
     mode = "none" if session.quiet else session.args.progress
     if mode == "dots":
         mode = "lines"

@@ -22,9 +22,9 @@ import time
 
 from sagedl.compat import compat_makedirs, compat_text_types, compat_urlsplit
 from sagedl.errors import LockTimeout, MetadataError, SagedlError, SourceFailure
+from sagedl.mirrors.tomlreader import loads as toml_loads
+from sagedl.net.urls import base_url_problem, hostname, redact
 from sagedl.paths import cache_dir, config_dir
-from sagedl.tomlreader import loads as toml_loads
-from sagedl.urls import base_url_problem, hostname, redact
 
 DEFAULT_PRIORITY = 50          # what tools/make_mirrors_toml.py writes when mirrors.yaml has none
 MIRRORS_TOML = "mirrors.toml"
@@ -132,7 +132,7 @@ MAX_TOML_BYTES = 1 << 20
 
 
 def load_file(path):
-    from sagedl import fsutil
+    from sagedl.engine import fsutil
     try:
         data = fsutil.read_bounded(path, MAX_TOML_BYTES, follow=True)
     except fsutil.TooLarge:
@@ -279,7 +279,7 @@ _FETCHED_AT_RE = re.compile(r"^# fetched-at: ([0-9.eE+-]+)$", re.M)
 
 def _read_list_cache(path):
     """(fetched_at or None, urls) of the cached list, or None if absent or corrupt."""
-    from sagedl import fsutil
+    from sagedl.engine import fsutil
     try:
         data = fsutil.read_bounded(path, MAX_LIST_BYTES)
     except (IOError, OSError, ValueError, SagedlError):   # absent, too large, not a file
@@ -322,7 +322,7 @@ def live_mirror_list(url, fetcher, env=None, ttl=MIRROR_LIST_TTL, clock=time.tim
     problem = None
     try:
         compat_makedirs(os.path.dirname(path))
-        from sagedl.lock import FileLock
+        from sagedl.engine.lock import FileLock
         with FileLock(path + ".lock", lock_timeout, "refreshing the Sage mirror list"):
             cached = _read_list_cache(path)  # another process may have refreshed it
             if cached and _is_fresh(cached[0], clock(), ttl):
@@ -347,7 +347,7 @@ def _fetch_list(url, fetcher, timeout):
     try:
         return parse_mirror_list(fetcher(url, timeout), url), None
     except (SagedlError, SourceFailure, EnvironmentError) as e:
-        from sagedl.urls import redact
+        from sagedl.net.urls import redact
         return None, (str(e) if isinstance(e, MetadataError) else "%s: %s" % (redact(url), e))
 
 
@@ -374,7 +374,7 @@ def _write_quietly(path, data):
     """Atomically replace ``path`` (fsutil.write_atomic: a fresh O_EXCL
     temporary file, then a rename; a symlink or device there is refused);
     a cache write never fails a run."""
-    from sagedl import fsutil
+    from sagedl.engine import fsutil
     try:
         compat_makedirs(os.path.dirname(path))
         fsutil.write_atomic(path, data)

@@ -29,7 +29,7 @@ def applies(session):
 
 
 def settings(session):
-    from sagedl import scheduler
+    from sagedl.plan import scheduler
     a = session.args
     per = getattr(a, "max_connections_per_mirror", None)
     split = getattr(a, "split", None)
@@ -55,8 +55,8 @@ def fetch(session, tree, items, progress, recorder):
     AggregateProgress, or None for one file on the session's display.
     ``recorder``: the health record (made when first called, see
     session._LazyRecorder)."""
-    from sagedl.rangefile import present as verified
-    from sagedl.verify import Expected
+    from sagedl.engine.rangefile import present as verified
+    from sagedl.engine.verify import Expected
     opts = session.options()
     todo = []
     for item in items:
@@ -72,7 +72,7 @@ def fetch(session, tree, items, progress, recorder):
         todo.append((item, expected))
     if not todo:
         return items
-    from sagedl import scheduler
+    from sagedl.plan import scheduler
     files, mirrors = _plan(session, tree, todo)
     if len(mirrors) < 2:
         return items
@@ -95,10 +95,10 @@ def fetch(session, tree, items, progress, recorder):
 
 
 def _plan(session, tree, todo):
-    from sagedl import scheduler
-    from sagedl.health import load_health, throughput_of
-    from sagedl.sources import tarball_sources
-    from sagedl.urls import origin_key
+    from sagedl.mirrors.health import load_health, throughput_of
+    from sagedl.net.urls import origin_key
+    from sagedl.plan import scheduler
+    from sagedl.plan.sources import tarball_sources
     files, keys = [], []
     for i, (item, expected) in enumerate(todo):
         urls = {}
@@ -171,8 +171,8 @@ def mirror_key(url):
 def labels_for(keys):
     """A short label per mirror key: host:port, or more of the URL when two
     mirrors share a host."""
-    from sagedl.download import source_label
-    from sagedl.urls import redact
+    from sagedl.engine.download import source_label
+    from sagedl.net.urls import redact
     labels = [source_label(k) for k in keys]
     out = []
     for k, label in zip(keys, labels):

@@ -36,9 +36,9 @@ def cmd_fetch(session, targets, dest):
 
 def fetch_one(session, target, dest):
     """Fetch one file and deliver it where its plan's Placement says."""
-    from sagedl import fsutil
-    from sagedl.sources import plan_fetch
-    from sagedl.urls import redact
+    from sagedl.engine import fsutil
+    from sagedl.net.urls import redact
+    from sagedl.plan.sources import plan_fetch
     plan = plan_fetch(session, target, dest)
 
     def said(sources):          # -v: the sources, once they are planned
@@ -87,7 +87,7 @@ def _over_mirrors(session, plan, path):
     """A Sage tarball with several mirrors: the multi-mirror scheduler's
     Result (spread.py), or None when it does not apply or could not finish
     (download.py then tries every source in Sage's order)."""
-    from sagedl import spread
+    from sagedl.plan import spread
     if plan.tarball is None or not spread.applies(session):
         return None
     from sagedl.session import _LazyRecorder
@@ -124,7 +124,7 @@ def _fetch_to_stdout(session, plan, into=None):
 
 
 def _write_verified(path, device):
-    from sagedl import fsutil
+    from sagedl.engine import fsutil
     fd = fsutil.open_stream_destination(device)
     try:
         rfd = os.open(path, os.O_RDONLY)
@@ -141,7 +141,7 @@ def _write_verified(path, device):
 def _copy_to_stream(path, stream):
     """A verified file's bytes to stdout (a SafeStream turns a failed write
     into exit 6; a test's stream is written through its buffer)."""
-    from sagedl.fsutil import SafeStream
+    from sagedl.engine.fsutil import SafeStream
     out = stream if isinstance(stream, SafeStream) else getattr(stream, "buffer", stream)
     with open(path, "rb") as f:
         while True:

@@ -85,14 +85,14 @@ import time
 
 from sagedl.compat import (compat_integer_types, compat_monotonic, compat_replace,
                            compat_text_types, compat_urlsplit)
-from sagedl import fsutil
+from sagedl.engine import fsutil
+from sagedl.engine.lock import FileLock
+from sagedl.engine.pipeline import open_sink
+from sagedl.engine.retry import RETRY_STATUSES, Retry, parse_retry_after
+from sagedl.engine.verify import Hasher, hash_file, verify_file
 from sagedl.errors import CAUSE_BUSY, CAUSE_SLOW, DiskError, SourceFailure, failure_error
-from sagedl.lock import FileLock
-from sagedl.pipeline import open_sink
-from sagedl.retry import RETRY_STATUSES, Retry, parse_retry_after
+from sagedl.net.urls import redact
 from sagedl.text import native_str
-from sagedl.urls import redact
-from sagedl.verify import Hasher, hash_file, verify_file
 
 BLOCK_SIZE = 256 * 1024
 # A body whose size nobody states (no Content-Length, no --size, no size in

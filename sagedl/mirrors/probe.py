@@ -20,11 +20,11 @@ import time
 
 from sagedl import __version__
 from sagedl.compat import compat_monotonic, compat_urlsplit
-from sagedl.mirrorlist import Mirror
-from sagedl.reachability import (CONNECT_TIMEOUT, DNS_TIMEOUT, SILENT, cause_of_connect,
-                                 cause_of_lookup)
-from sagedl.urls import (Lookup, base_url_problem, getaddrinfo, numeric_addresses, port_of,
-                         proxy_endpoint, proxy_for)
+from sagedl.mirrors.mirrorlist import Mirror
+from sagedl.net.reachability import (CONNECT_TIMEOUT, DNS_TIMEOUT, SILENT, cause_of_connect,
+                                     cause_of_lookup)
+from sagedl.net.urls import (Lookup, base_url_problem, getaddrinfo, numeric_addresses, port_of,
+                             proxy_endpoint, proxy_for)
 
 RANK_DEADLINE = 1.2
 RANK_WANT = 3

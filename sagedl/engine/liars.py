@@ -15,9 +15,9 @@ from __future__ import absolute_import
 
 import os
 
+from sagedl.engine.fsutil import write_all
+from sagedl.engine.rangefile import IgnoresRange, check_response
 from sagedl.errors import SourceFailure
-from sagedl.fsutil import write_all
-from sagedl.rangefile import IgnoresRange, check_response
 
 COMPARE_BLOCK = 256 * 1024
 

@@ -68,8 +68,8 @@ import threading
 
 from sagedl import errors
 from sagedl.compat import compat_monotonic
+from sagedl.engine.worker import PROBE, Slot
 from sagedl.errors import SourceFailure, failure_error
-from sagedl.worker import PROBE, Slot
 
 PER_MIRROR = 4          # connections per mirror (see bench/mirrors.py)
 MAX_CONNECTIONS = 24    # all mirrors together

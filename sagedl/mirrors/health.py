@@ -22,12 +22,12 @@ import time
 
 from sagedl.compat import compat_makedirs, compat_text_types
 from sagedl.errors import LockTimeout, SagedlError
-from sagedl.mirrorlist import _is_fresh, _write_quietly
+from sagedl.mirrors.mirrorlist import _is_fresh, _write_quietly
+from sagedl.mirrors.probe import (FAILED, OK, RANK_DEADLINE, RANK_WANT, SKIPPED, Ranked,
+                                  _as_mirrors, measure, order_ranking)
+from sagedl.net.reachability import VERDICT_TTL
+from sagedl.net.urls import origin_key, proxy_for, redact
 from sagedl.paths import cache_dir
-from sagedl.reachability import VERDICT_TTL
-from sagedl.probe import (FAILED, OK, RANK_DEADLINE, RANK_WANT, SKIPPED, Ranked, _as_mirrors,
-                          measure, order_ranking)
-from sagedl.urls import origin_key, proxy_for, redact
 
 RANKING_TTL = 3600
 HEALTH_WINDOW = 24 * 3600      # a failure this recent demotes the mirror
@@ -42,7 +42,7 @@ MAX_JSON_BYTES = 4 << 20
 def _read_json(path):
     """A cache file's JSON object, or None: absent, corrupt, larger than 4 MiB,
     or not a regular file (a FIFO planted there is never waited on)."""
-    from sagedl import fsutil
+    from sagedl.engine import fsutil
     try:
         data = json.loads(fsutil.read_bounded(path, MAX_JSON_BYTES).decode("utf-8"))
     except (IOError, OSError, ValueError, UnicodeError, SagedlError):
@@ -88,7 +88,7 @@ def record_results(results, env=None, clock=time.time):
     path = os.path.join(directory, "health.json")
     try:
         compat_makedirs(directory)
-        from sagedl.lock import FileLock
+        from sagedl.engine.lock import FileLock
         with FileLock(path + ".lock", CACHE_LOCK_TIMEOUT, "the mirror health record"):
             records = load_health(env)
             for url, ok, reason, when in results:
@@ -122,7 +122,7 @@ def record_throughputs(rates, env=None):
     path = os.path.join(directory, "health.json")
     try:
         compat_makedirs(directory)
-        from sagedl.lock import FileLock
+        from sagedl.engine.lock import FileLock
         with FileLock(path + ".lock", CACHE_LOCK_TIMEOUT, "the mirror health record"):
             records = load_health(env)
             for url, bps in rates:

@@ -23,8 +23,8 @@ import os
 
 from sagedl.compat import compat_quote
 from sagedl.errors import UsageError
+from sagedl.plan.output import is_url, url_basename
 from sagedl.text import native_name, native_str, text_name
-from sagedl.output import is_url, url_basename
 
 MAX_DEAD_MIRRORS = 3
 SPREAD_OVER = 3     # a bulk download spreads its files over the k best mirrors
@@ -68,7 +68,7 @@ def _with_server(template, server):
 
 def _mirror_urls(base, tarball):
     """BASE/spkg/upstream/PKG/FILE for each name a mirror may file it under."""
-    from sagedl.sage import mirror_path
+    from sagedl.sage.tree import mirror_path
     return ["%s/%s" % (base.rstrip("/"), mirror_path(_segment(pkg), _segment(tarball.filename)))
             for pkg in tarball.mirror_names()]
 
@@ -104,7 +104,7 @@ def iter_source_urls(tarball, env, upstream_d_entries, mirrors, allow_upstream,
     from.  ``env`` None means os.environ.  Pure apart from calling
     ``mirrors`` and ``mirror_lists``.
     """
-    from sagedl.urls import url_problem
+    from sagedl.net.urls import url_problem
     env = os.environ if env is None else env
     server = _server(env)
     seen = set()
@@ -174,8 +174,8 @@ def bases_and_verdict(ranked):
     mirror failed in a way retrying cannot fix (DNS, no route, refused), no
     mirror is tried; otherwise (timeouts: a slow link misses a 1.2 s probe)
     the first few by priority are, on probation (short deadlines)."""
-    from sagedl.probe import FAILED
-    from sagedl.reachability import verdict
+    from sagedl.mirrors.probe import FAILED
+    from sagedl.net.reachability import verdict
     alive = [r.mirror.url for r in ranked if r.status != FAILED]
     if alive or not ranked:
         return alive, None
@@ -200,7 +200,7 @@ def rotated(bases, i, k=SPREAD_OVER):
 
 def with_slash(url):
     """A mirror base URL the user gave, checked, ending in '/'."""
-    from sagedl.urls import check_url
+    from sagedl.net.urls import check_url
     check_url(url)
     return url if url.endswith("/") else url + "/"
 
@@ -256,7 +256,7 @@ def tarball_sources(session, tree, tarball, bases=None):
 
 
 def _shown(url):
-    from sagedl.urls import redact
+    from sagedl.net.urls import redact
     return repr(redact(url)[:200]).lstrip("u")
 
 
@@ -300,20 +300,20 @@ def plan_fetch(session, target, dest):
 
     Where the file goes is output.place's answer.
     """
-    from sagedl.download import Source
-    from sagedl.output import place
-    from sagedl.verify import Expected
+    from sagedl.engine.download import Source
+    from sagedl.engine.verify import Expected
+    from sagedl.plan.output import place
     a = session.args
     target = text_name(target)   # 3.6 in a C locale: argv has surrogates
     if dest:   # PyPy in a C locale decodes argv as UTF-8 but paths as ASCII
         dest = native_name(text_name(dest))
     if is_url(target):
-        from sagedl.urls import check_url
+        from sagedl.net.urls import check_url
         check_url(target)
         name = url_basename(target)
         sources = [Source(target)] + [Source(b + name) for b in (a.mirror or [])]
         return FetchPlan(name, place(dest, name), sources, Expected(a.size, a.sha256, a.sha1))
-    from sagedl.sage import check_filename
+    from sagedl.sage.tree import check_filename
     check_filename(target)
     tree = session.tree()
     if tree is None:
@@ -351,7 +351,7 @@ def plan_tarballs(session, tree, tarballs):
 
     def planner(i, t):
         def sources():
-            from sagedl.download import Source
+            from sagedl.engine.download import Source
             urls = tarball_sources(session, tree, t, lambda: rotated(session.mirror_bases(), i))
             while True:
                 with lock:

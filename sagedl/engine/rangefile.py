@@ -33,14 +33,14 @@ import json
 import os
 import re
 
-from sagedl import fsutil
 from sagedl.compat import compat_integer_types, compat_monotonic, compat_text_types
-from sagedl.download import (NOT_FOUND_STATUSES, MAX_META_BYTES, Download, _disk_error,
-                             _fsync_dir, _unlink)
+from sagedl.engine import fsutil
+from sagedl.engine.download import (NOT_FOUND_STATUSES, MAX_META_BYTES, Download, _disk_error,
+                                    _fsync_dir, _unlink)
+from sagedl.engine.lock import FileLock
+from sagedl.engine.retry import RETRY_STATUSES, parse_retry_after
+from sagedl.engine.verify import hash_file
 from sagedl.errors import DiskError, SourceFailure
-from sagedl.lock import FileLock
-from sagedl.retry import RETRY_STATUSES, parse_retry_after
-from sagedl.verify import hash_file
 
 META_VERSION = 2
 
@@ -303,7 +303,7 @@ def present(dest, expected, options, notify):
     if not options.force and os.path.exists(dest):
         ok, _ = engine._verify_existing()
         if ok:
-            from sagedl.download import Result
+            from sagedl.engine.download import Result
             return Result(dest, "present", nbytes=os.path.getsize(dest))
     return None
 

@@ -31,7 +31,7 @@ import os
 
 from sagedl.compat import PY2
 from sagedl.errors import EXIT_FAILURE, UsageError
-from sagedl.sagebootstrap import MSG_NOT_REFERENCED, SagePackageError, Tree, quote, select
+from sagedl.sage.bootstrap import MSG_NOT_REFERENCED, SagePackageError, Tree, quote, select
 from sagedl.text import printable, utf8
 
 PROG = "sagedl"
@@ -86,7 +86,7 @@ def name_lines(tree, tarball):
 # Command line
 
 def _parser(command):
-    from sagedl.cli import argument_parser
+    from sagedl.options import argument_parser
     p = argument_parser("%s %s" % (PROG, command), _DESCRIPTIONS[command] + _COMMON_DESCRIPTION)
     p.add_argument("--sage-root", metavar="DIR",
                    help="the Sage tree (default: $SAGE_ROOT, or found by walking up from the "
@@ -155,7 +155,7 @@ def find_root(explicit, env, cwd=None):
         return explicit
     if "SAGE_ROOT" in env:
         return env["SAGE_ROOT"]
-    from sagedl.sage import SageTree
+    from sagedl.sage.tree import SageTree
     tree = SageTree.discover(None, env={}, cwd=cwd)
     if tree is None:
         raise SagePackageError("no Sage tree found",

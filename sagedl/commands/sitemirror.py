@@ -24,10 +24,10 @@ from __future__ import absolute_import
 
 import os
 
-from sagedl import fsutil
 from sagedl.compat import compat_makedirs
+from sagedl.engine import fsutil
 from sagedl.errors import (EXIT_CHECKSUM, EXIT_NOT_FOUND, DiskError, SagedlError, UsageError)
-from sagedl.sage import MIRROR_DIR, mirror_path
+from sagedl.sage.tree import MIRROR_DIR, mirror_path
 
 
 def mirror_keys(tree, tarball):
@@ -95,7 +95,7 @@ def write_index(directory, placed, base_url=None):
     Digests come from this run's verified files, else the previous index,
     else hashing the file.  Returns False when no mirror_list exists and
     none could be written (no --base-url), for the caller to say so."""
-    from sagedl.verify import Expected, hash_file
+    from sagedl.engine.verify import Expected, hash_file
     sums_path = os.path.join(directory, "SHA256SUMS")
     previous = read_sums(sums_path)
     now = dict((key, t.sha256) for t, keys in placed for key in keys)
@@ -123,7 +123,7 @@ def _write_atomic(path, text):
 
 
 def cmd_make_mirror(ctx):
-    from sagedl import bulk
+    from sagedl.commands import bulk
     a = ctx.args
     tree = ctx.tree(required=True)
     directory = os.path.abspath(a.directory)
@@ -188,8 +188,8 @@ def is_own_file(name):
 
 
 def cmd_verify(ctx):
-    from sagedl import bulk
-    from sagedl.verify import Expected, verify_file
+    from sagedl.commands import bulk
+    from sagedl.engine.verify import Expected, verify_file
     a = ctx.args
     tree = ctx.tree(required=True)
     directory = os.path.abspath(a.directory)

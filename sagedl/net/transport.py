@@ -21,10 +21,9 @@ import socket
 
 from sagedl import __version__
 from sagedl.compat import compat_monotonic, compat_urljoin, compat_urlsplit
-from sagedl.errors import (CAUSE_REDIRECT, CAUSE_SILENT, CAUSE_SLOW, SourceFailure,
-                           UsageError)
-from sagedl.urls import (PROXY_HINT, ascii_host, basic_auth, check_url, origin, port_of,
-                         proxy_endpoint, proxy_for, redact, resolve)
+from sagedl.errors import CAUSE_REDIRECT, CAUSE_SILENT, CAUSE_SLOW, SourceFailure, UsageError
+from sagedl.net.urls import (PROXY_HINT, ascii_host, basic_auth, check_url, origin, port_of,
+                             proxy_endpoint, proxy_for, redact, resolve)
 
 USER_AGENT = "sagedl/%s" % __version__
 MAX_HEAD_BYTES = 64 * 1024      # a response head larger than this is hostile
@@ -399,7 +398,7 @@ class Transport(object):
         self.env = env if env is not None else {}
         self.ca_bundle = ca_bundle
         self.verify = verify
-        self.tls = None                 # sagedl.tls.TLSConfig, made at the first https URL
+        self.tls = None                 # sagedl.net.tls.TLSConfig, made at the first https URL
         self.user_agent = user_agent
         self._idle = {}
 
@@ -459,7 +458,7 @@ class Transport(object):
         """A connected socket; WHAT ("the proxy " or "") prefixes the peer in messages."""
         # "resolving example.org", "connecting to example.org:443"
         name, peer = what + host, what + _host_port(host, port)
-        from sagedl.reachability import cause_of_connect, cause_of_lookup
+        from sagedl.net.reachability import cause_of_connect, cause_of_lookup
         # An ASCII host as bytes: a str host makes getaddrinfo import the
         # idna codec (7 ms of start-up on 3.13).
         addr = host.encode("ascii") if not isinstance(host, bytes) and _is_ascii(host) else host
@@ -516,7 +515,7 @@ class Transport(object):
 
     def _tls(self):
         if self.tls is None:
-            from sagedl.tls import TLSConfig
+            from sagedl.net.tls import TLSConfig
             self.tls = TLSConfig(self.ca_bundle, self.verify, self.env)
         return self.tls
 

@@ -30,16 +30,16 @@ def cmd_print_fastest_mirror(session):
     the first by priority and exit 0, as Sage, whose own offline test
     expects exactly that.
     """
-    from sagedl.sources import usable_bases
+    from sagedl.plan.sources import usable_bases
     tree = session.tree()
     explicit = session.explicit_mirrors()
     if explicit is not None:
-        from sagedl.mirrorlist import Mirror
-        from sagedl.sources import with_slash
+        from sagedl.mirrors.mirrorlist import Mirror
+        from sagedl.plan.sources import with_slash
         listed = [Mirror(with_slash(u)) for u in explicit]
     elif tree is not None and not session.args.mirrors_file:
-        from sagedl.mirrorlist import MIRROR_LIST_URL
-        from sagedl.sources import mirror_list_urls
+        from sagedl.mirrors.mirrorlist import MIRROR_LIST_URL
+        from sagedl.plan.sources import mirror_list_urls
         lists = mirror_list_urls(session.upstream_d(tree), session.env) or [MIRROR_LIST_URL]
         listed = session.live_list(lists[0])
         server = (session.env.get("SAGE_SERVER") or "").rstrip("/")
@@ -48,7 +48,7 @@ def cmd_print_fastest_mirror(session):
             return 0
     else:
         listed = session.configured_mirrors()
-    from sagedl.urls import redact
+    from sagedl.net.urls import redact
     if not listed:
         from sagedl.errors import NotFoundError
         raise NotFoundError("no mirrors to choose from: SAGEDL_MIRRORS is set and empty",
@@ -72,7 +72,7 @@ def no_mirror_answered(ranked):
     """The error (exit 5) of a ranking in which no mirror answered, with
     the most common reason."""
     from sagedl.errors import NetworkError
-    from sagedl.reachability import verdict
+    from sagedl.net.reachability import verdict
     if not ranked:
         return NetworkError("no mirror to measure", hint="check --mirror or --mirrors-file")
     why = verdict(ranked).sentence().split(": ", 1)[1]
@@ -84,9 +84,9 @@ def no_mirror_answered(ranked):
 def cmd_list_mirrors(session):
     """A table of the configured mirrors, freshly ranked: name, region,
     latency, health, last result."""
-    from sagedl import health
-    from sagedl.mirrorlist import Mirror
-    from sagedl.probe import SKIPPED, Ranked
+    from sagedl.mirrors import health
+    from sagedl.mirrors.mirrorlist import Mirror
+    from sagedl.mirrors.probe import SKIPPED, Ranked
     if session.explicit_mirrors() is not None:
         listed = [Mirror(u) for u in session.mirror_bases()]
     else:
@@ -123,9 +123,9 @@ def format_table(ranked, health, now=None, window=None):
      1  12 ms    ok       https://mirrors.mit.edu/sage/
         MIT, Cambridge, MA, USA (na); last: ok, 2 h ago
     """
-    from sagedl.health import HEALTH_WINDOW, is_unhealthy
-    from sagedl.probe import SKIPPED
-    from sagedl.urls import origin_key, redact
+    from sagedl.mirrors.health import HEALTH_WINDOW, is_unhealthy
+    from sagedl.mirrors.probe import SKIPPED
+    from sagedl.net.urls import origin_key, redact
     import time
     now = time.time() if now is None else now
     window = HEALTH_WINDOW if window is None else window

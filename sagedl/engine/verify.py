@@ -12,7 +12,7 @@ from sagedl.compat import compat_buffer_slice
 from sagedl.errors import UsageError
 
 # The digests sagedl checks and their lengths in hex digits: what --sha256,
-# --sha1 and checksums.ini (sage.py) must give.
+# --sha1 and checksums.ini (sage/tree.py) must give.
 DIGEST_LENGTHS = (("sha256", 64), ("sha1", 40))
 HEX = dict(DIGEST_LENGTHS)
 
@@ -48,7 +48,7 @@ class Hasher(object):
 
     def __init__(self, expected):
         self.expected = expected
-        import hashlib   # not at import: sage.py needs DIGEST_LENGTHS on a quick start-up
+        import hashlib   # not at import: sage/tree.py needs DIGEST_LENGTHS on a quick start-up
         self.sha256 = hashlib.sha256()
         self.sha1 = hashlib.sha1() if expected.sha1 else None
         self.size = 0
@@ -96,7 +96,7 @@ def hash_file(path, expected, limit=None, block=1 << 20, fileobj=None):
         # An unreadable file (another user's, mode 0600) is a one-line
         # error, exit 6, for the engine, verify DIR and make-mirror alike:
         # it once surfaced as "internal error".
-        from sagedl.fsutil import access_error
+        from sagedl.engine.fsutil import access_error
         raise access_error("read", path, e)
 
 

@@ -67,7 +67,7 @@ import os
 import sys
 
 from sagedl.compat import PY2, compat_buffer_slice
-from sagedl.fsutil import write_all
+from sagedl.engine.fsutil import write_all
 
 # Transfers at least this large (or of unknown size) use ThreadedSink and
 # the Syncer; smaller ones finish before a thread would pay for itself.

@@ -17,8 +17,8 @@ import fcntl     # POSIX only, as sagedl is: no lock would be no protection
 import os
 import time
 
-from sagedl import fsutil
 from sagedl.compat import compat_monotonic
+from sagedl.engine import fsutil
 from sagedl.errors import DiskError, LockTimeout, debug
 
 # Locks held now, so an interrupted bulk run can release those its worker

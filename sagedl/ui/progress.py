@@ -22,10 +22,10 @@ import io
 import os
 
 from sagedl.compat import compat_monotonic
-from sagedl.progresstext import (RateMeter, average_rate, format_aggregate_line, format_bar_line,
-                                 human_bytes, human_bytes_pair, human_duration, human_rate,
-                                 percent)
 from sagedl.text import for_stream
+from sagedl.ui.progresstext import (RateMeter, average_rate, format_aggregate_line,
+                                    format_bar_line, human_bytes, human_bytes_pair, human_duration,
+                                    human_rate, percent)
 
 MODES = ("auto", "bar", "lines", "dots", "none")
 
