@@ -46,8 +46,8 @@ CACHED_FILE_MODULES = VERSION_MODULES + [
     "sagedl.engine.download", "sagedl.engine.lock", "sagedl.engine.pipeline",
     "sagedl.engine.retry", "sagedl.engine.verify", "sagedl.net", "sagedl.net.reachability",
     "sagedl.net.transport", "sagedl.net.urls", "sagedl.plan", "sagedl.plan.output",
-    "sagedl.plan.sources", "sagedl.sage", "sagedl.sage.tree", "sagedl.session", "sagedl.text",
-    "sagedl.ui", "sagedl.ui.progress", "sagedl.ui.progresstext"]
+    "sagedl.plan.sources", "sagedl.plan.spread", "sagedl.sage", "sagedl.sage.tree",
+    "sagedl.session", "sagedl.text", "sagedl.ui", "sagedl.ui.progress", "sagedl.ui.progresstext"]
 
 
 def imported(python, args, tmp_path):
