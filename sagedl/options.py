@@ -130,9 +130,12 @@ def _seconds(text):
 
 
 def _positive(text):
-    """A whole number >= 1, for argparse."""
+    """A whole number >= 1, for argparse (--jobs 0 once ran nothing at all)."""
     import argparse
-    value = _count(text)
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
     if value < 1:
         raise argparse.ArgumentTypeError("invalid count %r (a whole number >= 1)" % text)
     return value
@@ -147,18 +150,6 @@ def _count(text):
         value = -1
     if value < 0:
         raise argparse.ArgumentTypeError("invalid count %r (a whole number >= 0)" % text)
-    return value
-
-
-def _positive(text):
-    """A whole number >= 1, for argparse (--jobs 0 once ran nothing at all)."""
-    import argparse
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError("invalid number %r (a whole number >= 1)" % text)
     return value
 
 
