@@ -631,13 +631,7 @@ class Download(object):
         self._commit()
 
     def _commit(self):
-        fsutil.refuse_unless_regular(self.dest)
-        try:
-            compat_replace(self.part, self.dest)
-        except OSError as e:
-            raise _disk_error("cannot rename %s to %s" % (self.part, self.dest), e)
-        _fsync_dir(os.path.dirname(self.dest))
-        _unlink(self.meta_path)
+        commit_part(self.part, self.dest, self.meta_path)
 
     # -- partial-file bookkeeping ---------------------------------------------
     def _load_meta(self):
@@ -730,6 +724,20 @@ def _header_value(value):
 def _url_key(url):
     """The URL as NAME.part.json records it: without user:password."""
     return redact(url) if "@" in url else url
+
+
+def commit_part(part, dest, meta_path):
+    """Rename a verified, fsynced NAME.part to NAME (never over anything but
+    a regular file), make the rename durable, then forget NAME.part.json.
+    The one way a partial file becomes final, for whole files and for the
+    scheduler's split ones alike."""
+    fsutil.refuse_unless_regular(dest)
+    try:
+        compat_replace(part, dest)
+    except OSError as e:
+        raise _disk_error("cannot rename %s to %s" % (part, dest), e)
+    _fsync_dir(os.path.dirname(dest))
+    _unlink(meta_path)
 
 
 def _disk_error(what, e):

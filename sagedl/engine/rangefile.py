@@ -36,7 +36,7 @@ import re
 from sagedl.compat import compat_integer_types, compat_monotonic, compat_text_types
 from sagedl.engine import fsutil
 from sagedl.engine.download import (NOT_FOUND_STATUSES, MAX_META_BYTES, Download, _disk_error,
-                                    _fsync_dir, _unlink)
+                                    _unlink, commit_part)
 from sagedl.engine.lock import FileLock
 from sagedl.engine.retry import RETRY_STATUSES, parse_retry_after
 from sagedl.engine.verify import hash_file
@@ -248,14 +248,7 @@ class RangeFile(object):
             raise
         except OSError as e:
             raise _disk_error("cannot write %s" % self.part, e)
-        fsutil.refuse_unless_regular(self.dest)
-        from sagedl.compat import compat_replace
-        try:
-            compat_replace(self.part, self.dest)
-        except OSError as e:
-            raise _disk_error("cannot rename %s to %s" % (self.part, self.dest), e)
-        _fsync_dir(os.path.dirname(self.dest))
-        _unlink(self.meta_path)
+        commit_part(self.part, self.dest, self.meta_path)
 
     def discard(self):
         with self.lock:
