@@ -83,33 +83,28 @@ def record_results(results, env=None, clock=time.time):
     """
     if not results:
         return True
-    now = clock()
-    directory = cache_dir(env)
-    path = os.path.join(directory, "health.json")
-    try:
-        compat_makedirs(directory)
-        from sagedl.engine.lock import FileLock
-        with FileLock(path + ".lock", CACHE_LOCK_TIMEOUT, "the mirror health record"):
-            records = load_health(env)
-            for url, ok, reason, when in results:
-                key = origin_key(url)
-                rec = dict(records.get(key) or {})
-                rec["ok"] = bool(ok)
-                rec["reason"] = None if ok else ("%s" % (reason,) if reason else "failed")
-                rec["last"] = when
-                if ok:
-                    rec["last_ok"] = when
-                    rec["failures"] = 0
-                else:
-                    rec["last_failure"] = when
-                    rec["failures"] = int(rec.get("failures") or 0) + 1
-                records[key] = rec
-            recent = sorted(((r["last"], o) for o, r in records.items()
-                             if now - r["last"] < HEALTH_KEEP), reverse=True)
-            keep = dict((o, records[o]) for _, o in recent[:HEALTH_MAX_ENTRIES])
-            return _write_json(path, {"version": 1, "mirrors": keep})
-    except (LockTimeout, SagedlError, EnvironmentError, ValueError):  # ValueError: bad text on 2.7
-        return False
+    return _rewrite_health(env, _with_results, results, clock())
+
+
+def _with_results(records, results, now):
+    """The records to keep once ``results`` are noted: the newest
+    HEALTH_MAX_ENTRIES seen within HEALTH_KEEP."""
+    for url, ok, reason, when in results:
+        key = origin_key(url)
+        rec = dict(records.get(key) or {})
+        rec["ok"] = bool(ok)
+        rec["reason"] = None if ok else ("%s" % (reason,) if reason else "failed")
+        rec["last"] = when
+        if ok:
+            rec["last_ok"] = when
+            rec["failures"] = 0
+        else:
+            rec["last_failure"] = when
+            rec["failures"] = int(rec.get("failures") or 0) + 1
+        records[key] = rec
+    recent = sorted(((r["last"], o) for o, r in records.items()
+                     if now - r["last"] < HEALTH_KEEP), reverse=True)
+    return dict((o, records[o]) for _, o in recent[:HEALTH_MAX_ENTRIES])
 
 
 def record_throughputs(rates, env=None):
@@ -118,22 +113,33 @@ def record_throughputs(rates, env=None):
     when the record could not be written (advisory, as record_results)."""
     if not rates:
         return True
+    return _rewrite_health(env, _with_throughputs, rates)
+
+
+def _with_throughputs(records, rates):
+    for url, bps in rates:
+        key = origin_key(url)
+        rec = records.get(key)
+        if rec is not None:     # a mirror is recorded by its results first
+            rec = dict(rec)
+            rec["bps"] = float(bps)
+            records[key] = rec
+    return records
+
+
+def _rewrite_health(env, update, *args):
+    """health.json rewritten under its cross-process lock as
+    ``update(records, *args)`` returns it; False when it could not be
+    written (busy or read-only cache: health is advisory)."""
     directory = cache_dir(env)
     path = os.path.join(directory, "health.json")
     try:
         compat_makedirs(directory)
         from sagedl.engine.lock import FileLock
         with FileLock(path + ".lock", CACHE_LOCK_TIMEOUT, "the mirror health record"):
-            records = load_health(env)
-            for url, bps in rates:
-                key = origin_key(url)
-                rec = records.get(key)
-                if rec is not None:     # a mirror is recorded by its results first
-                    rec = dict(rec)
-                    rec["bps"] = float(bps)
-                    records[key] = rec
-            return _write_json(path, {"version": 1, "mirrors": records})
-    except (LockTimeout, SagedlError, EnvironmentError, ValueError):
+            keep = update(load_health(env), *args)
+            return _write_json(path, {"version": 1, "mirrors": keep})
+    except (LockTimeout, SagedlError, EnvironmentError, ValueError):  # ValueError: bad text on 2.7
         return False
 
 
