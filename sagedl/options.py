@@ -131,25 +131,22 @@ def _seconds(text):
 
 def _positive(text):
     """A whole number >= 1, for argparse (--jobs 0 once ran nothing at all)."""
-    import argparse
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError("invalid count %r (a whole number >= 1)" % text)
-    return value
+    return _whole_number(text, 1)
 
 
 def _count(text):
     """A whole number >= 0, for argparse."""
+    return _whole_number(text, 0)
+
+
+def _whole_number(text, least):
     import argparse
     try:
         value = int(text)
     except ValueError:
-        value = -1
-    if value < 0:
-        raise argparse.ArgumentTypeError("invalid count %r (a whole number >= 0)" % text)
+        value = least - 1
+    if value < least:
+        raise argparse.ArgumentTypeError("invalid count %r (a whole number >= %d)" % (text, least))
     return value
 
 
