@@ -103,6 +103,12 @@ def run_pyz(argv, env, command=()):
     return p.returncode, p.stdout.decode("utf-8", "replace"), p.stderr.decode("utf-8", "replace")
 
 
+def copy_example(root):
+    """The example tree as git has it: without the upstream/ that running the
+    README's first command in this clone leaves behind (ignored by git)."""
+    shutil.copytree(EXAMPLE, root, ignore=lambda d, names: ["upstream"] if d == EXAMPLE else [])
+
+
 def test_the_first_command_verifies_the_file_and_prints_its_path(tmp_path):
     argv = first_command()
     real = dict((f["package"], f) for f in require_real_files())
@@ -110,7 +116,7 @@ def test_the_first_command_verifies_the_file_and_prints_its_path(tmp_path):
     if pkg not in real:
         pytest.skip("tests/realfiles.py does not fetch %s" % pkg)
     root = str(tmp_path / "sage-tree")
-    shutil.copytree(EXAMPLE, root)
+    copy_example(root)
     os.makedirs(os.path.join(root, "upstream"))
     shutil.copy(real[pkg]["path"], os.path.join(root, "upstream"))
     # Any attempt at the network would go to a closed loopback port and fail.
@@ -124,7 +130,7 @@ def test_the_first_command_asks_only_pypis_file_host(tmp_path):
     """Offline, with nothing cached: the one host it looks up is PyPI's."""
     argv = first_command()
     root = str(tmp_path / "sage-tree")
-    shutil.copytree(EXAMPLE, root)
+    copy_example(root)
     env = clean_env(tmp_path)
     with netns.offline(dns_hole=True) as net:
         code, out, err = run_pyz(with_root(argv, root) + ["--connect-timeout", "1"], env,
