@@ -308,7 +308,8 @@ class Session(object):
         recorder = _LazyRecorder(self) if sage_mirrors else None
         try:
             result = fetch(path, sources, expected, self.transport(), progress, self.options(),
-                           on_result=recorder, notify=progress.note)
+                           on_result=recorder, notify=progress.note,
+                           notes_shown=progress.mode != "none")
         except SagedlError as e:
             # a user's URL (not sage_mirrors): the Sage tree is not the cause
             raise self.explained(e, sage_mirrors)

@@ -1,10 +1,10 @@
-"""Each resume rule of download.py, provoked exactly: a loopback server whose
+"""Each resume rule of the engine (transfer.py), provoked exactly: a loopback server whose
 replies are scripted raw bytes, and the engine called in-process.
 
 A partial is made the real way (a first run whose body ends early), then a
 second run meets the fault.  Every test here fails when the rule it names
-is removed from download.py (checked by removing each; the list of rules
-and their tests is in download.py's docstring).
+is removed from transfer.py (checked by removing each; the list of rules
+and their tests is in transfer.py's docstring).
 """
 
 import hashlib

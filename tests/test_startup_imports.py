@@ -43,7 +43,7 @@ VERSION_MODULES = [
     "sagedl.errors", "sagedl.options"]
 CACHED_FILE_MODULES = VERSION_MODULES + [
     "sagedl.commands", "sagedl.commands.single", "sagedl.commands.targets",
-    "sagedl.engine.download", "sagedl.engine.lock", "sagedl.engine.pipeline",
+    "sagedl.engine.download", "sagedl.engine.lock",
     "sagedl.engine.retry", "sagedl.engine.verify", "sagedl.net", "sagedl.net.reachability",
     "sagedl.net.transport", "sagedl.net.urls", "sagedl.plan", "sagedl.plan.output",
     "sagedl.plan.sources", "sagedl.plan.spread", "sagedl.sage", "sagedl.sage.tree",

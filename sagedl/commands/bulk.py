@@ -334,7 +334,8 @@ def fetch_tarballs(session, tree, tarballs, emit, saved_to=None):
         try:
             result = fetch(job.path, job.sources,
                            Expected(None, job.tarball.sha256, job.tarball.sha1),
-                           transport, progress, options, on_result=recorder, notify=progress.note)
+                           transport, progress, options, on_result=recorder, notify=progress.note,
+                           notes_shown=(agg or progress).mode != "none")
         except Exception as e:
             if agg is not None:
                 agg.file_done(job.tarball.filename, False)
@@ -527,10 +528,6 @@ class _FileProgress(object):
 
     def update(self, done):
         self.agg.file_progress(self.name, done)
-
-    @property
-    def mode(self):
-        return self.agg.mode
 
     def note(self, text):
         self.agg.note(text)

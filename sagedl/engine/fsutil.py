@@ -315,6 +315,59 @@ def write_all(fd, data):
         data = data[k:]
 
 
+def write_error(what, e):
+    """The DiskError for an OSError met writing, renaming or removing one of
+    sagedl's own files (``what``: "cannot write NAME.part"), with a hint
+    when the cause is one the user can fix: a full disk, a read-only or
+    foreign directory."""
+    reason = getattr(e, "strerror", None) or str(e)
+    hint = None
+    if getattr(e, "errno", None) == errno.ENOSPC:
+        hint = "free some space and run again: the partial download is kept and resumes"
+    elif getattr(e, "errno", None) in (errno.EROFS, errno.EACCES, errno.EPERM):
+        hint = "choose a writable destination directory"
+    return DiskError("%s: %s" % (what, reason), hint=hint)
+
+
+def remove(path):
+    """Remove one of our own files; a symlink, device or FIFO planted under
+    that name is refused, not removed (it is not ours)."""
+    refuse_unless_regular(path, "remove")
+    try:
+        os.unlink(path)
+    except OSError as e:
+        if e.errno != errno.ENOENT:
+            raise write_error("cannot remove %s" % path, e)
+
+
+def commit_part(part, dest, meta_path):
+    """Rename a verified, fsynced NAME.part to NAME (never over anything but
+    a regular file), make the rename durable, then forget NAME.part.json.
+    The one way a partial file becomes final, for whole files and for the
+    scheduler's split ones alike."""
+    refuse_unless_regular(dest)
+    try:
+        compat_replace(part, dest)
+    except OSError as e:
+        raise write_error("cannot rename %s to %s" % (part, dest), e)
+    _fsync_dir(os.path.dirname(dest))
+    remove(meta_path)
+
+
+def _fsync_dir(path):
+    """Make the rename durable (POSIX: the directory entry lives in the directory)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
 def _unlink_quietly(path):
     try:
         os.unlink(path)

@@ -35,10 +35,10 @@ import re
 
 from sagedl.compat import compat_integer_types, compat_monotonic, compat_text_types
 from sagedl.engine import fsutil
-from sagedl.engine.download import (NOT_FOUND_STATUSES, MAX_META_BYTES, Download, _disk_error,
-                                    _unlink, commit_part)
+from sagedl.engine.download import Download
 from sagedl.engine.lock import FileLock
 from sagedl.engine.retry import RETRY_STATUSES, parse_retry_after
+from sagedl.engine.transfer import MAX_META_BYTES, NOT_FOUND_STATUSES
 from sagedl.engine.verify import hash_file
 from sagedl.errors import DiskError, SourceFailure
 
@@ -109,7 +109,7 @@ class RangeFile(object):
         lock.__enter__()
         try:
             fsutil.remove_stale_temps(self.dest)
-            present = self._engine._check_existing()
+            present = self._engine.check_existing()
             if present is not None:
                 lock.__exit__(None, None, None)
                 return present
@@ -141,8 +141,8 @@ class RangeFile(object):
                 self.notify("resuming %s: %d of %d bytes in %d ranges"
                             % (self.name, done, self.total, len(self.pieces)))
             return
-        _unlink(self.part)
-        _unlink(self.meta_path)
+        fsutil.remove(self.part)
+        fsutil.remove(self.meta_path)
         self.pieces = [Piece(0, None)]
 
     def _load_meta(self):
@@ -175,10 +175,8 @@ class RangeFile(object):
                     os.ftruncate(fd, total)
                 finally:
                     os.close(fd)
-            except DiskError:
-                raise
             except OSError as e:
-                raise _disk_error("cannot write %s" % self.part, e)
+                raise fsutil.write_error("cannot write %s" % self.part, e)
             self.total = total
             for p in self.pieces:
                 if p.end is None:
@@ -244,26 +242,22 @@ class RangeFile(object):
                 os.fsync(fd)
             finally:
                 os.close(fd)
-        except DiskError:
-            raise
         except OSError as e:
-            raise _disk_error("cannot write %s" % self.part, e)
-        commit_part(self.part, self.dest, self.meta_path)
+            raise fsutil.write_error("cannot write %s" % self.part, e)
+        fsutil.commit_part(self.part, self.dest, self.meta_path)
 
     def discard(self):
         with self.lock:
             self.closed = True
-        _unlink(self.part)
-        _unlink(self.meta_path)
+        fsutil.remove(self.part)
+        fsutil.remove(self.meta_path)
 
     # -- writing ---------------------------------------------------------------------------
     def open_writer(self):
         try:
             return fsutil.open_regular(self.part, os.O_WRONLY)
-        except DiskError:
-            raise
         except OSError as e:
-            raise _disk_error("cannot write %s" % self.part, e)
+            raise fsutil.write_error("cannot write %s" % self.part, e)
 
     def write(self, fd, piece, view, n):
         """Write the next n received bytes of ``piece`` at its offset, cut at
@@ -278,7 +272,7 @@ class RangeFile(object):
                 os.lseek(fd, piece.done, os.SEEK_SET)
                 fsutil.write_all(fd, view[:keep])
             except OSError as e:
-                raise _disk_error("cannot write %s" % self.part, e)
+                raise fsutil.write_error("cannot write %s" % self.part, e)
             piece.done += keep
             self._save_locked()
             return keep
@@ -287,18 +281,7 @@ class RangeFile(object):
 def present(dest, expected, options, notify):
     """A Result when NAME already verifies (checked before the lock, as
     download.py does), else None."""
-    engine = Download(dest, [], expected, None, None, options, notify=notify)
-    dest = engine.dest
-    d = os.path.dirname(dest)
-    if not os.path.isdir(d):
-        raise DiskError("destination directory does not exist: %s" % d)
-    engine._refuse_unsafe_target()
-    if not options.force and os.path.exists(dest):
-        ok, _ = engine._verify_existing()
-        if ok:
-            from sagedl.engine.download import Result
-            return Result(dest, "present", nbytes=os.path.getsize(dest))
-    return None
+    return Download(dest, [], expected, None, None, options, notify=notify).present()
 
 
 # -- one request for one piece --------------------------------------------------------------
@@ -318,7 +301,7 @@ _CONTENT_RANGE = re.compile(r"^\s*bytes\s+(\d+)-(\d+)/(\d+)\s*$")
 
 def check_response(resp, rf, piece, asked_range, asked_end=None):
     """The total the response is for, or a SourceFailure / IgnoresRange.
-    The same rules as download.py's _check_response, for a closed range.
+    The same rules as transfer.py's _check_response, for a closed range.
     ``asked_end``: the last byte asked for (None: to the end of the file);
     the piece's end may have moved closer since (a take-over)."""
     status = resp.status
@@ -368,7 +351,7 @@ class PieceTransfer(object):
 
     ``on_block(n, seconds)`` is told of every block (the scheduler's
     throughput).  Stops at the piece's end, which may move closer while it
-    runs (a take-over); the stall rule is download.py's."""
+    runs (a take-over); the stall rule is transfer.py's."""
 
     def __init__(self, rf, piece, resp, options, on_block):
         """options: download.Options (block size, the stall rule, --limit-rate)."""
