@@ -278,7 +278,7 @@ class Session(object):
         as any cache's."""
         from sagedl.compat import compat_makedirs
         from sagedl.engine import fsutil
-        from sagedl.sage.tree import check_filename
+        from sagedl.sage.names import check_filename
         tree = self.tree()
         if tree is None or not bases:
             return

@@ -25,7 +25,7 @@ from sagedl.compat import compat_monotonic
 from sagedl.errors import MetadataError, SourceFailure, UsageError
 from sagedl.mirrors import mirrorlist, tomlreader
 from sagedl.net import transport, urls
-from sagedl.sage import tree as sage
+from sagedl.sage import checksums
 
 # -- profiles ---------------------------------------------------------------------------
 # Registered here, loaded nowhere globally: other modules keep their settings.
@@ -75,7 +75,7 @@ ini_documents = st.one_of(
 @given(ini_documents)
 def test_checksums_ini_parser_returns_records_or_raises_metadata_error(text):
     try:
-        records = [r for r, _, _ in sage.parse_checksums_ini(text, "fuzz/checksums.ini")]
+        records = [r for r, _, _ in checksums.parse_checksums_ini(text, "fuzz/checksums.ini")]
     except (MetadataError, UsageError):
         return
     for record in records:

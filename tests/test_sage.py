@@ -16,8 +16,9 @@ from hypothesis import given, settings, strategies as st
 
 from sagedl.errors import MetadataError, NotFoundError, UsageError
 from sagedl.plan.sources import iter_source_urls
-from sagedl.sage.tree import (HINT_BROKEN, SageTree, Tarball, check_filename, expand,
-                              parse_checksums_ini, read_upstream_d, strip_patchlevel)
+from sagedl.sage.checksums import parse_checksums_ini
+from sagedl.sage.names import check_filename, expand, strip_patchlevel
+from sagedl.sage.tree import HINT_BROKEN, SageTree, Tarball, read_upstream_d
 
 from sagetree import TREES, require_tree
 

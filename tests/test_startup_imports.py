@@ -46,7 +46,7 @@ CACHED_FILE_MODULES = VERSION_MODULES + [
     "sagedl.engine.download", "sagedl.engine.lock",
     "sagedl.engine.retry", "sagedl.engine.verify", "sagedl.net", "sagedl.net.reachability",
     "sagedl.net.transport", "sagedl.net.urls", "sagedl.plan", "sagedl.plan.output",
-    "sagedl.plan.sources", "sagedl.plan.spread", "sagedl.sage", "sagedl.sage.tree",
+    "sagedl.plan.sources", "sagedl.plan.spread", "sagedl.sage", "sagedl.sage.names",
     "sagedl.session", "sagedl.text", "sagedl.ui", "sagedl.ui.progress", "sagedl.ui.progresstext"]
 
 

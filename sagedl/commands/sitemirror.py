@@ -27,7 +27,7 @@ import os
 from sagedl.compat import compat_makedirs
 from sagedl.engine import fsutil
 from sagedl.errors import (EXIT_CHECKSUM, EXIT_NOT_FOUND, DiskError, SagedlError, UsageError)
-from sagedl.sage.tree import MIRROR_DIR, mirror_path
+from sagedl.sage.names import MIRROR_DIR, mirror_path
 
 
 def mirror_keys(tree, tarball):

@@ -39,7 +39,7 @@ def url_basename(url):
     """The file name a URL names (its last path segment, unquoted), checked."""
     from sagedl.compat import compat_unquote, compat_urlsplit
     from sagedl.net.urls import redact
-    from sagedl.sage.tree import check_filename
+    from sagedl.sage.names import check_filename
     name = compat_unquote(compat_urlsplit(url).path.rstrip("/").rsplit("/", 1)[-1])
     if not name:
         raise UsageError("cannot tell a file name from %s" % redact(url), hint="give a DESTINATION")

@@ -68,7 +68,7 @@ def _with_server(template, server):
 
 def _mirror_urls(base, tarball):
     """BASE/spkg/upstream/PKG/FILE for each name a mirror may file it under."""
-    from sagedl.sage.tree import mirror_path
+    from sagedl.sage.names import mirror_path
     return ["%s/%s" % (base.rstrip("/"), mirror_path(_segment(pkg), _segment(tarball.filename)))
             for pkg in tarball.mirror_names()]
 
@@ -313,7 +313,7 @@ def plan_fetch(session, target, dest):
         name = url_basename(target)
         sources = [Source(target)] + [Source(b + name) for b in (a.mirror or [])]
         return FetchPlan(name, place(dest, name), sources, Expected(a.size, a.sha256, a.sha1))
-    from sagedl.sage.tree import check_filename
+    from sagedl.sage.names import check_filename
     check_filename(target)
     tree = session.tree()
     if tree is None:

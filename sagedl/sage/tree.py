@@ -29,6 +29,9 @@ Decisions worth knowing:
   prefix; the whole tree is indexed (once) only when that guess fails.
 * One malformed checksums.ini never stops the others: it is skipped (and kept
   in ``SageTree.broken``) unless the name asked for could be in it.
+
+checksums.py parses one checksums.ini; names.py checks the names read here
+(and given on the command line) and expands their VERSION templates.
 """
 
 from __future__ import absolute_import
@@ -37,13 +40,11 @@ import errno
 import os
 import re
 
-from sagedl.compat import compat_text_types
-from sagedl.engine.verify import DIGEST_LENGTHS
 from sagedl.errors import MetadataError, NotFoundError, UsageError
+from sagedl.sage.checksums import (LINE_BREAK, SECTION, check_section, parse_checksums_ini,
+                                    universal_newlines)
+from sagedl.sage.names import check_filename, expand, show as _show, strip_patchlevel
 from sagedl.text import native_str
-
-# Longer names are refused: 255 bytes is NAME_MAX on Linux, macOS and the BSDs.
-MAX_FILENAME_BYTES = 255
 
 # How many names an error message lists before saying "..."
 _LIST_IN_MESSAGE = 3
@@ -55,24 +56,10 @@ MSG_UNKNOWN = "%s is neither a tarball nor a package of the Sage tree at %s"
 MSG_NO_TARBALL = "package %s has no tarball (no checksums.ini)"
 MSG_SEVERAL = "package %s has %d tarballs; name the file you want: %s"
 HINT_BROKEN = "repair or restore that file in your Sage tree"
-MSG_UNSAFE = "unsafe %s %s: %s"
-HINT_UNSAFE = "give a plain file name such as gap-4.16.0.tar.gz, or a package name such as gap"
-
-RECORD_KEYS = ("tarball", "sha256", "sha1", "upstream_url")
 
 # Values for the marker and for Sage's own environment variables.
 TREE_MARKER = os.path.join("build", "pkgs")
-# Where a Sage mirror serves a package's file: MIRROR_DIR/PKG/FILE.
-MIRROR_DIR = "spkg/upstream"
 UPSTREAM_D = ".upstream.d"
-
-
-def _show(s):
-    """repr() without Python 2's u prefix, so messages read the same everywhere."""
-    r = repr(s)
-    if r[:2] in ("u'", 'u"'):
-        r = r[1:]
-    return r
 
 
 def _few(names):
@@ -80,203 +67,6 @@ def _few(names):
     if len(names) > _LIST_IN_MESSAGE:
         shown += ", ... (%d in all)" % len(names)
     return shown
-
-
-# ---------------------------------------------------------------------------
-# File names
-
-def check_filename(name, what="tarball name"):
-    """Return ``name`` (the native str) if it is a plain file name, else raise UsageError.
-
-    Called before any I/O on a user-supplied name and on every file name read
-    from checksums.ini: the name becomes a path under SAGE_DISTFILES and part
-    of URLs, so a '/', '..' or control character must never get that far.
-    """
-    if isinstance(name, bytes):  # Python 2 str, or Python 3 bytes
-        try:
-            name = name.decode("utf-8")
-        except UnicodeDecodeError:
-            raise UsageError(MSG_UNSAFE % (what, _show(name), "not UTF-8"), HINT_UNSAFE)
-    if not isinstance(name, compat_text_types):
-        raise UsageError(MSG_UNSAFE % (what, _show(name), "not a string"), HINT_UNSAFE)
-    reason = _unsafe_reason(name)
-    if reason:
-        raise UsageError(MSG_UNSAFE % (what, _show(name), reason), HINT_UNSAFE)
-    # 2.7: the native str (UTF-8 bytes), which joins with byte paths such as
-    # a non-ASCII SAGE_ROOT; unicode there raised UnicodeDecodeError.
-    return native_str(name)
-
-
-def _invisible_char(name):
-    """The first control or invisible character of name, or None."""
-    if all(" " <= ch < "\x7f" for ch in name):
-        return None     # printable ASCII, the usual case: no unicodedata import
-    import unicodedata
-    for ch in name:
-        # Cc: C0/C1 controls incl. NUL; Cf: invisible format characters such as
-        # U+202E (right-to-left override), which disguise a name on screen;
-        # Cs: lone surrogates (undecodable bytes); Zl/Zp: line separators.
-        if unicodedata.category(ch) in ("Cc", "Cf", "Cs", "Zl", "Zp"):
-            return ch
-    return None
-
-
-def _unsafe_reason(name):
-    if not name:
-        return "empty"
-    bad = _invisible_char(name)
-    if bad is not None:
-        return "contains the invisible or control character U+%04X" % ord(bad)
-    if "/" in name or "\\" in name:
-        return "a path, not a plain file name"
-    if name in (".", ".."):
-        return "not a file name"
-    if name != name.strip():
-        return "leading or trailing whitespace"
-    if os.path.isabs(name):
-        return "an absolute path"
-    if len(name.encode("utf-8")) > MAX_FILENAME_BYTES:
-        return "longer than %d bytes" % MAX_FILENAME_BYTES
-    return None
-
-
-def mirror_path(package, filename):
-    """spkg/upstream/PKG/FILE: a file's place on a Sage mirror, relative to
-    its base.  The one definition of the layout: sources.py quotes the parts
-    and appends it to a base URL, sitemirror.py writes and reads site
-    mirrors with it."""
-    return "%s/%s/%s" % (MIRROR_DIR, package, filename)
-
-
-# ---------------------------------------------------------------------------
-# Versions and templates: sage_bootstrap's rules, so that a tarball's name
-# is the one Sage computes (and looks for in upstream/ and on mirrors)
-
-def strip_patchlevel(version):
-    """package-version.txt's text without Sage's patch level, as
-    sage_bootstrap reads it: '1.0.8.p0' -> '1.0.8', and the *last* ``.pN``
-    anywhere ends the version ('2.3.p1.post2' -> '2.3')."""
-    from sagedl.sage.bootstrap import split_version
-    return split_version(version)[0]
-
-
-def expand(template, version):
-    """Substitute VERSION, ${VERSION} and ${VERSION_MAJOR/MINOR/MICRO} as
-    sage_bootstrap does (sagebootstrap.substitute): one occurrence at a
-    time until none is left, the components being the dot-separated parts
-    ('4.4.1p5' has micro '1p5').  ``version`` is already without its patch
-    level.  Raises UsageError for a missing version or component, or a
-    substitution that would not end; other ``${...}`` stay as they are, as
-    in Sage.
-    """
-    if template is None:
-        return None
-    from sagedl.sage.bootstrap import SagePackageError, substitute
-    try:
-        return substitute(template, version, "")
-    except SagePackageError as e:
-        raise UsageError("%s: %s" % (_show(template), e.message.replace("package  ", "")))
-
-
-# ---------------------------------------------------------------------------
-# checksums.ini
-
-# sage_bootstrap's patterns, applied with match() to each line as read in
-# text mode (universal newlines, the newline kept): a section or an
-# assignment must start the line; every other line is ignored.
-_SECTION = re.compile(r"\[([-a-zA-Z0-9_.]*)\]")
-_LINE_BREAK = re.compile(r"\r\n|\r|\n")
-_ASSIGNMENT = re.compile(r"([a-zA-Z0-9_]*)=(.*)")
-_DIGEST = {"sha256": re.compile(r"^[0-9a-f]{64}$"), "sha1": re.compile(r"^[0-9a-f]{40}$")}
-
-
-def universal_newlines(text):
-    """text with CRLF and CR as LF, as Python's text mode reads a file
-    (sage_bootstrap opens its files so): a bare CR ends a line there."""
-    return text.replace("\r\n", "\n").replace("\r", "\n")
-
-
-def parse_checksums_ini(text, path, sections=True):
-    """Records of a checksums.ini: (record, {key: line number}, section)
-    each.  A record is a dict with the RECORD_KEYS; ``sha1`` and
-    ``upstream_url`` are None when absent; values are still templates (see
-    expand); other keys (md5=, cksum= of old trees) are ignored.  The
-    section is the ``[section]`` name (None for the one-record form): Sage
-    matches ``--tags`` against it.  Without ``sections`` (a tree whose
-    sage_bootstrap predates them, Sage 10.7: sagebootstrap.Dialect), a
-    section line is ignored as Sage's ignores it: one record.
-
-    Read as sage_bootstrap reads it (build/sage_bootstrap/package.py), so
-    that sagedl takes what Sage takes: a line starting ``[name]`` (name of
-    letters, digits and ``-_.``) opens a section, and a section seen again
-    starts afresh where it first stood; a line starting ``key=`` assigns
-    everything after the ``=`` (spaces included), a repeated key taking the
-    last value; any other line is ignored.  Lines before any section form
-    the unnamed record.  Then refused, where Sage would fail or download
-    without a check worth the name: a record without ``tarball=`` or whose
-    name is not a plain file name, a ``sha256`` that is not 64 lower-case
-    hex digits (Sage compares it to a lower-case digest: anything else
-    never verifies), no sha256 at all (Sage would trust sha1 alone, or
-    nothing), a ``sha1`` that is not 40 of them, a section whose
-    ``tarball=`` names another file once VERSION is substituted.
-    """
-    order = []
-    found = {}   # section name or None -> (record, {key: line number})
-    section = None
-    for lineno, line in enumerate(universal_newlines(text).split("\n"), 1):
-        match = _SECTION.match(line) if sections else None
-        if match is not None:
-            section = match.group(1)
-            if section not in found:
-                order.append(section)
-            found[section] = ({}, {"": lineno})
-            continue
-        match = _ASSIGNMENT.match(line)
-        if match is None:
-            continue
-        if section not in found:
-            order.append(section)
-            found[section] = ({}, {"": lineno})
-        key, value = match.groups()
-        record, linenos = found[section]
-        record[key] = value
-        linenos[key] = lineno
-    return [_finish_record(found[name][0], found[name][1], name, path) for name in order]
-
-
-def _finish_record(raw, linenos, section, path):
-    start = linenos[""]
-    record = dict((key, raw.get(key)) for key in RECORD_KEYS)
-    if record["tarball"] is None:
-        what = "record" if section is None else "section [%s]" % section
-        raise MetadataError(path, start, "%s has no tarball=" % what)
-    if not record["sha256"]:
-        # Every entry of Sage's tree has sha256; sha1 is legacy, not enough alone.
-        raise MetadataError(path, linenos.get("sha256", start),
-                            "no sha256= for %s" % record["tarball"])
-    for key, length in DIGEST_LENGTHS:
-        value = record[key]
-        if value is not None and not _DIGEST[key].match(value):
-            raise MetadataError(path, linenos[key], "%s= must be %d lower-case hexadecimal "
-                                "digits, found %s" % (key, length, _show(value[:80])))
-    record["upstream_url"] = record["upstream_url"] or None
-    return record, linenos, section
-
-
-def _check_section(record, linenos, section, filename, path, version):
-    """A ``[section]`` names its file: ``tarball=`` must name the same one
-    once VERSION is substituted in both (wheel sections write
-    ``tarball=pkg-VERSION-...whl`` under ``[pkg-1.0-...whl]``)."""
-    if section is None or section == filename:
-        return
-    try:
-        same = expand(section, version) == filename
-    except UsageError:
-        same = False
-    if not same:
-        raise MetadataError(path, linenos.get("tarball", linenos[""]),
-                            "tarball=%s does not match its section [%s]"
-                            % (record["tarball"], section))
 
 
 # ---------------------------------------------------------------------------
@@ -649,7 +439,7 @@ class SageTree(object):
                 filename = check_filename(expand(record["tarball"], version))
             except UsageError as e:
                 raise MetadataError(path, linenos.get("tarball", linenos[""]), e.message)
-            _check_section(record, linenos, section, filename, path, version)
+            check_section(record, linenos, section, filename, path, version)
             try:
                 upstream_url = expand(record["upstream_url"], version)
             except UsageError as e:
@@ -666,9 +456,9 @@ class SageTree(object):
         except (IOError, OSError, UnicodeDecodeError, MetadataError):
             return []
         names = []
-        for line in _LINE_BREAK.split(text):
+        for line in LINE_BREAK.split(text):
             line = line.strip()
-            m = _SECTION.match(line) or re.match(r"^tarball\s*=(.*)$", line, re.I)
+            m = SECTION.match(line) or re.match(r"^tarball\s*=(.*)$", line, re.I)
             if m:
                 try:
                     names.append(expand(m.group(1).strip(), version))
@@ -711,7 +501,7 @@ def read_upstream_d(root, distfiles=None):
             continue  # Sage ignores unreadable files too
         except UnicodeDecodeError:
             raise MetadataError(path, None, "not UTF-8")
-        for line in _LINE_BREAK.split(text):
+        for line in LINE_BREAK.split(text):
             line = line.strip()
             if not line or line.startswith("#"):
                 continue
