@@ -26,7 +26,7 @@ def _select(tree, names, exclude, has_files, no_files):
     """(package names, sorted, {package: Tarball} for names that were
     tarball names and so chose one tarball of their package).
 
-    Package names, PURLs and classes are selected by sagebootstrap.select,
+    Package names, PURLs and classes are selected by selection.select,
     the port of sage_bootstrap's PackageClass, with what download_cls adds:
     a class takes only packages with a checksums.ini.  So: a class takes the
     packages with a ``type`` file of that type passing the --has-file /
@@ -35,6 +35,7 @@ def _select(tree, names, exclude, has_files, no_files):
     file name (or a near-spelling of a package) stands for its package.
     """
     from sagedl.sage import bootstrap as sagebootstrap
+    from sagedl.sage.selection import select
     selectors = []
     named = {}
     for name in names:
@@ -45,9 +46,9 @@ def _select(tree, names, exclude, has_files, no_files):
             tarball = tree.resolve(name)   # a tarball name, or a near-spelling
             named.setdefault(tarball.listed_as, tarball)
             selectors.append(tarball.listed_as)
-    packages = sagebootstrap.select(sagebootstrap.Tree(tree.root), selectors,
-                                  has_files=list(has_files) + ["checksums.ini"],
-                                  no_files=no_files, exclude=[list(exclude)])
+    packages = select(sagebootstrap.Tree(tree.root), selectors,
+                      has_files=list(has_files) + ["checksums.ini"],
+                      no_files=no_files, exclude=[list(exclude)])
     return packages, named
 
 

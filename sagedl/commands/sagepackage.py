@@ -31,7 +31,8 @@ import os
 
 from sagedl.compat import PY2
 from sagedl.errors import EXIT_FAILURE, UsageError
-from sagedl.sage.bootstrap import MSG_NOT_REFERENCED, SagePackageError, Tree, quote, select
+from sagedl.sage.bootstrap import MSG_NOT_REFERENCED, SagePackageError, Tree, quote
+from sagedl.sage.selection import select
 from sagedl.text import printable, utf8
 
 PROG = "sagedl"

@@ -1,7 +1,8 @@
 """sage_bootstrap's view of a Sage tree's packages, ported: Package, the
 class selectors (PackageClass) and the dependency rules, for the
 sage-package subcommands (sagepackage.py) and the download selection
-(bulk.py).
+(bulk.py, through selection.py, which combines packages and walks their
+dependencies).
 
 The output must be byte-identical to sage_bootstrap's, because shell scripts
 eval it.  So this is a port of the parts of sage_bootstrap's ``package.py``,
@@ -133,7 +134,7 @@ _SECTION = re.compile(r"\[(?P<section>[-a-zA-Z0-9_.]*)\]")
 _ASSIGNMENT = re.compile(r"(?P<var>[a-zA-Z0-9_]*)=(?P<value>.*)")
 _VERSION_PATCHLEVEL = re.compile(r"(?P<version>.*)\.p(?P<patchlevel>[0-9]+)")
 _NAME_DESCRIPTION = re.compile(r"(?P<name>[^:]*): (?P<description>.*)")
-_SUBSTITUTE = re.compile(r"\$\((?P<variable>.*)\)\Z")   # Sage: fullmatch (3.4+)
+SUBSTITUTE_VARIABLE = re.compile(r"\$\((?P<variable>.*)\)\Z")   # Sage: fullmatch (3.4+)
 _TOML_LIST_BEGIN = re.compile(r"^(?P<key>[-a-z]*) *= *\[")
 _TOML_LIST_END = re.compile(r"^[]]")
 _SPKG_INSTALL_REQUIRES = re.compile(r"^ *SPKG_INSTALL_REQUIRES_(?P<spkg>[a-z0-9_]*)")
@@ -563,94 +564,3 @@ class Package(object):
         for key in ("dependencies", "host-requires"):
             deps.extend(self.tree.package(p).name for p in self._pyproject.get(key, ()))
         return sorted(set(deps))
-
-
-# ---------------------------------------------------------------------------
-# Selections: sage_bootstrap's PackageClass
-
-def select(tree, selectors, has_files=(), no_files=(), trees=(), exclude=(),
-           include_dependencies=False, exclude_dependencies=False):
-    """The sorted package names that ``sage-package list`` prints."""
-    names = set()
-
-    def included(pkg):
-        if not all(any(pkg.has_file(f) for f in alternatives.split("|"))
-                   for alternatives in has_files):
-            return False
-        if any(any(pkg.has_file(f) for f in alternatives.split("|"))
-               for alternatives in no_files):
-            return False
-        return not trees or any(t in pkg.trees.split() for t in trees)
-
-    for selector in selectors:
-        if selector in CLASSES:
-            wanted = CLASSES[selector]
-            names.update(p.name for p in tree.all()
-                         if (wanted is None or p.type == wanted) and included(p))
-        elif any(selector.startswith(prefix) for prefix in PURL_PREFIXES):
-            names.add(tree.package(selector).name)
-        elif ":" in selector:
-            raise PackageNameError(
-                "a colon may only appear in a PURL such as pkg:pypi/DISTRIBUTION-NAME and in "
-                "designators of package types, which must be one of :all:, :standard:, "
-                ":optional:, or :experimental:; got %s" % printable(selector))
-        elif "-" in selector:
-            raise PackageNameError("dashes may only appear in a PURL such as "
-                                   "pkg:pypi/DISTRIBUTION-NAME; SPKG names use underscores"
-                                   "; got %s" % printable(selector))
-        else:
-            names.add(selector)   # not looked up: Sage prints any such name
-
-    if include_dependencies:
-        closure = set()
-        for name in names:
-            _include_dependencies(tree, closure, name)
-        names = closure
-    if exclude_dependencies:
-        done = set()
-        for name in list(names):
-            _exclude_dependencies(tree, names, name, done, [])
-    for group in exclude:
-        names.difference_update(group)
-    return sorted(names)
-
-
-def _include_dependencies(tree, names, name):
-    if name in names:
-        return
-    lenient = tree.dialect.lenient_deps
-    match = _SUBSTITUTE.match(name) if lenient else None
-    if match:
-        name = SUBSTITUTED.get(match.group("variable"), name)
-    try:
-        pkg = tree.package(name)
-    except NoSuchPackage:
-        return   # unknown names
-    except PackageNameError:
-        if not lenient:
-            raise    # Sage 10.7: "package names should be lowercase, got $(MP_LIBRARY)"
-        return   # $(BLAS)-like substitutions, $(find-string ...)
-    names.add(name)
-    for dependency in pkg.dependencies:
-        _include_dependencies(tree, names, dependency)
-
-
-def _exclude_dependencies(tree, names, name, done, stack):
-    """Sage's walk (which only forgives unknown packages: a $(PYTHON)
-    dependency ends it with an error, here as there).  ``done`` skips a
-    package already walked, which changes nothing but the time taken."""
-    if name in done:
-        return
-    if name in stack:
-        # Sage recurses until RecursionError.
-        raise SagePackageError("dependency cycle: %s" % " -> ".join(stack + [name]))
-    try:
-        pkg = tree.package(name)
-    except NoSuchPackage:
-        return
-    stack.append(name)
-    for dependency in pkg.dependencies:
-        names.discard(dependency)
-        _exclude_dependencies(tree, names, dependency, done, stack)
-    stack.pop()
-    done.add(name)
