@@ -506,7 +506,7 @@ UNAVAILABLE = (NotFoundError, NetworkError)
 
 
 def _aggregate(session, jobs):
-    from sagedl.ui.progress import AggregateProgress
+    from sagedl.ui.aggregate import AggregateProgress
     mode = "none" if session.quiet else session.args.progress
     if mode == "dots":
         mode = "lines"
