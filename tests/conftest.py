@@ -45,6 +45,14 @@ def run_cli(tmp_path, monkeypatch):
     return run
 
 
+@pytest.fixture
+def mirror(tree):
+    """A fault server holding the files of the test module's own ``tree``
+    fixture (a helpers.Tree), as a Sage mirror serves them."""
+    with FaultServer(tree.files) as s:
+        yield s
+
+
 # -- the mirror tests' loopback world (tests/loopback.py) -------------------------
 @pytest.fixture
 def servers():

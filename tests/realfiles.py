@@ -17,7 +17,6 @@ plain form with sha1.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 import subprocess
@@ -79,18 +78,10 @@ def read_checksums(package):
     return entry
 
 
-def sha256_of(path):
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 16), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def fetch(package, entry, directory):
     """Download entry's tarball with pip unless a verified copy is cached."""
     path = os.path.join(directory, entry["tarball"])
-    if os.path.exists(path) and sha256_of(path) == entry["sha256"]:
+    if os.path.exists(path) and sagetree.sha256_of(path) == entry["sha256"]:
         return path
     # The tarball's name says which distribution Sage wants; pip must not
     # substitute the other kind.
@@ -105,7 +96,7 @@ def fetch(package, entry, directory):
         raise RealFileError("could not download %s with %s:\n%s"
                             % (entry["tarball"], " ".join(command),
                                result.stdout))
-    actual = sha256_of(path)
+    actual = sagetree.sha256_of(path)
     if actual != entry["sha256"]:
         os.remove(path)
         raise RealFileError("%s: sha256 %s, checksums.ini says %s"

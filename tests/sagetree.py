@@ -84,7 +84,7 @@ def in_ci():
     return os.environ.get("CI", "").lower() == "true"
 
 
-def _sha256(path):
+def sha256_of(path):
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(1 << 16), b""):
@@ -98,7 +98,7 @@ def fetch_sdist(name):
     directory = os.path.join(cache_root(), "sdists")
     os.makedirs(directory, exist_ok=True)
     path = os.path.join(directory, filename)
-    if os.path.isfile(path) and _sha256(path) == sha256:
+    if os.path.isfile(path) and sha256_of(path) == sha256:
         return path
     # pip writes into a directory of its own; only a verified file is renamed
     # to the cached name, so a killed download never looks finished.
@@ -118,7 +118,7 @@ def fetch_sdist(name):
             last = (p.stdout.decode("utf-8", "replace").strip().splitlines() or ["no output"])[-1]
             raise TreeError("pip download %s==%s failed (exit %d): %s"
                             % (name, version, p.returncode, last))
-        actual = _sha256(got)
+        actual = sha256_of(got)
         if actual != sha256:
             raise TreeError("%s from PyPI has sha256 %s, pinned %s" % (filename, actual, sha256))
         os.replace(got, path)
@@ -324,6 +324,16 @@ def copy_tree(dest, source=None, stand_ins=False):
             os.unlink(path)
             os.symlink(target, path)
     return dest
+
+
+def serve_only_sage_server(root):
+    """Make the tree's .upstream.d say only SAGE_SERVER (as upstream Sage's
+    does, without the real mirrors), so nothing a test runs leaves loopback."""
+    upstream_d = os.path.join(root, ".upstream.d")
+    for name in os.listdir(upstream_d):
+        os.unlink(os.path.join(upstream_d, name))
+    with open(os.path.join(upstream_d, "10-SAGE_SERVER"), "w") as f:
+        f.write("${SAGE_SERVER}/spkg/upstream/${SPKG}/\n")
 
 
 def configure_outputs(root, prefix=None):

@@ -73,12 +73,6 @@ def tree(tmp_path):
 
 
 @pytest.fixture
-def mirror(tree):
-    with FaultServer(tree.files) as s:
-        yield s
-
-
-@pytest.fixture
 def env(tmp_path, tree):
     return clean_env(tmp_path, SAGE_ROOT=str(tree.root))
 

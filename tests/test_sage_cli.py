@@ -9,7 +9,6 @@ import subprocess
 import pytest
 
 from helpers import REPO, Tree, assert_one_line_error, clean_env, make_data, mirror_env
-from faultserver import FaultServer
 from sagedl.errors import EXIT_CHECKSUM, EXIT_METADATA, EXIT_NOT_FOUND, EXIT_USAGE
 
 
@@ -22,12 +21,6 @@ def tree(tmp_path):
     (t.pkgs / "sagelib").mkdir()                       # no checksums.ini: not downloadable
     (t.pkgs / "sagelib" / "type").write_text("standard\n")
     return t
-
-
-@pytest.fixture
-def mirror(tree):
-    with FaultServer(tree.files) as s:
-        yield s
 
 
 env_for = mirror_env

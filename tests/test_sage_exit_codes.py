@@ -17,7 +17,6 @@ import subprocess
 
 import pytest
 
-from faultserver import FaultServer
 from helpers import REPO, Tree, make_data, mirror_env
 from pyz import pyz_path
 from sagedl import errors
@@ -39,12 +38,6 @@ def tree(tmp_path):
     subprocess.run(["sh", os.path.join(REPO, "contrib", "sage", "install.sh"), str(t.root),
                     pyz_path()], check=True, stdout=subprocess.PIPE, timeout=TIMEOUT)
     return t
-
-
-@pytest.fixture
-def mirror(tree):
-    with FaultServer(tree.files) as s:
-        yield s
 
 
 def run(tmp_path, tree, mirror, argv, wrapper):

@@ -18,7 +18,6 @@ import pytest
 
 import helpers
 from helpers import REPO, clean_env, make_data
-from faultserver import FaultServer
 from pyz import interpreter_params, pyz_path, require_interpreter
 from sagedl.commands import bulk
 from sagedl.errors import EXIT_CHECKSUM
@@ -74,12 +73,6 @@ class Tree(helpers.Tree):
 @pytest.fixture
 def tree(tmp_path):
     return Tree(tmp_path / "sage")
-
-
-@pytest.fixture
-def mirror(tree):
-    with FaultServer(tree.files) as s:
-        yield s
 
 
 env_for = helpers.mirror_env

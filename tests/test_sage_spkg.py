@@ -36,7 +36,8 @@ from helpers import clean_env
 from nginx import Nginx, require_tool
 from pyz import pyz_path
 from realfiles import RealFileError, real_files
-from sagetree import RPDS_WHEEL, configure_outputs, copy_tree, install_dropin, real_wheel, require_tree
+from sagetree import (RPDS_WHEEL, configure_outputs, copy_tree, install_dropin, real_wheel,
+                      require_tree, serve_only_sage_server)
 
 DEAD = "http://127.0.0.1:9/"
 
@@ -101,11 +102,7 @@ def tree(tmp_path_factory):
                      require_tree("passagemath-conf"))
     configure_outputs(root)
     install_dropin(root, pyz_path())
-    upstream_d = os.path.join(root, ".upstream.d")
-    for name in os.listdir(upstream_d):
-        os.unlink(os.path.join(upstream_d, name))
-    with open(os.path.join(upstream_d, "10-SAGE_SERVER"), "w") as f:
-        f.write("${SAGE_SERVER}/spkg/upstream/${SPKG}/\n")
+    serve_only_sage_server(root)
     return root
 
 

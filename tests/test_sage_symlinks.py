@@ -23,7 +23,7 @@ import pytest
 from helpers import clean_env, make_data
 from faultserver import FaultServer
 from nginx import Nginx, require_tool
-from sagetree import TREES, copy_tree, require_tree
+from sagetree import TREES, copy_tree, require_tree, serve_only_sage_server
 
 DATA = make_data(40000, 77)
 NAME = "passagemath_ppl-0.0.1.tar.gz"
@@ -42,12 +42,7 @@ def tree(tmp_path_factory, request):
                 % (hashlib.sha1(DATA).hexdigest(), hashlib.sha256(DATA).hexdigest()))
     with open(os.path.join(pkgs, "pplpy", "package-version.txt"), "w") as f:
         f.write("0.0.1\n")
-    # Upstream Sage's .upstream.d: only SAGE_SERVER, so nothing leaves loopback.
-    upstream_d = os.path.join(root, ".upstream.d")
-    for name in os.listdir(upstream_d):
-        os.unlink(os.path.join(upstream_d, name))
-    with open(os.path.join(upstream_d, "10-SAGE_SERVER"), "w") as f:
-        f.write("${SAGE_SERVER}/spkg/upstream/${SPKG}/\n")
+    serve_only_sage_server(root)
     return root
 
 

@@ -6,7 +6,6 @@ singular have one in Sage's tree)."""
 
 import pytest
 
-from faultserver import FaultServer
 from helpers import Tree, clean_env, make_data
 from sagedl.plan.sources import iter_source_urls
 from sagedl.sage.tree import SageTree
@@ -20,12 +19,6 @@ def tree(tmp_path):
                 upstream_url="ftp://ftp.example.org/aaa-VERSION.tar.gz")
     t.b = t.add("bbb", "2.0", "bbb-VERSION.tar.gz", make_data(20000, 32))
     return t
-
-
-@pytest.fixture
-def mirror(tree):
-    with FaultServer(tree.files) as s:
-        yield s
 
 
 def upstream_d(tree, *lines):
