@@ -170,7 +170,7 @@ class Session(object):
         when no mirror answered, the run keeps the verdict, and the mirrors
         still tried get short deadlines."""
         from sagedl.compat import compat_urlsplit
-        from sagedl.net.transport import server_key
+        from sagedl.net.urls import server_key
         from sagedl.plan.sources import bases_and_verdict
         bases, verdict = bases_and_verdict(ranked)
         if verdict is not None:

@@ -24,7 +24,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 from sagedl.compat import compat_monotonic
 from sagedl.errors import MetadataError, SourceFailure, UsageError
 from sagedl.mirrors import mirrorlist, tomlreader
-from sagedl.net import transport, urls
+from sagedl.net import http1, transport, urls
 from sagedl.sage import checksums
 
 # -- profiles ---------------------------------------------------------------------------
@@ -205,9 +205,9 @@ def parse_response(data):
     try:
         theirs.sendall(data)
         theirs.shutdown(socket.SHUT_WR)
-        conn = transport.Connection(None, None, ours, 5.0)
+        conn = http1.Connection(None, None, ours, 5.0)
         status, reason, headers = conn.read_head(compat_monotonic() + 5.0)
-        response = transport.Response(conn, "GET", "http://fuzz.invalid/f", status, reason, headers)
+        response = http1.Response(conn, "GET", "http://fuzz.invalid/f", status, reason, headers)
         return status, reason, headers, response.read_all(1 << 16)
     finally:
         ours.close()
@@ -239,10 +239,10 @@ def test_http_parser_limits_hold_for_inputs_larger_than_a_fuzz_example():
         sender = threading.Thread(target=_send_quietly, args=(theirs, data))
         sender.start()
         try:
-            conn = transport.Connection(None, None, ours, 5.0)
+            conn = http1.Connection(None, None, ours, 5.0)
             try:
                 status, reason, headers = conn.read_head(compat_monotonic() + 5.0)
-                transport.Response(conn, "GET", "http://x/", status, reason, headers).read_all()
+                http1.Response(conn, "GET", "http://x/", status, reason, headers).read_all()
             except SourceFailure as e:
                 assert "too large" in str(e) or "line too long" in str(e), str(e)
             else:

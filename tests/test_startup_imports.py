@@ -41,13 +41,15 @@ NEVER_FOR_A_CACHED_FILE = {"http.client", "httplib", "email", "tempfile", "subpr
 VERSION_MODULES = [
     "sagedl", "sagedl.cli", "sagedl.compat", "sagedl.engine", "sagedl.engine.fsutil",
     "sagedl.errors", "sagedl.options"]
+# The transport (and http1.py with it) is made by Session.fetch before the
+# engine knows whether a transfer is needed.
 CACHED_FILE_MODULES = VERSION_MODULES + [
     "sagedl.commands", "sagedl.commands.single", "sagedl.commands.targets",
-    "sagedl.engine.download", "sagedl.engine.lock",
-    "sagedl.engine.retry", "sagedl.engine.verify", "sagedl.net", "sagedl.net.reachability",
-    "sagedl.net.transport", "sagedl.net.urls", "sagedl.plan", "sagedl.plan.output",
-    "sagedl.plan.sources", "sagedl.plan.spread", "sagedl.sage", "sagedl.sage.names",
-    "sagedl.session", "sagedl.text", "sagedl.ui", "sagedl.ui.progress", "sagedl.ui.progresstext"]
+    "sagedl.engine.download", "sagedl.engine.lock", "sagedl.engine.retry", "sagedl.engine.verify",
+    "sagedl.net", "sagedl.net.http1", "sagedl.net.reachability", "sagedl.net.transport",
+    "sagedl.net.urls", "sagedl.plan", "sagedl.plan.output", "sagedl.plan.sources",
+    "sagedl.plan.spread", "sagedl.sage", "sagedl.sage.names", "sagedl.session", "sagedl.text",
+    "sagedl.ui", "sagedl.ui.progress", "sagedl.ui.progresstext"]
 
 
 def imported(python, args, tmp_path):

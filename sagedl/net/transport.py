@@ -9,25 +9,24 @@ an unbuffered file object).  What we need of HTTP is small: GET/HEAD, one
 request at a time per connection, Content-Length, chunked and
 close-delimited bodies, keep-alive, redirects, proxies and TLS.
 
-Everything a source can do wrong surfaces as errors.SourceFailure with a
+http1.py reads the responses; this module connects (proxies, TLS), sends
+the requests and follows redirects.  Everything a source can do wrong surfaces as errors.SourceFailure with a
 ``kind`` that tells the engine whether to retry, fail over or give up.
 """
 
 from __future__ import absolute_import
 
-import errno
 import re
 import socket
 
 from sagedl import __version__
 from sagedl.compat import compat_monotonic, compat_urljoin, compat_urlsplit
-from sagedl.errors import CAUSE_REDIRECT, CAUSE_SILENT, CAUSE_SLOW, SourceFailure, UsageError
-from sagedl.net.urls import (PROXY_HINT, ascii_host, basic_auth, check_url, origin, port_of,
-                             proxy_endpoint, proxy_for, redact, resolve)
+from sagedl.errors import CAUSE_REDIRECT, SourceFailure, UsageError
+from sagedl.net.http1 import NETWORK_ERRORS, Connection, Response, printable, strerror
+from sagedl.net.urls import (PROXY_HINT, ascii_host, basic_auth, check_url, origin, proxy_endpoint,
+                             redact, resolve, server_key)
 
 USER_AGENT = "sagedl/%s" % __version__
-MAX_HEAD_BYTES = 64 * 1024      # a response head larger than this is hostile
-MAX_HEADERS = 200
 MAX_REDIRECTS = 10
 MAX_INTERIM = 10                # 1xx responses skipped before the final one
 # A TCP connect (three SYNs: 1 + 2 + 4 s) or a name lookup that has not
@@ -38,14 +37,7 @@ REDIRECT_CODES = (301, 302, 303, 307, 308)
 # Request headers that carry credentials: never sent to another origin.
 CREDENTIAL_HEADERS = ("authorization", "cookie", "proxy-authorization")
 
-_NETWORK_ERRORS = (socket.error, OSError, IOError)
-_STATUS = re.compile(br"^[0-9]{3}$")
-_DIGITS = re.compile(r"^[0-9]{1,20}$")
-_CHUNK_SIZE = re.compile(br"^[0-9A-Fa-f]{1,16}$")
 _TOKEN = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")       # a header name (RFC 7230 3.2.6)
-# Control characters other than HTAB are invalid in a header field (RFC 7230
-# section 3.2); a bare CR inside a line is how response splitting starts.
-_HEADER_CTL = re.compile(b"[\x00-\x08\x0a-\x1f\x7f]")
 
 
 def _quote_unsafe(text):
@@ -60,309 +52,8 @@ def _quote_unsafe(text):
     return "".join(chr(b) if 0x20 < b < 0x7f else "%%%02X" % b for b in bytearray(text))
 
 
-def _printable(text, limit=80):
-    """A server's reason phrase, safe to print on a terminal."""
-    return "".join(c if " " <= c <= "~" else "?" for c in text[:limit])
-
-
 def _header_text_ok(text):
     return all(c == "\t" or " " <= c <= "~" or u"\x80" <= c <= u"\xff" for c in text)
-
-
-class Response(object):
-    """A response whose head has been read; the body is read with readinto()."""
-
-    def __init__(self, conn, method, url, status, reason, headers):
-        self.conn = conn
-        self.url = url
-        self.status = status
-        self.reason = reason
-        self.headers = headers          # dict: lower-case name -> value
-        self._method = method
-        self.length = None              # Content-Length, if given and valid
-        self.chunked = False
-        self._chunk_left = 0
-        self._chunks_done = False
-        self._remaining = None
-        self._done = False
-        te = headers.get("transfer-encoding", "").lower()
-        if method == "HEAD" or status in (204, 304) or 100 <= status < 200:
-            self._remaining = 0
-        elif te:
-            # RFC 7230 section 3.3.3: Transfer-Encoding overrides Content-Length.
-            # Only chunked is decoded here; a body in any other transfer
-            # coding (gzip, ...) would be stored and hashed as it came, so it
-            # is refused: gzip bytes once reached a final name with exit 0.
-            codings = [c.strip() for c in te.split(",") if c.strip() not in ("", "identity")]
-            if codings not in ([], ["chunked"]):
-                raise SourceFailure(SourceFailure.KIND_PROTOCOL,
-                                    "unsupported Transfer-Encoding %r (only chunked is decoded)"
-                                    % _printable(headers["transfer-encoding"], 60))
-            self.chunked = codings == ["chunked"]
-        elif "content-length" in headers:
-            # "5, 5" (a repeated header) is fine; "5, 7", "+5", "0x5" or "5_0"
-            # are not: a body length that is ambiguous is an attack surface.
-            values = set(v.strip() for v in headers["content-length"].split(","))
-            value = values.pop() if len(values) == 1 else ""
-            if not _DIGITS.match(value):
-                raise SourceFailure(SourceFailure.KIND_PROTOCOL,
-                                    "invalid Content-Length %r" % headers["content-length"][:60])
-            self.length = int(value)
-            self._remaining = self.length
-        connection = headers.get("connection", "").lower()
-        self.will_close = ("close" in connection or self._remaining is None and not self.chunked)
-        if self._remaining == 0:
-            self._done = True
-
-    def header(self, name, default=None):
-        return self.headers.get(name.lower(), default)
-
-    def readinto(self, view):
-        """Read at most len(view) body bytes with at most one recv(); 0 at the end.
-
-        A body that ends early (connection closed before Content-Length bytes)
-        raises SourceFailure(KIND_PROTOCOL): the standard library never reports
-        a short body, so this is where it is caught.
-        """
-        if self._done:
-            return 0
-        want = len(view)
-        if self.chunked:
-            if self._chunk_left == 0:
-                if not self._next_chunk():
-                    return 0
-            want = min(want, self._chunk_left)
-        elif self._remaining is not None:
-            want = min(want, self._remaining)
-        n = self.conn.recv_into(view, want)
-        if n == 0:
-            if self._remaining is None and not self.chunked:
-                self._done = True   # close-delimited body: EOF is the end
-                return 0
-            expected = self.length if self.length is not None else "chunked"
-            self.will_close = True
-            # A network failure, like a reset: one failure, one exit code.
-            raise SourceFailure(SourceFailure.KIND_NETWORK,
-                                "connection closed early (short body; expected %s bytes)" % expected)
-        if self.chunked:
-            self._chunk_left -= n
-            if self._chunk_left == 0 and self.conn.read_line(self._deadline(), what=CHUNKED):
-                # The chunk must end with CRLF: more data means a lying size.
-                self.will_close = True
-                raise SourceFailure(SourceFailure.KIND_PROTOCOL,
-                                    "chunk longer than its declared size")
-        elif self._remaining is not None:
-            self._remaining -= n
-            if self._remaining == 0:
-                self._done = True
-        return n
-
-    def _deadline(self):
-        return compat_monotonic() + self.conn.timeout
-
-    def _next_chunk(self):
-        line = self.conn.read_line(self._deadline(), what=CHUNKED)
-        digits = line.split(b";", 1)[0].strip(b" \t")
-        if not _CHUNK_SIZE.match(digits):
-            self.will_close = True
-            raise SourceFailure(SourceFailure.KIND_PROTOCOL, "bad chunk header %r" % line[:40])
-        size = int(digits, 16)
-        if size == 0:
-            # Trailers, then an empty line (RFC 7230 section 4.1.2): bounded
-            # like a head, in size and time, so they cannot go on for ever.
-            deadline, total = self._deadline(), 0
-            while True:
-                trailer = self.conn.read_line(deadline, what=CHUNKED)
-                if not trailer:
-                    break
-                total += len(trailer) + 2
-                if total > MAX_HEAD_BYTES:
-                    self.will_close = True
-                    raise SourceFailure(SourceFailure.KIND_PROTOCOL, "chunked trailers too large")
-            self._done = True
-            return False
-        self._chunk_left = size
-        return True
-
-    def read_all(self, limit=1 << 20):
-        return read_all(self, limit)
-
-    def close(self):
-        """Give the connection back for keep-alive if the body was consumed, else drop it."""
-        conn, self.conn = self.conn, None
-        if conn is None:
-            return
-        if self._done and not self.will_close:
-            conn.release()
-        else:
-            conn.close()
-
-
-CHUNKED = "a chunked body"
-HEAD_DEADLINE = "timed out waiting for the response (the whole head must arrive within %gs)"
-
-
-class Connection(object):
-    """One socket to one origin (or proxy), with the bytes read past a head."""
-
-    def __init__(self, pool, key, sock, timeout, head_timeout=None):
-        self.pool = pool
-        self.key = key
-        self.sock = sock
-        self.timeout = timeout
-        self.head_timeout = head_timeout or timeout   # the whole response head
-        self.buf = bytearray()    # bytes received but not consumed yet
-        # An SSLSocket (it has pending()) returns one TLS record, at most
-        # 16 KiB, per recv_into: see _drain_tls.
-        self.is_tls = hasattr(sock, "pending")
-
-    def send(self, data):
-        try:
-            self.sock.sendall(data)
-        except socket.timeout:
-            raise SourceFailure(SourceFailure.KIND_NETWORK, "timed out sending the request",
-                                cause=CAUSE_SLOW)
-        except _NETWORK_ERRORS as e:
-            raise SourceFailure(SourceFailure.KIND_NETWORK, "send failed: %s" % _strerror(e))
-
-    def _recv(self, view, n, deadline=None):
-        timeout = self.timeout
-        by_deadline = False
-        if deadline is not None:
-            left = deadline - compat_monotonic()
-            if left <= 0:
-                raise _silent(HEAD_DEADLINE % self.head_timeout)
-            by_deadline = left < timeout
-            timeout = min(timeout, left)
-        self.sock.settimeout(timeout)
-        try:
-            got = self.sock.recv_into(view, n)
-            if self.is_tls and 0 < got < n:
-                got += self._drain_tls(view, got, n)
-            return got
-        except socket.timeout:
-            if by_deadline:
-                raise _silent(HEAD_DEADLINE % self.head_timeout)
-            raise _silent("no data for %gs (read timeout)" % self.timeout)
-        except _NETWORK_ERRORS as e:
-            if getattr(e, "errno", None) == errno.EINTR:
-                return self._recv(view, n, deadline)
-            raise SourceFailure(SourceFailure.KIND_NETWORK, "connection error: %s" % _strerror(e))
-
-    def _drain_tls(self, view, got, n):
-        """Take the TLS records already in the kernel's buffer without waiting.
-
-        One record per recv_into made the copy loop run 65,536 times per GiB
-        (as many writes, timeout ioctls and hash calls); draining what has
-        arrived cut 3.11's HTTPS time per GiB from 3.0 to 2.3 s and PyPy3's
-        peak memory from 227 to 91 MB.  It never waits (timeout 0), so the
-        stall rule and the read timeout see the same reads as before; an
-        error here is left for the next blocking read to report.
-        """
-        sock = self.sock
-        more = 0
-        sock.settimeout(0.0)
-        try:
-            while got + more < n:
-                m = sock.recv_into(view[got + more:], n - got - more)
-                if not m:
-                    break
-                more += m
-        except _NETWORK_ERRORS:    # SSLWantReadError: nothing more has arrived
-            pass
-        return more
-
-    def recv_into(self, view, n):
-        if self.buf:
-            k = min(n, len(self.buf))
-            view[:k] = self.buf[:k]
-            del self.buf[:k]
-            return k
-        return self._recv(view, n)
-
-    def read_line(self, deadline, limit=MAX_HEAD_BYTES, what="the response head"):
-        """One CRLF-terminated line (without the terminator), bounded in size and time."""
-        while True:
-            i = self.buf.find(b"\n")
-            if i >= 0:
-                line = bytes(self.buf[:i]).rstrip(b"\r")
-                del self.buf[:i + 1]
-                return line
-            if len(self.buf) > limit:
-                raise SourceFailure(SourceFailure.KIND_PROTOCOL, "line too long in %s" % what)
-            chunk = bytearray(16384)
-            n = self._recv(memoryview(chunk), len(chunk), deadline)
-            if n == 0:
-                raise SourceFailure(SourceFailure.KIND_NETWORK,
-                                    "connection closed while reading %s" % what)
-            self.buf += chunk[:n]
-
-    def read_head(self, deadline):
-        """Status line and headers; the whole head must arrive before ``deadline``."""
-        status_line = self.read_line(deadline)
-        while not status_line:              # tolerate stray CRLF before a status line
-            status_line = self.read_line(deadline)
-        parts = status_line.split(None, 2)
-        if len(parts) < 2 or not parts[0].startswith(b"HTTP/"):
-            raise SourceFailure(SourceFailure.KIND_PROTOCOL,
-                                "not an HTTP response: %r" % status_line[:60])
-        if not _STATUS.match(parts[1]):
-            raise SourceFailure(SourceFailure.KIND_PROTOCOL, "bad status line %r" % status_line[:60])
-        status = int(parts[1])
-        # The reason phrase ends up in messages: nothing a terminal obeys.
-        reason = _printable(parts[2].decode("latin-1")) if len(parts) > 2 else ""
-        headers = {}
-        total = len(status_line) + 2
-        count = 0
-        while True:
-            line = self.read_line(deadline)
-            if not line:
-                break
-            total += len(line) + 2
-            count += 1
-            if total > MAX_HEAD_BYTES or count > MAX_HEADERS:
-                raise SourceFailure(SourceFailure.KIND_PROTOCOL, "response head too large")
-            if _HEADER_CTL.search(line):
-                raise SourceFailure(SourceFailure.KIND_PROTOCOL,
-                                    "control character in header line %r" % line[:60])
-            if line[:1] in (b" ", b"\t"):
-                continue                    # obsolete line folding: ignore (RFC 7230 3.2.4)
-            name, sep, value = line.partition(b":")
-            if not sep:
-                raise SourceFailure(SourceFailure.KIND_PROTOCOL, "bad header line %r" % line[:60])
-            key = name.strip().decode("latin-1").lower()
-            value = value.strip().decode("latin-1")
-            headers[key] = headers[key] + ", " + value if key in headers else value
-        if parts[0] == b"HTTP/1.0" and "keep-alive" not in headers.get("connection", "").lower():
-            headers["connection"] = "close"
-        return status, reason, headers
-
-    def release(self):
-        # Bytes already received past the response are not the next response
-        # (we never pipeline): a connection holding any is not reused.
-        if self.pool is not None and not self.buf:
-            self.pool._put(self)
-        else:
-            self.close()
-
-    def close(self):
-        sock, self.sock = self.sock, None
-        if sock is not None:
-            try:
-                sock.close()
-            except _NETWORK_ERRORS:
-                pass
-
-
-def server_key(parts, env):
-    """(scheme, host, port, proxy) of a split URL: what a connection is made
-    to, the key of the connection pool and of the run's HostMemory."""
-    return (parts.scheme.lower(), ascii_host(parts.hostname), port_of(parts),
-            proxy_for(parts.geturl(), env))
-
-
-def _silent(message):
-    return SourceFailure(SourceFailure.KIND_NETWORK, message, cause=CAUSE_SILENT)
 
 
 def _is_ascii(text):
@@ -371,12 +62,6 @@ def _is_ascii(text):
         return True
     except UnicodeError:
         return False
-
-
-def _strerror(e):
-    if isinstance(e, socket.gaierror):
-        return "cannot resolve host (%s)" % (e.args[-1] if e.args else e)
-    return getattr(e, "strerror", None) or str(e) or e.__class__.__name__
 
 
 class Transport(object):
@@ -467,9 +152,9 @@ class Transport(object):
         except socket.timeout as e:
             raise SourceFailure(SourceFailure.KIND_NETWORK, "timed out resolving %s (%gs)"
                                 % (name, connect_timeout), cause=cause_of_lookup(e))
-        except _NETWORK_ERRORS as e:
+        except NETWORK_ERRORS as e:
             raise SourceFailure(SourceFailure.KIND_NETWORK,
-                                "cannot connect to %s: %s" % (peer, _strerror(e)),
+                                "cannot connect to %s: %s" % (peer, strerror(e)),
                                 cause=cause_of_lookup(e))
         error = None
         for family, _, _, _, sockaddr in infos:
@@ -477,7 +162,7 @@ class Transport(object):
                 # A numeric address: create_connection resolves nothing more.
                 sock = socket.create_connection(sockaddr[:2], connect_timeout)
                 break
-            except (socket.timeout,) + _NETWORK_ERRORS as e:
+            except (socket.timeout,) + NETWORK_ERRORS as e:
                 error = e
         else:
             if isinstance(error, socket.timeout):
@@ -485,11 +170,11 @@ class Transport(object):
                                     "timed out connecting to %s (%gs)" % (peer, connect_timeout),
                                     cause=cause_of_connect(error))
             raise SourceFailure(SourceFailure.KIND_NETWORK,
-                                "cannot connect to %s: %s" % (peer, _strerror(error)),
+                                "cannot connect to %s: %s" % (peer, strerror(error)),
                                 cause=cause_of_connect(error))
         try:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        except _NETWORK_ERRORS:
+        except NETWORK_ERRORS:
             pass
         return sock
 
@@ -548,7 +233,7 @@ class Transport(object):
             except ValueError as e:         # urljoin: "Invalid IPv6 URL"
                 raise SourceFailure(SourceFailure.KIND_REDIRECT,
                                     "redirect refused: invalid Location '%s' (%s)"
-                                    % (_printable(redact(location), 100), e),
+                                    % (printable(redact(location), 100), e),
                                     cause=CAUSE_REDIRECT)
             except UsageError as e:
                 raise SourceFailure(SourceFailure.KIND_REDIRECT, "redirect refused: %s" % e,
@@ -634,21 +319,6 @@ class Transport(object):
             raise
 
 
-def read_all(resp, limit=1 << 20):
-    """The whole (small) body of any response with readinto(): error pages,
-    mirror lists.  Bounded by ``limit``."""
-    out = bytearray()
-    buf = bytearray(64 * 1024)
-    view = memoryview(buf)
-    while True:
-        n = resp.readinto(view)
-        if not n:
-            return bytes(out)
-        out += view[:n]
-        if len(out) > limit:
-            raise SourceFailure(SourceFailure.KIND_PROTOCOL, "response larger than %d bytes" % limit)
-
-
 def _host_port(host, port):
     """host:port as a URL writes it (an IPv6 address in brackets)."""
     return "[%s]:%s" % (host, port) if ":" in host else "%s:%s" % (host, port)
@@ -679,7 +349,7 @@ def _is_reusable(sock):
     import select
     try:
         r, _, _ = select.select([sock], [], [], 0)
-    except (ValueError, _NETWORK_ERRORS):
+    except (ValueError, NETWORK_ERRORS):
         return False
     if not r:
         return True

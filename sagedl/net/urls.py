@@ -234,6 +234,13 @@ def proxy_for(url, env=None):
     return proxy if "://" in proxy else "http://" + proxy
 
 
+def server_key(parts, env):
+    """(scheme, host, port, proxy) of a split URL: what a connection is made
+    to, the key of the connection pool and of the run's HostMemory."""
+    return (parts.scheme.lower(), ascii_host(parts.hostname), port_of(parts),
+            proxy_for(parts.geturl(), env))
+
+
 def _get(env, *names):
     for name in names:
         value = (env.get(name) or "").strip()
