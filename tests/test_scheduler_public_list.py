@@ -34,11 +34,12 @@ class MirrorList(object):
     reaches the configured list after that one, and it must never be the
     shipped list of real mirrors."""
 
-    def __init__(self, tree, mirrors):
+    def __init__(self, tree, mirrors, configured=None):
         text = "# Sage's mirror list, for a test\n[%s]\n" % ", ".join("'%s'" % m for m in mirrors)
         self.server = FaultServer({"mirror_list": text.encode("ascii")})
         self.tree = tree
         self.mirrors = mirrors
+        self.configured = mirrors if configured is None else configured
         self.config = tree.root.parent / "config" / "sagedl"
 
     def __enter__(self):
@@ -49,7 +50,7 @@ class MirrorList(object):
         self.config.mkdir(parents=True, exist_ok=True)
         (self.config / "mirrors.toml").write_text("".join(
             '[[mirror]]\nurl = "%s"\nname = "m%d"\npriority = %d\n' % (u, i, 100 - i)
-            for i, u in enumerate(self.mirrors)))
+            for i, u in enumerate(self.configured)))
         return self.server
 
     def __exit__(self, *exc):
@@ -117,7 +118,8 @@ def test_a_mirror_the_probe_did_not_wait_for_gets_no_request(tmp_path):
     # request, so the probe stops without it (an early stop, not a
     # failure): never in the pool, where a connection hung on it would hold
     # the file it took.
-    tree = tree_with(tmp_path, [2 * MIB])
+    # Large enough for more ranges than the three have connections.
+    tree = tree_with(tmp_path, [12 * MIB])
     name = tree.names[0]
     with FaultServer(tree.files) as a, FaultServer(tree.files) as b, \
             FaultServer(tree.files) as c, FaultServer(tree.files) as slow:
@@ -129,6 +131,17 @@ def test_a_mirror_the_probe_did_not_wait_for_gets_no_request(tmp_path):
         assert r.code == 0, r
         assert_fetched(tree)
         assert gets(slow, name) == []
+
+
+def test_the_next_list_is_not_probed_when_the_first_gave_two_mirrors(tmp_path):
+    tree = tree_with(tmp_path, [2 * MIB])
+    with FaultServer(tree.files) as a, FaultServer(tree.files) as b, \
+            FaultServer(tree.files) as spare:
+        with MirrorList(tree, [a.url + "/", b.url + "/"], configured=[spare.url + "/"]):
+            r = run_in_process(["download", tree.names[0]], env_for(tmp_path, tree))
+        assert r.code == 0, r
+        assert_fetched(tree)
+        assert spare.requests == []
 
 
 def test_the_bulk_line_counts_the_public_mirrors_sending(tmp_path, monkeypatch):
