@@ -10,11 +10,13 @@ test measures time.
 """
 
 import socket
+import subprocess
 
 import pytest
 
 from faultserver import FaultServer
 from helpers import Tree, clean_env, make_data, run_in_process
+from pyz import interpreter_params, pyz_path, require_interpreter
 
 MIB = 1 << 20
 pytestmark = pytest.mark.timeout(90)
@@ -234,3 +236,24 @@ def test_what_no_public_mirror_can_finish_fails_as_before(tmp_path, fault, code,
     assert r.code == code, r
     assert "could not download %s" % name in r.err and words in r.err, r.err
     assert not (tree.root / "upstream" / name).exists()
+
+
+@pytest.mark.parametrize("label", interpreter_params(("2.7", "3.6", "pypy3")))
+def test_the_public_list_pool_under_old_interpreters(label, tmp_path):
+    # The pyz under the oldest interpreters and PyPy: the pool from the
+    # ranked list, a split over it, and cached files checked by threads.
+    python = require_interpreter(label)
+    tree = tree_with(tmp_path, [3 * MIB, MIB, MIB])
+    upstream = tree.root / "upstream"
+    upstream.mkdir()
+    for name in tree.names[1:]:
+        (upstream / name).write_bytes(tree.files[name])
+    with FaultServer(tree.files) as a, FaultServer(tree.files) as b:
+        with MirrorList(tree, [a.url + "/trickle-700000/", b.url + "/trickle-700000/"]):
+            p = subprocess.run([python, pyz_path(), "download", ":all:", "-v"],
+                               env=env_for(tmp_path, tree), stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, timeout=120)
+        assert p.returncode == 0, p.stderr
+        assert_fetched(tree)
+        assert sent(a, tree.names[0]) and sent(b, tree.names[0])
+        assert not gets(a, tree.names[1]) and not gets(b, tree.names[1])
