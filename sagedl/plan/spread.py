@@ -25,7 +25,8 @@ and only with two or more mirrors in its pool:
   dead, or did not wait for (its early stop), or that is on probation
   (nothing answered) is left to download.py's short deadlines: a
   connection hung on a dead mirror would hold the file it took.  POOL is
-  aria2c's habit: its --split default of 5 spreads a file over 5 sources.
+  aria2c's habit: given more URIs than --split (default 5), it uses the
+  first 5 and keeps the rest for backup -- here download.py's.
   Each mirror starts from the bytes/s the health cache remembers of it.
 
 The .upstream.d URL lines (release hosts such as GitHub's, a version per
