@@ -147,7 +147,7 @@ def test_the_next_list_is_not_probed_when_the_first_gave_two_mirrors(tmp_path):
 
 
 def test_the_bulk_line_counts_the_public_mirrors_sending(tmp_path, monkeypatch):
-    from sagedl.ui.progress import AggregateProgress
+    from sagedl.ui.aggregate import AggregateProgress
     counts = []
     original = AggregateProgress.set_mirrors
 
