@@ -270,22 +270,37 @@ def cmd_download(session):
     if not tarballs and sage:
         return 0    # sage_bootstrap: nothing to download is a success, said by nothing
 
-    def emit(job):
-        if job.error is None:
-            session.stdout.write(job.path + "\n")
-            session.stdout.flush()
-    if _is_a_terminal(session.stdout):
-        # stdout on the same screen as the aggregate line (stderr): a path
-        # goes above the line, not glued onto its end.
-        plain, emit = emit, lambda job: _above(session, job, plain)
+    return fetch_tarballs(session, tree, tarballs, _PathLister(session.stdout),
+                          saved_to=tree.distfiles(session.env))
 
-    return fetch_tarballs(session, tree, tarballs, emit, saved_to=tree.distfiles(session.env))
+
+class _PathLister(object):
+    """The download command's stdout: each tarball's absolute path, once it
+    is there.  On a terminal that also shows the bulk line (stderr), a path
+    goes above that line, not glued onto its end."""
+
+    def __init__(self, stream):
+        self.stream = stream
+        self.terminal = _is_a_terminal(stream)
+
+    def __call__(self, job, display):
+        if job.error is not None:
+            return
+        if self.terminal and display is not None:
+            display.above(lambda: self._write(job.path))
+        else:
+            self._write(job.path)
+
+    def _write(self, path):
+        self.stream.write(path + "\n")
+        self.stream.flush()
 
 
 def fetch_tarballs(session, tree, tarballs, emit, saved_to=None):
-    """Fetch tarballs into the distfiles, ``--jobs`` at a time; ``emit(job)``
-    in the order given.  Ends with a summary (several files) and returns the
-    exit code: the worst failure's, or 0.
+    """Fetch tarballs into the distfiles, ``--jobs`` at a time; ``emit(job,
+    display)`` in the order given (display: the bulk line, or None).  Ends
+    with a summary (several files) and returns the exit code: the worst
+    failure's, or 0.
 
     ``saved_to`` (the distfiles, for the download command): where the files
     went is said as the one-file form says it, for one file its path, for
@@ -296,7 +311,6 @@ def fetch_tarballs(session, tree, tarballs, emit, saved_to=None):
     source has or could deliver gets a warning and does not fail the run;
     one that arrived corrupt everywhere, or could not be written, still does.
     """
-    from sagedl.engine.verify import Expected
     from sagedl.errors import report
     from sagedl.plan.sources import plan_tarballs
     a = session.args
@@ -310,62 +324,13 @@ def fetch_tarballs(session, tree, tarballs, emit, saved_to=None):
             jobs.append(Job(i, t, t.path, None))
         else:
             jobs.append(Job(i, *next(planned)))
-    nworkers = max(1, min(a.jobs, len(jobs)))
-    single = len(jobs) == 1
-    agg = None if single else _aggregate(session, jobs)
-    transport0 = session.transport()      # shows the --no-check-certificate warning once
-    options = session.options()
-    recorder = session.health_recorder()
-
-    def fetch_one(job, local):
-        from sagedl.engine.download import fetch
-        if job.spread is not None:
-            return _spread_outcome(session, job, agg)
-        if nworkers == 1:
-            transport = transport0
-        else:
-            transport = local.get("transport")
-            if transport is None:
-                transport = local["transport"] = session.new_transport()
-        if isinstance(job.tarball, BrokenPackage):
-            if agg is not None:
-                agg.file_done(job.tarball.filename, False)
-            raise job.tarball.error
-        progress = session.progress() if single else _FileProgress(agg, job.tarball.filename)
-        try:
-            result = fetch(job.path, job.sources,
-                           Expected(None, job.tarball.sha256, job.tarball.sha1),
-                           transport, progress, options, on_result=recorder, notify=progress.note,
-                           notes_shown=(agg or progress).mode != "none")
-        except Exception as e:
-            if agg is not None:
-                agg.file_done(job.tarball.filename, False)
-            raise session.explained(unexpected(e))
-        if agg is not None:
-            agg.file_done(job.tarball.filename, True, result.nbytes)
-        elif result.status == "present":
-            session.using_cached(result.path)
-        return result
-
-    said = set()
-
-    def emit_or_warn(job):
-        if job.error is None:
-            emit(job)
-        elif a.on_error == "warn":
-            # The network's verdict in full once (emits come in job order).
-            brief = job.error.brief
-            text = brief if brief and "verdict" in said else job.error
-            if brief:
-                said.add("verdict")
-            session.warn("unable to download tarball of %s: %s" % (job.tarball.listed_as, text))
-
-    session.aggregate = agg
+    run = _BulkRun(session, jobs, emit)
+    agg, single, recorder = run.agg, run.single, run.recorder
     streak = NetworkStreak()
     start = now()
     try:
         spread_over_mirrors(session, tree, jobs, agg, recorder)
-        run_jobs(jobs, fetch_one, nworkers, agg, a.on_error == "stop", emit_or_warn,
+        run_jobs(jobs, run.fetch_one, run.nworkers, agg, a.on_error == "stop", run.emit,
                  stop_after=streak, debug_log=session.stderr.write if session.debug else None)
     except KeyboardInterrupt:
         # The workers are daemon threads: they die at exit without their
@@ -413,6 +378,73 @@ def fetch_tarballs(session, tree, tarballs, emit, saved_to=None):
     return 0
 
 
+class _BulkRun(object):
+    """What the jobs of one bulk download share: the display, one transport
+    (one per worker thread when there are several), the options and the
+    health record.  run_jobs calls fetch_one on the workers and emit, in
+    job order, for each finished job."""
+
+    def __init__(self, session, jobs, emit):
+        a = session.args
+        self.session = session
+        self._emit = emit
+        self.nworkers = max(1, min(a.jobs, len(jobs)))
+        self.single = len(jobs) == 1
+        self.agg = None if self.single else _aggregate(session, jobs)
+        self.transport = session.transport()   # shows the --no-check-certificate warning once
+        self.options = session.options()
+        self.recorder = session.health_recorder()
+        self.warn_only = a.on_error == "warn"
+        self._verdict_said = False
+
+    def fetch_one(self, job, local):
+        """One job's Result, on a worker thread; ``local``: that worker's
+        own state (its transport)."""
+        from sagedl.engine.download import fetch
+        from sagedl.engine.verify import Expected
+        session, agg = self.session, self.agg
+        if job.spread is not None:
+            return _spread_outcome(session, job, agg)
+        transport = self.transport
+        if self.nworkers > 1:
+            transport = local.get("transport")
+            if transport is None:
+                transport = local["transport"] = session.new_transport()
+        if isinstance(job.tarball, BrokenPackage):
+            if agg is not None:
+                agg.file_done(job.tarball.filename, False)
+            raise job.tarball.error
+        progress = session.progress() if self.single else _FileProgress(agg, job.tarball.filename)
+        try:
+            result = fetch(job.path, job.sources,
+                           Expected(None, job.tarball.sha256, job.tarball.sha1),
+                           transport, progress, self.options, on_result=self.recorder,
+                           notify=progress.note, notes_shown=(agg or progress).mode != "none")
+        except Exception as e:
+            if agg is not None:
+                agg.file_done(job.tarball.filename, False)
+            raise session.explained(unexpected(e))
+        if agg is not None:
+            agg.file_done(job.tarball.filename, True, result.nbytes)
+        elif result.status == "present":
+            session.using_cached(result.path)
+        return result
+
+    def emit(self, job):
+        """A finished job, in job order: its path, or under --on-error warn
+        its warning."""
+        if job.error is None:
+            self._emit(job, self.agg)
+        elif self.warn_only:
+            # The network's verdict in full once (emits come in job order).
+            brief = job.error.brief
+            text = brief if brief and self._verdict_said else job.error
+            if brief:
+                self._verdict_said = True
+            self.session.warn("unable to download tarball of %s: %s"
+                              % (job.tarball.listed_as, text))
+
+
 def spread_over_mirrors(session, tree, jobs, agg, recorder):
     """With several mirrors, the scheduler fetches what it can first
     (spread.py); each job it settled gets ``spread`` (its Item), the rest
@@ -457,14 +489,6 @@ def _is_a_terminal(stream):
         return stream.isatty()
     except (AttributeError, ValueError):
         return False
-
-
-def _above(session, job, emit):
-    agg = getattr(session, "aggregate", None)
-    if agg is None:
-        emit(job)
-    else:
-        agg.above(lambda: emit(job))
 
 
 class NetworkStreak(object):

@@ -40,25 +40,11 @@ def fetch_one(session, target, dest):
     from sagedl.net.urls import redact
     from sagedl.plan.sources import plan_fetch
     plan = plan_fetch(session, target, dest)
-
-    def said(sources):          # -v: the sources, once they are planned
-        errors.debug("sources for %s: %s" % (plan.name, ", ".join(redact(s.url) for s in sources)
-                                             or "none"))
-        return sources
-
-    def said_each(sources):     # -v: each source as the engine asks for it
-        planned = 0
-        for s in sources:
-            planned += 1
-            errors.debug("sources for %s: %s" % (plan.name, redact(s.url)))
-            yield s
-        if not planned:
-            errors.debug("sources for %s: none" % plan.name)
     if callable(plan.sources):
-        planner = plan.sources
-        plan.sources = lambda: said_each(planner())
-    else:
-        said(plan.sources)
+        plan.sources = _SaidEach(plan.name, plan.sources)
+    else:                       # -v: the sources, planned already
+        errors.debug("sources for %s: %s" % (plan.name, ", ".join(
+            redact(s.url) for s in plan.sources) or "none"))
     where = plan.placement
     if where.path is None:
         # Nothing is kept: fetched into a private temporary directory, then
@@ -81,6 +67,26 @@ def fetch_one(session, target, dest):
     if where.saved and (result.status == "downloaded" or where.copy_to is not None):
         session.saved(where.saved)   # a cached file was said as such
     return 0
+
+
+class _SaidEach(object):
+    """Sources planned when the engine asks for them, each said under -v as
+    it is planned: saying them all at once would plan them all, network
+    included, before the first is tried."""
+
+    def __init__(self, name, planner):
+        self.name = name
+        self.planner = planner
+
+    def __call__(self):
+        from sagedl.net.urls import redact
+        planned = 0
+        for s in self.planner():
+            planned += 1
+            errors.debug("sources for %s: %s" % (self.name, redact(s.url)))
+            yield s
+        if not planned:
+            errors.debug("sources for %s: none" % self.name)
 
 
 def _over_mirrors(session, plan, path):

@@ -131,7 +131,7 @@ def cmd_make_mirror(ctx):
     tarballs = unique(bulk.select_tarballs(tree, a.packages, a.exclude, a.has_file, a.no_file))
     placed = []
 
-    def emit(job):
+    def emit(job, display):
         keys = mirror_keys(tree, job.tarball)
         for key in keys:
             place(job.path, os.path.join(directory, *key.split("/")))

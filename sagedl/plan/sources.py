@@ -328,10 +328,9 @@ def plan_fetch(session, target, dest):
     name = tarball.filename
     expected = Expected(a.size, a.sha256 or tarball.sha256, a.sha1 or tarball.sha1)
 
-    def sources():   # planned only if the file is not already there, verified
-        return (Source(u) for u in tarball_sources(session, tree, tarball))
     cached = os.path.join(ensure_distfiles(session, tree), native_name(name))
-    plan = FetchPlan(name, place(dest, name, home=cached), sources, expected, sage_mirrors=True)
+    plan = FetchPlan(name, place(dest, name, home=cached), TarballSources(session, tree, tarball),
+                     expected, sage_mirrors=True)
     plan.tarball, plan.tree = tarball, tree
     return plan
 
@@ -348,17 +347,44 @@ def plan_tarballs(session, tree, tarballs):
     import threading
     distfiles = ensure_distfiles(session, tree)
     lock = threading.Lock()
-
-    def planner(i, t):
-        def sources():
-            from sagedl.engine.download import Source
-            urls = tarball_sources(session, tree, t, lambda: rotated(session.mirror_bases(), i))
-            while True:
-                with lock:
-                    url = next(urls, None)
-                if url is None:
-                    return
-                yield Source(url)
-        return sources
-    return [(t, os.path.join(distfiles, native_name(t.filename)), planner(i, t))
+    return [(t, os.path.join(distfiles, native_name(t.filename)),
+             TarballSources(session, tree, t, turn=i, lock=lock))
             for i, t in enumerate(tarballs)]
+
+
+class TarballSources(object):
+    """The sources of one Sage tarball, planned when the engine calls this:
+    only when the file is not already there and verified, since planning
+    may rank the mirrors (a network probe) and fetch a live mirror list.
+    Yields Sources one at a time, each planned when the engine asks for it.
+
+    ``turn``: a bulk download's job number, which starts the file on its
+    own one of the best mirrors (see rotated).  ``lock``: shared by the
+    bulk workers, whose calls then take turns, so that those per-run facts
+    are computed once."""
+
+    def __init__(self, session, tree, tarball, turn=None, lock=None):
+        self.session = session
+        self.tree = tree
+        self.tarball = tarball
+        self.turn = turn
+        self.lock = lock
+
+    def __call__(self):
+        from sagedl.engine.download import Source
+        bases = None if self.turn is None else self._rotated_bases
+        urls = tarball_sources(self.session, self.tree, self.tarball, bases)
+        while True:
+            url = self._next(urls)
+            if url is None:
+                return
+            yield Source(url)
+
+    def _rotated_bases(self):
+        return rotated(self.session.mirror_bases(), self.turn)
+
+    def _next(self, urls):
+        if self.lock is None:
+            return next(urls, None)
+        with self.lock:
+            return next(urls, None)
