@@ -163,6 +163,13 @@ def _quiet_kind(path):
         return None
 
 
+# The bound on one metadata file of a Sage tree (checksums.ini, type,
+# package-version.txt, .upstream.d entries), for both of sagedl's readers of
+# them: Sage's largest is a few KiB; a 200 MB package-version.txt once took
+# 1.2 GB of memory.
+METADATA_LIMIT = 1 << 20
+
+
 class TooLarge(ValueError):
     """A file to read is larger than the bound its reader set."""
 

@@ -69,18 +69,17 @@ class NoSuchPackage(SagePackageError):
 
 def _open_text(path):
     """The file as Sage opens it (UTF-8 text, universal newlines), but read
-    through sage/tree.py's bound: at most 1 MiB, only from a regular file (a FIFO
+    through fsutil's bound: at most 1 MiB, only from a regular file (a FIFO
     would block, /dev/zero would never end)."""
     from sagedl.engine import fsutil
-    from sagedl.sage.tree import MAX_METADATA_BYTES
     try:
-        data = fsutil.read_bounded(path, MAX_METADATA_BYTES, follow=True)
+        data = fsutil.read_bounded(path, fsutil.METADATA_LIMIT, follow=True)
     except fsutil.UnsafePath as e:
         raise SagePackageError("%s is %s, not a regular file"
                                % (printable(path), fsutil.describe(e.kind)))
     except fsutil.TooLarge:
         raise SagePackageError("%s is larger than %d bytes: not a Sage metadata file"
-                               % (printable(path), MAX_METADATA_BYTES))
+                               % (printable(path), fsutil.METADATA_LIMIT))
     return io.StringIO(data.decode("utf-8"), newline=None)
 
 

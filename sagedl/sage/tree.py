@@ -40,6 +40,7 @@ import errno
 import os
 import re
 
+from sagedl.engine.fsutil import METADATA_LIMIT
 from sagedl.errors import MetadataError, NotFoundError, UsageError
 from sagedl.sage.checksums import (LINE_BREAK, SECTION, check_section, parse_checksums_ini,
                                     universal_newlines)
@@ -134,13 +135,7 @@ def _norm(name):
     return name.lower().replace("-", "_").replace(".", "_")
 
 
-# A bound on what is read from one metadata file (checksums.ini, type,
-# package-version.txt, .upstream.d entries): Sage's largest is a few KiB; a
-# 200 MB package-version.txt once took 1.2 GB of memory.
-MAX_METADATA_BYTES = 1 << 20
-
-
-def _read_text(path, limit=MAX_METADATA_BYTES):
+def _read_text(path, limit=METADATA_LIMIT):
     """A metadata file's text: read at most ``limit`` bytes (more is a
     MetadataError), only from a regular file (a FIFO or device is an
     IOError, as an unreadable file), decoded as UTF-8 (UnicodeDecodeError).
@@ -481,7 +476,7 @@ def read_upstream_d(root, distfiles=None):
     ${SAGE_DISTFILES} are substituted here, as Sage does when reading.
     A missing directory means no entries; an unreadable file, a FIFO or a
     device is skipped (as Sage skips unreadable files); a file that is not
-    UTF-8 or is over MAX_METADATA_BYTES is a MetadataError.
+    UTF-8 or is over fsutil.METADATA_LIMIT is a MetadataError.
     """
     directory = os.path.join(root, UPSTREAM_D)
     if distfiles is None:
