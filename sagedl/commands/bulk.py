@@ -148,74 +148,12 @@ def run_jobs(jobs, fetch_one, nworkers, progress, stop_on_error, emit, stop_afte
     exception but Ctrl-C, from fetch_one or emit, becomes that job's error
     (errors.unexpected); ``debug_log(text)`` receives its traceback.
     """
-    import threading
-    lock = threading.Lock()
-    # Two packages sharing one tarball are one download: a second job on
-    # the same path would wait for the first on its lock ("waiting for
-    # another sagedl") -- for itself.  It takes the first one's outcome.
-    first = {}
-    for job in jobs:
-        job.same = []
-        if job.path in first:
-            first[job.path].same.append(job)
-        else:
-            first[job.path] = job
-    pending = [job for job in jobs if first[job.path] is job]
-    pending.reverse()
-    done = {}
-    state = {"next_emit": 0, "stop": False, "interrupted": False}
-
-    def flush():
-        while state["next_emit"] in done:
-            job = done.pop(state["next_emit"])
-            state["next_emit"] += 1
-            try:
-                emit(job)
-            except Exception as e:     # placing it (make-mirror), printing its path
-                job.result, job.error = None, unexpected(e)
-                if stop_on_error:
-                    state["stop"] = True
-
-    def worker():
-        local = {}
-        try:
-            while True:
-                with lock:
-                    if not pending or state["stop"]:
-                        return
-                    job = pending.pop()
-                try:
-                    job.result = fetch_one(job, local)
-                except KeyboardInterrupt:
-                    with lock:
-                        state["stop"] = state["interrupted"] = True
-                    return
-                except Exception as e:
-                    # Whatever it is, it is this file's failure, with its
-                    # message, counted in the exit code: never a dead worker.
-                    job.error = unexpected(e)
-                    if debug_log is not None:
-                        import traceback
-                        debug_log(traceback.format_exc())
-                with lock:
-                    if job.error is not None and stop_on_error:
-                        state["stop"] = True
-                    if stop_after is not None and stop_after(job):
-                        state["stop"] = True
-                    done[job.index] = job
-                    for twin in job.same:
-                        twin.result, twin.error = job.result, job.error
-                        done[twin.index] = twin
-                    flush()
-        finally:
-            t = local.get("transport")
-            if t is not None:
-                t.close()
-
+    runner = _JobRunner(jobs, fetch_one, stop_on_error, emit, stop_after, debug_log)
     if nworkers <= 1:
-        worker()
+        runner.work()
     else:
-        threads = [threading.Thread(target=worker, name="sagedl-%d" % i)
+        import threading
+        threads = [threading.Thread(target=runner.work, name="sagedl-%d" % i)
                    for i in range(min(nworkers, len(jobs)))]
         for t in threads:
             t.daemon = True
@@ -226,11 +164,90 @@ def run_jobs(jobs, fetch_one, nworkers, progress, stop_on_error, emit, stop_afte
                 while t.is_alive():
                     t.join(0.2)
         except KeyboardInterrupt:
-            state["stop"] = True
+            runner.stop = True
             raise
-    if state["interrupted"]:      # Ctrl-C met the worker in this thread
+    if runner.interrupted:      # Ctrl-C met the worker in this thread
         raise KeyboardInterrupt()
     return jobs
+
+
+class _JobRunner(object):
+    """The jobs still to start and the finished ones not yet emitted, shared
+    by the worker threads under one lock; see run_jobs."""
+
+    def __init__(self, jobs, fetch_one, stop_on_error, emit, stop_after, debug_log):
+        import threading
+        self.lock = threading.Lock()
+        self.fetch_one = fetch_one
+        self.stop_on_error = stop_on_error
+        self.emit = emit
+        self.stop_after = stop_after
+        self.debug_log = debug_log
+        # Two packages sharing one tarball are one download: a second job on
+        # the same path would wait for the first on its lock ("waiting for
+        # another sagedl") -- for itself.  It takes the first one's outcome.
+        first = {}
+        for job in jobs:
+            job.same = []
+            if job.path in first:
+                first[job.path].same.append(job)
+            else:
+                first[job.path] = job
+        self.pending = [job for job in jobs if first[job.path] is job]
+        self.pending.reverse()
+        self.done = {}
+        self.next_emit = 0
+        self.stop = False
+        self.interrupted = False
+
+    def work(self):
+        """One worker: take jobs until none is left or the run stops."""
+        local = {}
+        try:
+            while True:
+                with self.lock:
+                    if not self.pending or self.stop:
+                        return
+                    job = self.pending.pop()
+                try:
+                    job.result = self.fetch_one(job, local)
+                except KeyboardInterrupt:
+                    with self.lock:
+                        self.stop = self.interrupted = True
+                    return
+                except Exception as e:
+                    # Whatever it is, it is this file's failure, with its
+                    # message, counted in the exit code: never a dead worker.
+                    job.error = unexpected(e)
+                    if self.debug_log is not None:
+                        import traceback
+                        self.debug_log(traceback.format_exc())
+                with self.lock:
+                    self._finished(job)
+        finally:
+            t = local.get("transport")
+            if t is not None:
+                t.close()
+
+    def _finished(self, job):
+        """Record a finished job and emit what is now in order (lock held)."""
+        if job.error is not None and self.stop_on_error:
+            self.stop = True
+        if self.stop_after is not None and self.stop_after(job):
+            self.stop = True
+        self.done[job.index] = job
+        for twin in job.same:
+            twin.result, twin.error = job.result, job.error
+            self.done[twin.index] = twin
+        while self.next_emit in self.done:
+            ready = self.done.pop(self.next_emit)
+            self.next_emit += 1
+            try:
+                self.emit(ready)
+            except Exception as e:     # placing it (make-mirror), printing its path
+                ready.result, ready.error = None, unexpected(e)
+                if self.stop_on_error:
+                    self.stop = True
 
 
 def summarize(jobs, seconds):
