@@ -258,8 +258,9 @@ def main(argv=None):
     args = p.parse_args(argv)
     if not shutil.which("aria2c"):
         raise SystemExit("aria2c is needed (apt-get install aria2)")
-    if not os.path.exists(os.path.join(REPO, "dist", "sagedl.pyz")):
-        subprocess.check_call([sys.executable, os.path.join(REPO, "zipapp", "build.py")])
+    # Always rebuilt (a fraction of a second, reproducible): a pyz left from
+    # before the last change would measure the old code.
+    subprocess.check_call([sys.executable, os.path.join(REPO, "zipapp", "build.py")])
     runs = 1 if args.quick else args.runs
     rnd = random.Random(20)
     nbulk = 12 if args.quick else BULK_FILES
