@@ -47,6 +47,7 @@ class Session(object):
         self._upstream_d = None
         self._resolved_lists = {}
         self._live_lists = {}
+        self._answered = set()     # base URLs that answered a ranking probe
         self._warned = set()
         # What this run learned about reachability (reachability.py): the
         # servers found dead, and why the last probe found no mirror.
@@ -173,6 +174,7 @@ class Session(object):
         from sagedl.net.transport import server_key
         from sagedl.plan.sources import bases_and_verdict
         bases, verdict = bases_and_verdict(ranked)
+        self._answered.update(r.mirror.url for r in ranked if r.ok)
         if verdict is not None:
             self.verdict = verdict
             if verdict.conclusive:
@@ -182,6 +184,11 @@ class Session(object):
                          "short deadlines" % (verdict.sentence().split(": ", 1)[1], len(bases)))
                 self.hosts.set_probation(server_key(compat_urlsplit(b), self.env) for b in bases)
         return bases
+
+    def answered_probe(self, base):
+        """Whether ``base`` (a base URL of a ranking this run made) answered
+        the probe: not merely skipped by its early stop, nor on probation."""
+        return base in self._answered
 
     def explained(self, error, sage_mirrors=True):
         """A download's error, made again (errors.explain) with what this run

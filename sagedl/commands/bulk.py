@@ -422,13 +422,16 @@ def spread_over_mirrors(session, tree, jobs, agg, recorder):
         return
     first = {}
     for job in jobs:
-        first.setdefault(job.path, job)
+        # A package whose checksums.ini did not parse has no checksum to
+        # plan with: download.py's path says why, where the run expects it.
+        if not isinstance(job.tarball, BrokenPackage):
+            first.setdefault(job.path, job)
     items = dict((path, spread.Item(job.tarball, path)) for path, job in first.items())
-    ordered = [items[job.path] for job in jobs if first[job.path] is job]
+    ordered = [items[job.path] for job in jobs if first.get(job.path) is job]
     spread.fetch(session, tree, ordered, agg, recorder)
     for job in jobs:
-        item = items[job.path]
-        if first[job.path] is job and (item.result is not None or item.error is not None):
+        item = items.get(job.path)
+        if first.get(job.path) is job and (item.result is not None or item.error is not None):
             job.spread = item
 
 

@@ -1,17 +1,40 @@
 """The commands' door to the multi-mirror scheduler (scheduler.py).
 
-It decides when the scheduler applies, turns the session's plan (Sage's
-sources for each tarball, sources.tarball_sources) into its files and
-mirrors, and runs it.  What it could not finish is left to the caller,
-which runs download.py's engine on it: one source at a time, in Sage's
-order, with that engine's messages and exit codes.
+It decides which mirrors the scheduler gets (its pool), turns each
+tarball into its files' URLs on them, and runs it.  What it could not
+finish is left to the caller, which runs download.py's engine on it: one
+source at a time, in Sage's order (SAGE_SERVER, .upstream.d, the mirrors,
+upstream_url), with that engine's messages and exit codes.
 
-The scheduler applies to Sage tarballs (a checksum pins every byte, so
-ranges from different mirrors may be joined) when the user named two or
-more mirrors (--mirror, $SAGEDL_MIRRORS) and no $SAGE_SERVER comes first
-in Sage's order.  The ranked public list keeps the one-mirror-per-file
-path for now: its probe decides which mirrors are alive, and a file that
-SAGE_SERVER serves must never cost that probe.
+The scheduler takes Sage tarballs only (a checksum pins every byte, so
+ranges from different mirrors may be joined), never with --upstream-only,
+and only with two or more mirrors in its pool:
+
+* $SAGE_SERVER set: SAGE_SERVER, then the --mirror / $SAGEDL_MIRRORS
+  mirrors if any.  Never the public list: SAGE_SERVER is a site's own
+  mirror, first in Sage's order, and a file it serves must not cost the
+  public list's probe (no network a run does not need).  SAGE_SERVER alone
+  is one mirror, so download.py fetches from it as before, and probes the
+  public list only for a file SAGE_SERVER does not serve.
+* --mirror / $SAGEDL_MIRRORS: those mirrors, as given.
+* Otherwise Sage's public mirror lists, in Sage's order -- the mirror_list
+  lines of .upstream.d (Sage's own list), then the configured list
+  (--mirrors-file, mirrors.toml, the shipped one), each probed and ranked
+  (health.rank_cached) only when fewer than two mirrors of the lists
+  before it answered -- and of them the POOL best that answered the probe.  A mirror the probe found
+  dead, or did not wait for (its early stop), or that is on probation
+  (nothing answered) is left to download.py's short deadlines: a
+  connection hung on a dead mirror would hold the file it took.  POOL is
+  aria2c's habit: given more URIs than --split (default 5), it uses the
+  first 5 and keeps the rest for backup -- here download.py's.
+  Each mirror starts from the bytes/s the health cache remembers of it.
+
+The .upstream.d URL lines (release hosts such as GitHub's, a version per
+line) and a tarball's upstream_url are single hosts, not mirrors of Sage's
+layout: they stay download.py's, after the pool's mirrors.
+
+A file already there and verified costs no planning, hence no network;
+those checks run --jobs at a time (hashing a large file releases the GIL).
 """
 
 from __future__ import absolute_import
@@ -21,11 +44,57 @@ import re
 from sagedl.errors import SagedlError
 
 
+POOL = 5    # public mirrors one run spreads over (see above)
+
+
 def applies(session):
-    a = session.args
-    if a.upstream_only or session.env.get("SAGE_SERVER"):
-        return False
-    return len(session.explicit_mirrors() or ()) >= 2
+    """Whether the scheduler may take part at all; which mirrors it gets,
+    if any, is pool()'s answer, asked only when a file needs fetching."""
+    return not session.args.upstream_only
+
+
+def pool(session, tree):
+    """The scheduler's mirror base URLs, best first (see the module
+    docstring); may probe the public lists."""
+    from sagedl.plan.sources import with_slash
+    explicit = session.explicit_mirrors()
+    server = (session.env.get("SAGE_SERVER") or "").rstrip("/")
+    if server:
+        bases = [server + "/"] + [with_slash(m) for m in explicit or ()]
+    elif explicit is not None:
+        bases = session.mirror_bases()
+    else:
+        bases = public_mirrors(session, tree)
+    out = []
+    for b in bases:
+        if b not in out:
+            out.append(b)
+    return out
+
+
+def public_mirrors(session, tree, count=POOL):
+    """Up to ``count`` of the best mirrors of Sage's public lists that
+    answered the ranking probe: those of the first list, in Sage's order,
+    in which at least two answered; the lists after it are neither fetched
+    nor probed."""
+    from sagedl.net.urls import url_problem
+    from sagedl.plan.sources import mirror_list_urls
+    resolve = session.mirror_list_resolver()
+    lists = [u for u in mirror_list_urls(session.upstream_d(tree), session.env)
+             if url_problem(u) is None]
+    chosen = []
+    for url in lists:
+        _add_answered(session, chosen, resolve(url) or (), count)
+        if len(chosen) >= 2:
+            return chosen
+    _add_answered(session, chosen, session.mirror_bases(), count)
+    return chosen
+
+
+def _add_answered(session, chosen, bases, count):
+    for b in bases:
+        if len(chosen) < count and b not in chosen and session.answered_probe(b):
+            chosen.append(b)
 
 
 def settings(session):
@@ -48,6 +117,7 @@ class Item(object):
         self.result = None
         self.error = None
         self.present = False
+        self.left = False        # for download.py from the start
 
 
 def fetch(session, tree, items, progress, recorder):
@@ -55,21 +125,7 @@ def fetch(session, tree, items, progress, recorder):
     AggregateProgress, or None for one file on the session's display.
     ``recorder``: the health record (made when first called, see
     session._LazyRecorder)."""
-    from sagedl.engine.rangefile import present as verified
-    from sagedl.engine.verify import Expected
-    opts = session.options()
-    todo = []
-    for item in items:
-        expected = Expected(None, item.tarball.sha256, item.tarball.sha1)
-        if not expected.known():
-            continue
-        # A verified file costs no planning, hence no network -- nor the
-        # import of what a transfer needs (threads, the probe).
-        present = verified(item.path, expected, opts, session.say)
-        if present is not None:
-            item.result, item.present = present, True
-            continue
-        todo.append((item, expected))
+    todo = not_present(session, items)
     if not todo:
         return items
     from sagedl.plan import scheduler
@@ -94,19 +150,101 @@ def fetch(session, tree, items, progress, recorder):
     return items
 
 
+def not_present(session, items):
+    """[(item, Expected)] of the items not already there and verified; the
+    verified ones get their Result.  No network, no planning -- nor the
+    import of what a transfer needs (the probe).  Several files are checked
+    --jobs at a time (PresentCheck)."""
+    from sagedl.engine.verify import Expected
+    checks = []
+    for item in items:
+        expected = Expected(None, item.tarball.sha256, item.tarball.sha1)
+        if expected.known():
+            checks.append((item, expected))
+    jobs = min(getattr(session.args, "jobs", 1) or 1, len(checks))
+    PresentCheck(session, checks).run(jobs)
+    todo = []
+    for item, expected in checks:
+        if not item.present and not item.left:
+            todo.append((item, expected))
+    return todo
+
+
+class PresentCheck(object):
+    """Verify files already in place, ``jobs`` at a time: a run of many
+    cached files is hashing, which hashlib does without the GIL, so one
+    thread per core gets through them sooner than one thread."""
+
+    def __init__(self, session, checks):
+        self.session = session
+        self.opts = session.options()
+        self.checks = list(checks)
+        self.next = 0
+        self.lock = None
+
+    def run(self, jobs):
+        if jobs <= 1:
+            self.work()
+            return
+        import threading
+        self.lock = threading.Lock()
+        threads = [threading.Thread(target=self.work, name="sagedl-verify-%d" % i)
+                   for i in range(jobs)]
+        for t in threads:
+            t.daemon = True
+            t.start()
+        for t in threads:
+            while t.is_alive():
+                t.join(0.2)     # a timeout, so SIGINT reaches this thread on 2.7
+
+    def _take(self):
+        if self.lock is None:
+            return self._pop()
+        with self.lock:
+            return self._pop()
+
+    def _pop(self):
+        if self.next >= len(self.checks):
+            return None
+        self.next += 1
+        return self.checks[self.next - 1]
+
+    def work(self):
+        from sagedl.engine.rangefile import present as verified
+        while True:
+            check = self._take()
+            if check is None:
+                return
+            item, expected = check
+            try:
+                present = verified(item.path, expected, self.opts, self.session.say)
+            except SagedlError:
+                # An unsafe or impossible destination: download.py's engine
+                # meets it again and words it as it always has.
+                item.left = True
+                continue
+            if present is not None:
+                item.result, item.present = present, True
+
+
 def _plan(session, tree, todo):
     from sagedl.mirrors.health import load_health, throughput_of
     from sagedl.net.urls import origin_key
     from sagedl.plan import scheduler
-    from sagedl.plan.sources import tarball_sources
+    from sagedl.plan.sources import iter_source_urls
+    try:
+        bases = pool(session, tree)
+    except SagedlError:
+        bases = []              # download.py says why
     files, keys = [], []
     for i, (item, expected) in enumerate(todo):
         urls = {}
-        try:
-            planned = list(tarball_sources(session, tree, item.tarball))
-        except SagedlError:
-            planned = []          # download.py says why
-        for url in planned:
+        for base in bases:
+            # The first name a mirror may file it under; a base whose URL
+            # for it does not parse is left out (download.py warns).
+            url = next(iter(iter_source_urls(item.tarball, {}, [], [base], False)), None)
+            if url is None:
+                continue
             key = mirror_key(url)
             if key not in urls:
                 urls[key] = url
