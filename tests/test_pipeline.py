@@ -289,6 +289,57 @@ def response(headers, tls=False):
     return http1.Response(FakeConnection(tls), "GET", "http://127.0.0.1/f", 200, "OK", headers)
 
 
+PLAIN = {"content-length": str(1 << 30)}
+
+
+@pytest.mark.parametrize("remaining, resp, env, spliced", [
+    pytest.param(pipeline.LARGE_TRANSFER, response(PLAIN), {}, True, marks=needs_splice),
+    (pipeline.LARGE_TRANSFER, response(PLAIN, tls=True), {}, False),          # TLS: decrypted in Python
+    (pipeline.LARGE_TRANSFER, response({"transfer-encoding": "chunked"}), {}, False),
+    (None, response({}), {}, False),                                          # no length
+    (pipeline.LARGE_TRANSFER, response({}), {}, False),     # --size known, body without a length
+    (None, response(PLAIN), {}, False),                     # a caller without a limit
+    (1 << 20, response(PLAIN), {}, False),                                    # small: one thread
+    pytest.param(1 << 20, response(PLAIN), {"SAGEDL_PIPELINE": "splice"}, True, marks=needs_splice),
+    (pipeline.LARGE_TRANSFER, response(PLAIN), {"SAGEDL_PIPELINE": "thread"}, False),
+    (pipeline.LARGE_TRANSFER, None, {}, False),                               # no response
+])
+def test_the_splice_sink_is_chosen_only_for_plain_bodies_of_known_length(
+        tmp_path, remaining, resp, env, spliced):
+    fd = os.open(str(tmp_path / "out"), os.O_WRONLY | os.O_CREAT, 0o644)
+    try:
+        sink = pipeline.open_sink(fd, Hasher(Expected()), 1024, remaining, env, response=resp)
+        sink.close()
+    finally:
+        os.close(fd)
+    assert getattr(sink, "spliced", False) == spliced
+    assert sink.threaded == (spliced or remaining is None or remaining >= pipeline.LARGE_TRANSFER
+                             or env.get("SAGEDL_PIPELINE") == "thread") or not sys.version_info[0] >= 3
+
+
+@pytest.mark.parametrize("why", ["no os.splice", "pypy", "python 2"])
+def test_without_os_splice_on_pypy_and_on_python_2_the_large_path_is_unchanged(
+        tmp_path, monkeypatch, why):
+    """Where os.splice is missing (Python < 3.10, not Linux), on PyPy (its
+    own way, RawBlocks, was not measured against splicing) and on 2.7 (one
+    thread), a large plain body takes the sink it took before."""
+    if why == "no os.splice":
+        monkeypatch.setattr(splice, "AVAILABLE", False)
+    elif why == "pypy":
+        monkeypatch.setattr(pipeline, "SPLICE", False)
+    else:
+        monkeypatch.setattr(pipeline, "threads_pay", lambda: False)
+    fd = os.open(str(tmp_path / "out"), os.O_WRONLY | os.O_CREAT, 0o644)
+    try:
+        sink = pipeline.open_sink(fd, Hasher(Expected()), 1024, pipeline.LARGE_TRANSFER, {},
+                                  response=response(PLAIN))
+        sink.close()
+    finally:
+        os.close(fd)
+    assert not getattr(sink, "spliced", False)
+    assert sink.threaded == (why != "python 2")
+
+
 def connected(body_sent, buffered=b"", timeout=10, length=None):
     """A Response whose connection holds ``buffered`` (read with the head)
     and whose peer has sent ``body_sent``; returns (response, peer)."""
