@@ -423,6 +423,66 @@ def test_a_file_system_splice_cannot_write_to_is_written_through_user_space(tmp_
     assert (tmp_path / "out").read_bytes() == data
 
 
+def test_the_splice_sinks_caller_waits_while_the_hash_is_max_lag_behind(tmp_path, monkeypatch):
+    """The caller writes ahead of the hashing worker, but at most MAX_LAG
+    bytes (and the read in flight): what is not hashed yet must still be in
+    the page cache, not read back from the disk.  The worker is held in its
+    first update; the caller must then wait in buffer(), not finish."""
+    import threading
+    skip_unless_possible("splice")
+    block = 4096
+    monkeypatch.setattr(pipeline, "MAX_LAG", 4 * block)
+    release, settled = threading.Event(), threading.Event()
+    feeder = []
+
+    class WatchedCondition(threading.Condition):
+        def wait(self, timeout=None):
+            if threading.current_thread() in feeder:
+                settled.set()           # the caller waits for the worker
+            return super(WatchedCondition, self).wait(timeout)
+
+    class HeldHasher(object):
+        def __init__(self):
+            self.sha256 = hashlib.sha256()
+
+        def update(self, chunk):
+            release.wait(60)
+            self.sha256.update(chunk)
+
+    data = make_data(40 * block, seed=23)
+    fd = os.open(str(tmp_path / "out"), os.O_WRONLY | os.O_CREAT, 0o644)
+    hasher = HeldHasher()
+    real_condition = threading.Condition
+    threading.Condition = WatchedCondition
+    try:
+        sink = pipeline.SpliceSink.open(fd, hasher)
+    finally:
+        threading.Condition = real_condition
+    done = []
+
+    def feed_all():
+        feed(sink, data, [block] * 40)
+        done.append(True)
+        settled.set()
+    t = threading.Thread(target=feed_all)
+    feeder.append(t)
+    try:
+        t.start()
+        assert settled.wait(60)
+        written_while_held = sink.written
+        finished_while_held = bool(done)
+        release.set()
+        t.join(60)
+        sink.finish()
+    finally:
+        release.set()
+        sink.close()
+        os.close(fd)
+    assert not finished_while_held
+    assert written_while_held <= 5 * block
+    assert hasher.sha256.digest() == hashlib.sha256(data).digest()
+
+
 # -- through the engine ---------------------------------------------------------
 
 def test_download_verifies_and_renames(run_cli, server, payload, tmp_path, path):
