@@ -21,6 +21,8 @@ comma-separated list of these (N counts body bytes of this response):
     hold               read the request, answer nothing until release()
     trickle-N          body at N bytes/s (until release(): then full speed)
     corrupt            the byte at file offset size//2 flipped (all ranges)
+    corrupt-every      the first byte of every answer's body flipped: whatever
+                       range this server sends is wrong
     no-range           Range ignored: 200 full, no Accept-Ranges
     bad-content-range  206 from (asked start + 100), Content-Range says so
     wrong-total        206 whose Content-Range total is size + 1000
@@ -82,7 +84,7 @@ CHUNK = 1 << 20
 
 # Faults without a parameter.
 FLAG_FAULTS = frozenset("""
-    ok once hold corrupt no-range bad-content-range wrong-total ignore-if-range
+    ok once hold corrupt corrupt-every no-range bad-content-range wrong-total ignore-if-range
     always-416 html no-length gzip huge-headers slow-headers redirect
     redirect-loop
 """.split())
@@ -567,6 +569,10 @@ class FaultServer(object):
             self._update(record, finished=True)
             return not close
         body = memoryview(data)[first:last + 1]
+        if faults.get("corrupt-every") and length > 0:
+            body = bytearray(body)
+            body[0] ^= 0xFF
+            body = memoryview(body)
         self._send_body(sock, record, body, faults, generation)
         if faults.get("long"):
             sock.sendall(b"X" * faults["long"])
