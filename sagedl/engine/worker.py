@@ -92,7 +92,9 @@ class Slot(object):
 
     def _probe(self, f):
         """bytes=0-0: the size from the Content-Range, the first of the
-        mirror's latency and Range support; nothing else is kept."""
+        mirror's latency and Range support; nothing else is kept.  A 404
+        is an answer, though: that mirror (a release host, say) has no such
+        file, and is not asked for it again."""
         sched, m, rf = self.sched, self.mirror, f.rf
         url = f.urls[m.key]
         try:
@@ -112,6 +114,11 @@ class Slot(object):
                         sched.progress.file_started(f.name, total, 0)
             finally:
                 resp.close()
+        except SourceFailure as failure:
+            if failure.kind == SourceFailure.KIND_NOT_FOUND:
+                sched.failed(self, f, None, url, failure)
+                return
+            errors.debug("%s: size from %s: %s" % (f.name, m.label, failure))
         except Exception as e:     # a hint only: the ranges' own requests judge the mirror
             errors.debug("%s: size from %s: %s" % (f.name, m.label, e))
         with sched.cond:
