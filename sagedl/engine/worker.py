@@ -28,6 +28,7 @@ class Slot(object):
         self.mirror = mirror
         self.index = index
         self.transport = None
+        self.trial = False      # its request is the mirror's one range while Range is unknown
 
     def run(self):
         sched = self.sched
@@ -77,10 +78,13 @@ class Slot(object):
                 for p in rf.pieces:
                     if (p.owner is None and not p.complete()
                             and (p.done == 0 or m.ranges is not False)):
+                        if p.done > 0 and not sched.may_ask_range(m):
+                            continue
                         piece = rf.reassign(p, m.label)
                         if piece is not None:
                             piece.owner = self
                             piece.asked = compat_monotonic()
+                            sched.asking(self, piece)
                             return piece
             sched.release(self, None)     # a resume with nothing this mirror can take
             sched.check_viable()
@@ -112,6 +116,11 @@ class Slot(object):
                     rf.set_total(total)
                     if was_unknown:
                         sched.progress.file_started(f.name, total, 0)
+                elif total > 1 and m.ranges is None:
+                    # The whole file for its first byte: it ignores Range,
+                    # known now, before any connection asks it for a tail.
+                    m.ranges = False
+                    errors.debug("%s ignores Range: whole files only" % m.label)
             finally:
                 resp.close()
         except SourceFailure as failure:
