@@ -80,3 +80,30 @@ def test_a_failed_trial_lets_another_connection_try(tmp_path):
         work = sched.work_for(second, compat_monotonic())
         assert work is not None and work[1].start > 0, work
     rf.release()
+
+
+def test_a_404_to_the_size_probe_drops_that_mirror_for_the_file(tmp_path):
+    from faultserver import FaultServer
+    from sagedl.net.transport import Transport
+    sched, other, rf = one_file_half_way(tmp_path)
+    f = sched.files[0]
+    # The size is not known yet: an idle mirror asks for the first byte.
+    rf.total = None
+    rf.pieces[0].end, rf.pieces[0].done = None, 0
+    with FaultServer({}) as server:
+        f.urls[other.key] = server.url + "/404/f.tar.gz"
+        sched.new_transport = lambda: Transport(timeout=10.0, env={})
+        prober = Slot(sched, other, 0)
+        with sched.cond:
+            work = sched.work_for(prober, compat_monotonic())
+        assert work is not None and work[1] is scheduler.PROBE, work
+        prober._probe(f)
+        prober.transport.close()
+        assert len(server.requests) == 1
+    # A 404 is an answer: that mirror has no such file, and once the size
+    # is known it takes no range of it either.
+    assert other.key in f.excluded
+    rf.total, rf.pieces[0].end, rf.pieces[0].done = 3 * MIB, 3 * MIB, 100000
+    with sched.cond:
+        assert sched.work_for(Slot(sched, other, 1), compat_monotonic()) is None
+    rf.release()

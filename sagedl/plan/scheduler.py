@@ -28,7 +28,7 @@ byte range) and mirrors pull them:
 * 429/503 rest that mirror only, by retry.py's policy (Retry-After, capped;
   else a backoff); once its retries are used up, or after ``DEAD_AFTER``
   other failures in a row, or found lying, it is dropped for the run; a
-  404 drops it for that file only.
+  404 (to a range or to the size probe) drops it for that file only.
 * When the file fails its checksum, each range is fetched again from
   another mirror and compared (liars.py): the ranges that differ are
   replaced, the mirror that sent them is named, dropped for the run and
@@ -57,6 +57,8 @@ no split range from a mirror ignoring Range    test_a_mirror_that_ignores_range_
 one range from byte N > 0 at a time to a       tests/test_scheduler_choice.py
 mirror not known to honour Range               test_one_range_at_a_time_while_range_support_is_unknown
 (may_ask_range: ``m.trials``)
+a 404 to the size probe drops that mirror      tests/test_scheduler_choice.py
+for the file (worker.Slot._probe)              test_a_404_to_the_size_probe_drops_that_mirror_for_the_file
 a silent connection counts as stalled          test_a_stalled_range_is_taken_over_before_its_deadline
 (_take_over: ``now - seen > stall_after``)
 429/503 rest that mirror (failed)              test_retry_after_rests_that_mirror_only
