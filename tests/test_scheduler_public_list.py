@@ -1,5 +1,6 @@
 """The scheduler on the default path: Sage's public mirror list, probed and
-ranked, and $SAGE_SERVER (sagedl/plan/spread.py's pool).
+ranked, the release hosts named before it in .upstream.d, and $SAGE_SERVER
+(sagedl/plan/spread.py's pool).
 
 The tree is a real Sage tree's shape: an .upstream.d line names the
 mirror_list, which a loopback server serves; the mirrors it lists are
@@ -220,6 +221,21 @@ def test_what_a_release_host_lacks_comes_from_the_mirrors_asking_it_once(tmp_pat
         # it is not asked for that file again, nor by download.py.
         assert len(gets(release, name)) == 1
         assert sent(a, name) + sent(b, name) >= len(tree.files[name])
+
+
+def test_a_line_after_the_mirror_list_stays_a_fallback(tmp_path):
+    tree = tree_with(tmp_path, [2 * MIB])
+    name = tree.names[0]
+    with FaultServer(tree.files) as later, FaultServer(tree.files) as a, \
+            FaultServer(tree.files) as b:
+        (tree.root / ".upstream.d").mkdir()
+        (tree.root / ".upstream.d" / "40-after-the-list").write_text(later.url + "/\n")
+        with MirrorList(tree, [a.url + "/", b.url + "/"]):
+            r = run_in_process(["download", name], env_for(tmp_path, tree))
+        assert r.code == 0, r
+        assert_fetched(tree)
+        # Sage asks it only after the mirrors: the mirrors had the file.
+        assert later.requests == []
 
 
 def test_with_sage_server_the_release_hosts_stay_the_fallbacks(tmp_path):
