@@ -8,7 +8,7 @@ upstream_url), with that engine's messages and exit codes.
 
 The scheduler takes Sage tarballs only (a checksum pins every byte, so
 ranges from different mirrors may be joined), never with --upstream-only,
-and only with two or more mirrors in its pool:
+and only with two or more sources in its pool:
 
 * $SAGE_SERVER set: SAGE_SERVER, then the --mirror / $SAGEDL_MIRRORS
   mirrors if any.  Never the public list: SAGE_SERVER is a site's own
@@ -41,7 +41,8 @@ probe) drops a host for that file only and the mirrors fetch it.
 The public list is still fetched and probed when release hosts are there,
 before any of them is asked: the probe is what tells an offline run (its
 verdict gives every later source short deadlines and the run one clear
-error; with no mirror answering, the lines stay download.py's, as before),
+error; when it found the network unreachable, the lines stay download.py's,
+as before),
 download.py too ranks the mirrors before it reaches the .upstream.d lines
 for that reason, and the ranking is cached for an hour.  Most files need
 the mirrors anyway: a Sage release's assets hold the tarballs new in that
