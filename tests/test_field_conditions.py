@@ -188,6 +188,21 @@ def test_after_a_conclusive_verdict_other_sources_get_short_deadlines(tmp_path):
     assert "network looks unreachable: DNS lookups time out" in r.err, r
 
 
+def test_offline_the_release_hosts_are_not_spread_over(tmp_path):
+    # Two release lines: enough sources for the multi-mirror scheduler.
+    # The probe's verdict (DNS dead) keeps them out of it: the one-source
+    # engine alone tries them, on short deadlines, and words the one error
+    # -- no scheduler notes about hosts an offline run cannot reach.
+    from sagedl.net.reachability import PROBATION_CONNECT
+    tree = tree_with_upstream(tmp_path, "20-releases", "https://releases.example.org/10.7/\n"
+                              "https://releases.example.org/10.6/")
+    with netns.offline(dns_hole=True) as net:
+        r = net.run(sagedl(tree.names[0]), env_for(tmp_path, tree), timeout=TIMEOUT)
+    assert r.code == EXIT_NETWORK, r
+    assert "timed out resolving releases.example.org (%gs)" % PROBATION_CONNECT in r.err, r
+    assert "not used any more in this run" not in r.err, r
+
+
 def test_the_live_mirror_list_gives_up_its_lookup_sooner_than_a_download(tmp_path):
     from sagedl.session import SMALL_DOCUMENT_CONNECT
     tree = tree_with_upstream(tmp_path, "30-mirror_list", "https://lists.example.org/mirror_list")

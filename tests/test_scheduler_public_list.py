@@ -1,5 +1,6 @@
 """The scheduler on the default path: Sage's public mirror list, probed and
-ranked, and $SAGE_SERVER (sagedl/plan/spread.py's pool).
+ranked, the release hosts named before it in .upstream.d, and $SAGE_SERVER
+(sagedl/plan/spread.py's pool).
 
 The tree is a real Sage tree's shape: an .upstream.d line names the
 mirror_list, which a loopback server serves; the mirrors it lists are
@@ -57,6 +58,14 @@ class MirrorList(object):
 
     def __exit__(self, *exc):
         return self.server.__exit__(*exc)
+
+
+def release_lines(tree, *bases):
+    """Release hosts in Sage's flat layout (base + file name), named before
+    the mirror_list as Sage's tree names GitHub's release pages."""
+    d = tree.root / ".upstream.d"
+    d.mkdir(exist_ok=True)
+    (d / "20-releases").write_text("".join(b + "\n" for b in bases))
 
 
 def env_for(tmp_path, tree, **extra):
@@ -179,6 +188,69 @@ def test_sage_server_that_has_the_file_costs_no_probe_of_the_public_list(tmp_pat
         # Neither the list nor its mirrors heard a word: no fetch, no probe.
         assert listing.requests == [] and a.requests == [] and b.requests == []
     assert not (tmp_path / "cache" / "sagedl" / "ranking.json").exists()
+
+
+def test_a_release_host_ahead_of_the_list_takes_part(tmp_path):
+    tree = tree_with(tmp_path, [4 * MIB])
+    name = tree.names[0]
+    with FaultServer(tree.files) as release, FaultServer(tree.files) as a, \
+            FaultServer(tree.files) as b:
+        release_lines(tree, release.url + "/trickle-700000/")
+        with MirrorList(tree, [a.url + "/trickle-700000/", b.url + "/trickle-700000/"]) as listing:
+            r = run_in_process(["download", name, "-v"], env_for(tmp_path, tree))
+        assert r.code == 0, r
+        assert_fetched(tree)
+        # The release host sent part of the file, asked in its own layout.
+        assert sent(release, name), r.err
+        assert {q.path for q in gets(release, name)} == {"/trickle-700000/" + name}
+        # The list is fetched and probed all the same (spread.py says why).
+        assert listing.requests
+
+
+def test_what_a_release_host_lacks_comes_from_the_mirrors_asking_it_once(tmp_path):
+    tree = tree_with(tmp_path, [2 * MIB])
+    name = tree.names[0]
+    with FaultServer(tree.files) as release, FaultServer(tree.files) as a, \
+            FaultServer(tree.files) as b:
+        release_lines(tree, release.url + "/404/")
+        with MirrorList(tree, [a.url + "/trickle-700000/", b.url + "/trickle-700000/"]):
+            r = run_in_process(["download", name], env_for(tmp_path, tree))
+        assert r.code == 0, r
+        assert_fetched(tree)
+        # Whether its 404 answered the opening request or the size probe,
+        # it is not asked for that file again, nor by download.py.
+        assert len(gets(release, name)) == 1
+        assert sent(a, name) + sent(b, name) >= len(tree.files[name])
+
+
+def test_a_line_after_the_mirror_list_stays_a_fallback(tmp_path):
+    tree = tree_with(tmp_path, [2 * MIB])
+    name = tree.names[0]
+    with FaultServer(tree.files) as later, FaultServer(tree.files) as a, \
+            FaultServer(tree.files) as b:
+        (tree.root / ".upstream.d").mkdir()
+        (tree.root / ".upstream.d" / "40-after-the-list").write_text(later.url + "/\n")
+        with MirrorList(tree, [a.url + "/", b.url + "/"]):
+            r = run_in_process(["download", name], env_for(tmp_path, tree))
+        assert r.code == 0, r
+        assert_fetched(tree)
+        # Sage asks it only after the mirrors: the mirrors had the file.
+        assert later.requests == []
+
+
+def test_with_sage_server_the_release_hosts_stay_the_fallbacks(tmp_path):
+    tree = tree_with(tmp_path, [2 * MIB])
+    name = tree.names[0]
+    with FaultServer(tree.files) as site, FaultServer(tree.files) as release, \
+            FaultServer(tree.files) as a, FaultServer(tree.files) as b:
+        release_lines(tree, release.url + "/")
+        with MirrorList(tree, [a.url + "/", b.url + "/"]) as listing:
+            r = run_in_process(["download", name],
+                               env_for(tmp_path, tree, SAGE_SERVER=site.url + "/ok/"))
+        assert r.code == 0, r
+        assert_fetched(tree)
+        assert sent(site, name) == len(tree.files[name])
+        assert release.requests == [] and listing.requests == []
 
 
 def test_sage_server_and_a_named_mirror_share_one_file(tmp_path):

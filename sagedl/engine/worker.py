@@ -28,6 +28,7 @@ class Slot(object):
         self.mirror = mirror
         self.index = index
         self.transport = None
+        self.trial = False      # its request is the mirror's one range while Range is unknown
 
     def run(self):
         sched = self.sched
@@ -77,10 +78,13 @@ class Slot(object):
                 for p in rf.pieces:
                     if (p.owner is None and not p.complete()
                             and (p.done == 0 or m.ranges is not False)):
+                        if p.done > 0 and not sched.may_ask_range(m):
+                            continue
                         piece = rf.reassign(p, m.label)
                         if piece is not None:
                             piece.owner = self
                             piece.asked = compat_monotonic()
+                            sched.asking(self, piece)
                             return piece
             sched.release(self, None)     # a resume with nothing this mirror can take
             sched.check_viable()
@@ -92,7 +96,9 @@ class Slot(object):
 
     def _probe(self, f):
         """bytes=0-0: the size from the Content-Range, the first of the
-        mirror's latency and Range support; nothing else is kept."""
+        mirror's latency and Range support; nothing else is kept.  A 404
+        is an answer, though: that mirror (a release host, say) has no such
+        file, and is not asked for it again."""
         sched, m, rf = self.sched, self.mirror, f.rf
         url = f.urls[m.key]
         try:
@@ -110,8 +116,18 @@ class Slot(object):
                     rf.set_total(total)
                     if was_unknown:
                         sched.progress.file_started(f.name, total, 0)
+                elif total > 1 and m.ranges is None:
+                    # The whole file for its first byte: it ignores Range,
+                    # known now, before any connection asks it for a tail.
+                    m.ranges = False
+                    errors.debug("%s ignores Range: whole files only" % m.label)
             finally:
                 resp.close()
+        except SourceFailure as failure:
+            if failure.kind == SourceFailure.KIND_NOT_FOUND:
+                sched.failed(self, f, None, url, failure)
+                return
+            errors.debug("%s: size from %s: %s" % (f.name, m.label, failure))
         except Exception as e:     # a hint only: the ranges' own requests judge the mirror
             errors.debug("%s: size from %s: %s" % (f.name, m.label, e))
         with sched.cond:

@@ -22,11 +22,13 @@ byte range) and mirrors pull them:
   its first byte: the first Content-Range to arrive lets every connection
   take a range.
 * A mirror that answers a range from byte N > 0 with 200 ignores Range: it
-  still serves whole files (from byte 0) but never a split range.
+  still serves whole files (from byte 0) but never a split range.  Until
+  its first answer says which, one connection at a time may ask it for
+  such a range: the others take whole files or wait.
 * 429/503 rest that mirror only, by retry.py's policy (Retry-After, capped;
   else a backoff); once its retries are used up, or after ``DEAD_AFTER``
   other failures in a row, or found lying, it is dropped for the run; a
-  404 drops it for that file only.
+  404 (to a range or to the size probe) drops it for that file only.
 * When the file fails its checksum, each range is fetched again from
   another mirror and compared (liars.py): the ranges that differ are
   replaced, the mirror that sent them is named, dropped for the run and
@@ -51,7 +53,12 @@ rule (where)                                   test
 find the liar by re-fetching its ranges        test_a_mirror_that_corrupts_a_range_is_found_named_and_recorded
 (liars.find_liar)
 no split range from a mirror ignoring Range    test_a_mirror_that_ignores_range_serves_whole_files_only
-(_take_over: ``m.ranges is False``)
+(may_ask_range: ``m.ranges is False``)
+one range from byte N > 0 at a time to a       tests/test_scheduler_choice.py
+mirror not known to honour Range               test_one_range_at_a_time_while_range_support_is_unknown
+(may_ask_range: ``m.trials``)
+a 404 to the size probe drops that mirror      tests/test_scheduler_choice.py
+for the file (worker.Slot._probe)              test_a_404_to_the_size_probe_drops_that_mirror_for_the_file
 a silent connection counts as stalled          test_a_stalled_range_is_taken_over_before_its_deadline
 (_take_over: ``now - seen > stall_after``)
 429/503 rest that mirror (failed)              test_retry_after_rests_that_mirror_only
@@ -107,6 +114,7 @@ class Mirror(object):
         self.label = label
         self.active = 0
         self.ranges = None         # None: not known yet; False: ignores Range
+        self.trials = 0            # requests from byte N > 0 in flight while ranges is None
         self.dead = None           # why it is no longer used in this run
         self.resting_until = 0.0   # 429/503: no request before this
         self.failures = 0          # in a row
@@ -228,24 +236,51 @@ class Scheduler(object):
                 if m.resting_until > now:
                     self.cond.wait(min(m.resting_until - now, POLL * 5))
                     continue
-                if self.active < self.settings.max_connections:
-                    work = (self._pending_piece(m) or self._next_file(m)
-                            or self._size_probe(m) or self._take_over(m, now))
-                    if work is not None:
-                        self.active += 1
-                        if m.active == 0:
-                            m.busy_since = now
-                        m.active += 1
-                        self._show_mirrors()
-                        if work[1] not in (None, PROBE):
-                            work[1].owner = slot
-                            work[1].last_byte = None
-                            work[1].asked = now
-                        return work
+                work = self.work_for(slot, now)
+                if work is not None:
+                    return work
                 self.cond.wait(POLL)
+
+    def work_for(self, slot, now):
+        """The work ``slot`` takes now, counted as started, or None (take()'s
+        one step, under self.cond)."""
+        m = slot.mirror
+        if self.active >= self.settings.max_connections:
+            return None
+        work = (self._pending_piece(m) or self._next_file(m)
+                or self._size_probe(m) or self._take_over(m, now))
+        if work is None:
+            return None
+        self.active += 1
+        if m.active == 0:
+            m.busy_since = now
+        m.active += 1
+        self._show_mirrors()
+        if work[1] not in (None, PROBE):
+            work[1].owner = slot
+            work[1].last_byte = None
+            work[1].asked = now
+            self.asking(slot, work[1])
+        return work
 
     def _usable(self, f, m):
         return m.key in f.urls and m.key not in f.excluded
+
+    def may_ask_range(self, m):
+        """Whether ``m`` may be asked for a range from byte N > 0: not when
+        it ignores Range, and while that is not known yet, by one connection
+        at a time -- a mirror ignoring Range answers such a request with the
+        whole file from byte 0, thrown away, and several connections taking
+        ranges before the first answer came would each cost that.  The size
+        probe and a file's first range start at byte 0, which such a mirror
+        serves as asked: they are not counted."""
+        return m.ranges is True or (m.ranges is None and m.trials == 0)
+
+    def asking(self, slot, piece):
+        """``slot`` sends its request for ``piece`` (under self.cond)."""
+        if piece.done > 0 and slot.mirror.ranges is None:
+            slot.mirror.trials += 1
+            slot.trial = True
 
     def _ranges_at_once(self, f):
         return sum(1 for p in f.rf.pieces if p.owner is not None)
@@ -262,7 +297,7 @@ class Scheduler(object):
                 for p in f.rf.pieces:
                     if p.owner is not None or p.complete():
                         continue
-                    if p.done > 0 and m.ranges is False:
+                    if p.done > 0 and not self.may_ask_range(m):
                         continue
                     piece = f.rf.reassign(p, m.label)
                     if piece is not None:
@@ -296,7 +331,7 @@ class Scheduler(object):
         """The tail of the range that would finish last, split where the
         owner and this mirror would finish together; None when no split
         gains time."""
-        if self.settings.split < 2 or m.ranges is False:
+        if self.settings.split < 2 or not self.may_ask_range(m):
             return None
         r_s = m.per_connection_rate(self.default_rate)
         lat_s = m.latency if m.latency is not None else DEFAULT_LATENCY
@@ -350,6 +385,7 @@ class Scheduler(object):
         m = slot.mirror
         self.active -= 1
         m.active -= 1
+        self.answered(slot)
         if m.active == 0 and m.busy_since is not None:
             m.busy += compat_monotonic() - m.busy_since
             m.busy_since = None
@@ -357,6 +393,15 @@ class Scheduler(object):
             piece.owner = None
         self._show_mirrors()
         self.cond.notify_all()
+
+    def answered(self, slot):
+        """``slot``'s request for a range from byte N > 0 is over (its
+        answer, which set ``ranges``, or a failure, which did not): another
+        connection of that mirror may try one."""
+        if slot.trial:
+            slot.trial = False
+            slot.mirror.trials -= 1
+            self.cond.notify_all()
 
     def _show_mirrors(self):
         count = sum(1 for m in self.mirrors if m.active)

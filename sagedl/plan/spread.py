@@ -8,7 +8,7 @@ upstream_url), with that engine's messages and exit codes.
 
 The scheduler takes Sage tarballs only (a checksum pins every byte, so
 ranges from different mirrors may be joined), never with --upstream-only,
-and only with two or more mirrors in its pool:
+and only with two or more sources in its pool:
 
 * $SAGE_SERVER set: SAGE_SERVER, then the --mirror / $SAGEDL_MIRRORS
   mirrors if any.  Never the public list: SAGE_SERVER is a site's own
@@ -29,9 +29,32 @@ and only with two or more mirrors in its pool:
   first 5 and keeps the rest for backup -- here download.py's.
   Each mirror starts from the bytes/s the health cache remembers of it.
 
-The .upstream.d URL lines (release hosts such as GitHub's, a version per
-line) and a tarball's upstream_url are single hosts, not mirrors of Sage's
-layout: they stay download.py's, after the pool's mirrors.
+On that last path the .upstream.d URL lines before its first mirror_list
+line (release hosts such as GitHub's, a version per line: Sage tries them
+before the mirrors, as new tarballs are there first and mirrors lag) join
+the pool too, ahead of the mirrors: each line is a source of its own, keyed
+by the line, its URL for a file the line expanded as sources.py expands
+it for download.py.  The scheduler's connections start in pool order, so
+the release hosts take the first files; a 404 (to a range or to the size
+probe) drops a host for that file only and the mirrors fetch it.
+
+The public list is still fetched and probed when release hosts are there,
+before any of them is asked: the probe is what tells an offline run (its
+verdict gives every later source short deadlines and the run one clear
+error; when it found the network unreachable, the lines stay download.py's,
+as before),
+download.py too ranks the mirrors before it reaches the .upstream.d lines
+for that reason, and the ranking is cached for an hour.  Most files need
+the mirrors anyway: a Sage release's assets hold the tarballs new in that
+release, so a build's other tarballs -- most of them -- get a 404 from
+every release line, and the two lines of Sage's tree are one host that
+rarely has a given file twice, so without the mirrors there would be
+nothing to spread over.  Fetching from the release hosts first and probing
+only for what they lack would take a second scheduler pass (the files
+they lack wait for the first to end) and full deadlines on hosts an
+offline run cannot reach.  With $SAGE_SERVER or named mirrors the lines
+stay download.py's (SAGE_SERVER is the site's choice: a file it serves
+costs no other host), and so does a tarball's upstream_url, always last.
 
 A file already there and verified costs no planning, hence no network;
 those checks run --jobs at a time (hashing a large file releases the GIL).
@@ -227,25 +250,53 @@ class PresentCheck(object):
                 item.result, item.present = present, True
 
 
+def release_lines(session, tree):
+    """The .upstream.d URL lines the pool takes ahead of the public mirrors
+    (see the module docstring): those before the first mirror_list line,
+    on the public path only, and not when the probe found the network
+    unreachable.  Called after pool(), whose probe gives that verdict."""
+    if (session.env.get("SAGE_SERVER") or "").rstrip("/") \
+            or session.explicit_mirrors() is not None:
+        return []
+    if session.verdict is not None and session.verdict.conclusive:
+        return []
+    lines = []
+    for kind, value in session.upstream_d(tree):
+        if kind == "mirror_list":
+            break
+        lines.append(value)
+    return lines
+
+
+def _sources(session, tree):
+    """[(.upstream.d entry or None, base URL or None)]: the release lines,
+    then the pool's mirrors."""
+    try:
+        bases = pool(session, tree)
+    except SagedlError:
+        bases = []              # download.py says why
+    return ([(("url", line), None) for line in release_lines(session, tree)]
+            + [(None, base) for base in bases])
+
+
 def _plan(session, tree, todo):
     from sagedl.mirrors.health import load_health, throughput_of
     from sagedl.net.urls import origin_key
     from sagedl.plan import scheduler
     from sagedl.plan.sources import iter_source_urls
-    try:
-        bases = pool(session, tree)
-    except SagedlError:
-        bases = []              # download.py says why
+    sources = _sources(session, tree)
     files, keys = [], []
     for i, (item, expected) in enumerate(todo):
         urls = {}
-        for base in bases:
-            # The first name a mirror may file it under; a base whose URL
-            # for it does not parse is left out (download.py warns).
-            url = next(iter(iter_source_urls(item.tarball, {}, [], [base], False)), None)
+        for entry, base in sources:
+            # The first name a source may file it under; a source whose URL
+            # for it does not parse is left out (download.py warns).  No
+            # SAGE_SERVER here: a line that needs it is no source.
+            url = next(iter(iter_source_urls(item.tarball, {}, [entry] if entry else [],
+                                             [base] if base else [], False)), None)
             if url is None:
                 continue
-            key = mirror_key(url)
+            key = entry[1] if entry else mirror_key(url)
             if key not in urls:
                 urls[key] = url
                 if key not in keys:
