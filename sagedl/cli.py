@@ -26,7 +26,8 @@ import sys
 from sagedl import __version__
 from sagedl import errors
 from sagedl.errors import SagedlError, UsageError
-from sagedl.options import COMMANDS, PROG, SAGE_PACKAGE_COMMANDS, split_command
+from sagedl.options import (COMMANDS, PROG, SAGE_PACKAGE_COMMANDS, request, run_settings,
+                            split_command)
 
 # -- entry point ---------------------------------------------------------------
 USAGE = """\
@@ -153,6 +154,8 @@ def _main(argv, env, stdout, stderr, stdin):
         if command is None and args.version:
             stdout.write(version_line())
             return 0
+        # The one place a Namespace becomes the values the layers below take.
+        settings, req = run_settings(args), request(command, args)
         from sagedl.session import Session
         ctx = Session(args, env, stdout, stderr)
         if command == "download":
