@@ -157,7 +157,8 @@ def _main(argv, env, stdout, stderr, stdin):
         # The one place a Namespace becomes the values the layers below take.
         settings, req = run_settings(args), request(command, args)
         from sagedl.session import Session
-        ctx = Session(args, env, stdout, stderr)
+        ctx = Session(settings, env, stdout, stderr)
+        ctx.args = args     # for the commands that do not take their request yet
         if command == "download":
             from sagedl.commands.bulk import cmd_download
             return cmd_download(ctx)

@@ -1,9 +1,10 @@
 """One run's shared objects, and the facts a run learns once.
 
-The command line parses its arguments into a Session; the commands and the
-planning layer (sources.py) ask it for what they need:
+The command line makes a Session of the run's settings (options.RunSettings:
+the options every command shares) and its environment and streams; the
+commands and the planning layer (sources.py) ask it for what they need:
 
-* what the options say: the engine's Options, the progress display, a
+* what the settings build: the engine's Options, the progress display, a
   transport (one per worker thread), the TLS context for the probe;
 * per-run facts, each computed at most once and only when first asked for:
   the Sage tree, the mirror bases to try (explicit, or probed and ranked),
@@ -29,16 +30,16 @@ SMALL_DOCUMENT_CONNECT = 3.0
 
 
 class Session(object):
-    """What every command needs: env, streams, the options, and the pieces built from them."""
+    """What every command needs: env, streams, the run's settings
+    (options.RunSettings), and the pieces built from them."""
 
-    def __init__(self, args, env, stdout, stderr):
-        self.args = args
+    def __init__(self, settings, env, stdout, stderr):
+        self.settings = settings
         self.env = env
         self.stdout = stdout
         self.stderr = stderr
-        level = (args.log or "").upper()
-        self.debug = args.debug or level == "DEBUG"
-        self.quiet = args.quiet or level in ("WARNING", "ERROR", "CRITICAL")
+        self.debug = settings.debug
+        self.quiet = settings.quiet
         self._transport = None
         self._throttle = None
         self._tree = False
@@ -88,7 +89,7 @@ class Session(object):
     # -- what the options build -----------------------------------------------
     def transport(self):
         if self._transport is None:
-            if self.args.no_check_certificate:
+            if not self.settings.check_certificate:
                 from sagedl.net.tls import INSECURE_WARNING
                 self.stderr.write("%s: %s\n" % (PROG, INSECURE_WARNING))
             self._transport = self.new_transport()
@@ -99,17 +100,17 @@ class Session(object):
         shared); ``connect``: a lookup and connect deadline shorter than
         --connect-timeout's."""
         from sagedl.net.transport import Transport
-        timeout = timeout or self.args.timeout or 30.0
-        given = [c for c in (connect, getattr(self.args, "connect_timeout", None)) if c]
+        timeout = timeout or self.settings.timeout or 30.0
+        given = [c for c in (connect, self.settings.connect_timeout) if c]
         connect = min(given) if given else None
         return Transport(timeout=timeout, connect_timeout=min(connect, timeout) if connect else None,
-                         env=self.env, ca_bundle=self.args.ca_bundle,
-                         verify=not self.args.no_check_certificate, hosts=self.hosts)
+                         env=self.env, ca_bundle=self.settings.ca_bundle,
+                         verify=self.settings.check_certificate, hosts=self.hosts)
 
     def options(self):
         from sagedl.engine.download import Options
         from sagedl.engine.retry import Retry
-        a = self.args
+        a = self.settings
         opts = Options(timeout=a.timeout or 30.0, retry=Retry(total=a.retries),
                        low_speed_limit=a.low_speed_limit, low_speed_time=a.low_speed_time,
                        lock_timeout=a.lock_timeout, force=a.force)
@@ -121,7 +122,7 @@ class Session(object):
     def throttle(self):
         """--limit-rate's token bucket: one per run, so the cap is the
         total of every transfer (a bulk download's workers share it)."""
-        rate = getattr(self.args, "limit_rate", None)
+        rate = self.settings.limit_rate
         if rate and self._throttle is None:
             from sagedl.engine.ratelimit import TokenBucket
             self._throttle = TokenBucket(rate)
@@ -129,7 +130,7 @@ class Session(object):
 
     def progress(self):
         from sagedl.ui.progress import make_progress
-        return make_progress(self.args.progress, self.stderr, quiet=self.quiet, env=self.env)
+        return make_progress(self.settings.progress, self.stderr, quiet=self.quiet, env=self.env)
 
     def close(self):
         if self._transport is not None:
@@ -139,7 +140,7 @@ class Session(object):
     def tree(self, required=False):
         if self._tree is False:
             from sagedl.sage.tree import SageTree
-            self._tree = SageTree.discover(self.args.sage_root, env=self.env, cwd=os.getcwd())
+            self._tree = SageTree.discover(self.settings.sage_root, env=self.env, cwd=os.getcwd())
         if required and self._tree is None:
             raise UsageError("no Sage tree found",
                              hint="run inside a Sage source tree, or pass --sage-root DIR / set SAGE_ROOT")
@@ -150,8 +151,8 @@ class Session(object):
         list (and .upstream.d), or None when neither is given.  A
         SAGEDL_MIRRORS that is set but empty is [] -- no mirrors at all, the
         one way to say so -- never the shipped list of real mirrors."""
-        if self.args.mirror:
-            return self.args.mirror
+        if self.settings.mirrors:
+            return list(self.settings.mirrors)
         value = self.env.get("SAGEDL_MIRRORS")
         return None if value is None else value.split()
 
@@ -217,7 +218,7 @@ class Session(object):
 
     def configured_mirrors(self):
         from sagedl.mirrors import mirrorlist
-        return mirrorlist.load_configured(self.args.mirrors_file, self.env)
+        return mirrorlist.load_configured(self.settings.mirrors_file, self.env)
 
     def ranked(self, listed, fresh=False):
         """Mirrors best first: a parallel HTTP probe, cached for an hour, with
@@ -227,7 +228,7 @@ class Session(object):
         ctx = None
         if any(m.url.startswith("https:") for m in listed):
             from sagedl.net.tls import TLSConfig
-            ctx = TLSConfig(self.args.ca_bundle, not self.args.no_check_certificate,
+            ctx = TLSConfig(self.settings.ca_bundle, self.settings.check_certificate,
                             self.env).context()
         if fresh:
             ranked = health.rank_cached(listed, env=self.env, ssl_context=ctx, refresh=True,
@@ -240,7 +241,7 @@ class Session(object):
         """Fetch a small document (a mirror list) within ``timeout`` seconds
         (shorter than a download's): a transport of its own, closed after."""
         from sagedl.errors import SourceFailure
-        transport = self.new_transport(min(timeout, self.args.timeout or timeout),
+        transport = self.new_transport(min(timeout, self.settings.timeout or timeout),
                                        connect=SMALL_DOCUMENT_CONNECT)
         try:
             resp = transport.open(url)

@@ -221,8 +221,8 @@ def tarball_sources(session, tree, tarball, bases=None):
     ranking comes before any other source: its verdict (offline, DNS dead)
     is what gives the .upstream.d servers short deadlines (reachability.py).
     """
-    args = session.args
-    if args.upstream_only:
+    settings = session.settings
+    if settings.upstream_only:
         if not tarball.upstream_url:
             raise UsageError("%s has no upstream_url in %s" % (tarball.filename, tarball.checksums_ini
                                                                or "its checksums.ini"),
@@ -235,7 +235,7 @@ def tarball_sources(session, tree, tarball, bases=None):
         if bases is None:
             bases = session.mirror_bases        # called when the mirrors' turn comes
         mirror_lists = None if explicit else session.mirror_list_resolver()
-        allow_upstream, env = args.allow_upstream, session.env
+        allow_upstream, env = settings.allow_upstream, session.env
 
     def skipped(what, url, problem):
         session.warn_once(what, "skipping %s: URL %s %s" % (what, _shown(url), problem))
@@ -311,7 +311,7 @@ def plan_fetch(session, target, dest):
         from sagedl.net.urls import check_url
         check_url(target)
         name = url_basename(target)
-        sources = [Source(target)] + [Source(b + name) for b in (a.mirror or [])]
+        sources = [Source(target)] + [Source(b + name) for b in session.settings.mirrors]
         return FetchPlan(name, place(dest, name), sources, Expected(a.size, a.sha256, a.sha1))
     from sagedl.sage.names import check_filename
     check_filename(target)

@@ -50,7 +50,7 @@ POOL = 5    # public mirrors one run spreads over (see above)
 def applies(session):
     """Whether the scheduler may take part at all; which mirrors it gets,
     if any, is pool()'s answer, asked only when a file needs fetching."""
-    return not session.args.upstream_only
+    return not session.settings.upstream_only
 
 
 def pool(session, tree):
@@ -99,9 +99,7 @@ def _add_answered(session, chosen, bases, count):
 
 def settings(session):
     from sagedl.plan import scheduler
-    a = session.args
-    per = getattr(a, "max_connections_per_mirror", None)
-    split = getattr(a, "split", None)
+    per, split = session.settings.per_mirror, session.settings.split
     return scheduler.Settings(session.options(),
                               per_mirror=per if per else scheduler.PER_MIRROR,
                               split=scheduler.SPLIT if split is None else split)
