@@ -120,3 +120,31 @@ def test_a_value_needs_every_field_and_no_other():
         MirrorsRequest(fastest=True)
     with pytest.raises(TypeError):
         MirrorsRequest(fastest=True, no_probe=False, colour="red")
+# Reading a Namespace is the command line's job: below it, options come as
+# the values above (RunSettings through the Session, and each command's request).
+NAMESPACE_READERS = ("cli.py", "options.py", os.path.join("commands", "sagepackage.py"))
+
+
+def names(path):
+    with io.open(path, "rb") as f:
+        return [(t.string, t.start[0]) for t in tokenize.tokenize(f.readline)
+                if t.type in (tokenize.NAME, tokenize.OP)]
+
+
+def test_no_module_below_the_command_line_reads_args():
+    offences = []
+    for top, _, files in os.walk(SAGEDL):
+        for n in files:
+            rel = os.path.relpath(os.path.join(top, n), SAGEDL)
+            if not n.endswith(".py") or rel in NAMESPACE_READERS:
+                continue
+            toks = names(os.path.join(SAGEDL, rel))
+            for i, (tok, line) in enumerate(toks):
+                # "x.args": a Namespace (an exception's .args is e.args,
+                # ex.args, ...: allowed by name).
+                if tok == "args" and i and toks[i - 1][0] == "." and \
+                        toks[i - 2][0] not in ("e", "exc", "error"):
+                    offences.append("%s:%d: .args" % (rel, line))
+                if tok == "getattr" and toks[i + 2][0] in ("a", "args"):
+                    offences.append("%s:%d: getattr(%s, ...)" % (rel, line, toks[i + 2][0]))
+    assert offences == []

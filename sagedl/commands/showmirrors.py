@@ -37,7 +37,7 @@ def cmd_print_fastest_mirror(session):
         from sagedl.mirrors.mirrorlist import Mirror
         from sagedl.plan.sources import with_slash
         listed = [Mirror(with_slash(u)) for u in explicit]
-    elif tree is not None and not session.args.mirrors_file:
+    elif tree is not None and not session.settings.mirrors_file:
         from sagedl.mirrors.mirrorlist import MIRROR_LIST_URL
         from sagedl.plan.sources import mirror_list_urls
         lists = mirror_list_urls(session.upstream_d(tree), session.env) or [MIRROR_LIST_URL]
@@ -81,9 +81,9 @@ def no_mirror_answered(ranked):
                              "and the mirror URLs")
 
 
-def cmd_list_mirrors(session):
+def cmd_list_mirrors(session, request):
     """A table of the configured mirrors, freshly ranked: name, region,
-    latency, health, last result."""
+    latency, health, last result (an options.MirrorsRequest)."""
     from sagedl.mirrors import health
     from sagedl.mirrors.mirrorlist import Mirror
     from sagedl.mirrors.probe import SKIPPED, Ranked
@@ -91,13 +91,13 @@ def cmd_list_mirrors(session):
         listed = [Mirror(u) for u in session.mirror_bases()]
     else:
         listed = session.configured_mirrors()
-    if session.args.no_probe:
+    if request.no_probe:
         ranked = [Ranked(m, SKIPPED, None, "not measured") for m in listed]
     else:
         ranked = session.ranked(listed, fresh=True)
     text = format_table(ranked, health.load_health(session.env))
     session.stdout.write(native_str(text))   # mirror names are unicode; a pipe takes bytes on 2.7
-    if not session.args.no_probe and not any(r.ok for r in ranked):
+    if not request.no_probe and not any(r.ok for r in ranked):
         raise no_mirror_answered(ranked)    # the table above says why, mirror by mirror
     return 0
 

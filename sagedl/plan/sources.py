@@ -288,10 +288,11 @@ class FetchPlan(object):
         self.tarball = self.tree = None    # a Sage tarball's: the multi-mirror scheduler plans from them
 
 
-def plan_fetch(session, target, dest):
+def plan_fetch(session, target, dest, size=None, sha256=None, sha1=None):
     """The FetchPlan of one file of ``sagedl URL_OR_TARBALL...`` (the
     sage-download-file form); ``dest`` is the run's destination, as
-    output.decide made it.
+    output.decide made it; size, sha256, sha1: what the command line
+    expects of the file (a Sage tarball's checksums.ini fills in the rest).
 
     * A URL: that URL, then the same file name under each --mirror.
     * A tarball or package name in a Sage tree: Sage's sources (see
@@ -303,7 +304,6 @@ def plan_fetch(session, target, dest):
     from sagedl.engine.download import Source
     from sagedl.engine.verify import Expected
     from sagedl.plan.output import place
-    a = session.args
     target = text_name(target)   # 3.6 in a C locale: argv has surrogates
     if dest:   # PyPy in a C locale decodes argv as UTF-8 but paths as ASCII
         dest = native_name(text_name(dest))
@@ -312,13 +312,13 @@ def plan_fetch(session, target, dest):
         check_url(target)
         name = url_basename(target)
         sources = [Source(target)] + [Source(b + name) for b in session.settings.mirrors]
-        return FetchPlan(name, place(dest, name), sources, Expected(a.size, a.sha256, a.sha1))
+        return FetchPlan(name, place(dest, name), sources, Expected(size, sha256, sha1))
     from sagedl.sage.names import check_filename
     check_filename(target)
     tree = session.tree()
     if tree is None:
         name = target
-        expected = Expected(a.size, a.sha256, a.sha1)
+        expected = Expected(size, sha256, sha1)
         if session.explicit_mirrors() is None:
             raise UsageError("%s is not a URL and there is no Sage tree to look it up in" % target,
                              hint="give a URL, --mirror URL, or run inside a Sage tree (--sage-root DIR)")
@@ -326,7 +326,7 @@ def plan_fetch(session, target, dest):
         return FetchPlan(name, place(dest, name), sources, expected)
     tarball = tree.resolve(target)
     name = tarball.filename
-    expected = Expected(a.size, a.sha256 or tarball.sha256, a.sha1 or tarball.sha1)
+    expected = Expected(size, sha256 or tarball.sha256, sha1 or tarball.sha1)
 
     cached = os.path.join(ensure_distfiles(session, tree), native_name(name))
     plan = FetchPlan(name, place(dest, name, home=cached), TarballSources(session, tree, tarball),

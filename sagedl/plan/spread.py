@@ -118,12 +118,12 @@ class Item(object):
         self.left = False        # for download.py from the start
 
 
-def fetch(session, tree, items, progress, recorder):
+def fetch(session, tree, items, progress, recorder, nchecks=1):
     """Fetch ``items`` (Item) over the session's mirrors; ``progress``: an
     AggregateProgress, or None for one file on the session's display.
     ``recorder``: the health record (made when first called, see
-    session._LazyRecorder)."""
-    todo = not_present(session, items)
+    session._LazyRecorder).  ``nchecks``: see not_present."""
+    todo = not_present(session, items, nchecks)
     if not todo:
         return items
     from sagedl.plan import scheduler
@@ -148,18 +148,18 @@ def fetch(session, tree, items, progress, recorder):
     return items
 
 
-def not_present(session, items):
+def not_present(session, items, nchecks=1):
     """[(item, Expected)] of the items not already there and verified; the
     verified ones get their Result.  No network, no planning -- nor the
     import of what a transfer needs (the probe).  Several files are checked
-    --jobs at a time (PresentCheck)."""
+    ``nchecks`` (a bulk download's --jobs) at a time (PresentCheck)."""
     from sagedl.engine.verify import Expected
     checks = []
     for item in items:
         expected = Expected(None, item.tarball.sha256, item.tarball.sha1)
         if expected.known():
             checks.append((item, expected))
-    jobs = min(getattr(session.args, "jobs", 1) or 1, len(checks))
+    jobs = min(nchecks, len(checks))
     PresentCheck(session, checks).run(jobs)
     todo = []
     for item, expected in checks:
