@@ -502,6 +502,16 @@ class VerifyRequest(Value):
     __slots__ = ("directory", "packages", "exclude", "has_file", "no_file")
 
 
+class SagePackageRequest(Value):
+    """sage-package's read-only subcommands (commands/sagepackage.py's
+    parsers): ``command`` is properties, list, tarball or name; a field that
+    subcommand has no argument for is None."""
+
+    __slots__ = ("command", "sage_root", "package_class", "has_files", "no_files", "trees",
+                 "exclude", "include_dependencies", "exclude_dependencies", "format",
+                 "package_name", "tarball_filename")
+
+
 # Options that reach no request, and why.
 NOT_CARRIED = {
     "version": "answered by cli.py before any request is built",
@@ -555,3 +565,32 @@ def request(command, args):
     if command == "verify":
         return VerifyRequest(directory=args.directory, exclude=tuple(args.exclude), **selection)
     raise UsageError("unknown command %s" % command)
+
+
+# sage-package's options that reach no request, and why.
+SAGE_PACKAGE_NOT_CARRIED = {
+    "log": "accepted for Sage compatibility; ignored",
+    "debug": "read from argv by cli.py (a traceback on errors)",
+}
+
+
+def sage_package_request(command, args):
+    """The SagePackageRequest of a sage-package subcommand's parsed arguments."""
+    fields = dict.fromkeys(SagePackageRequest.__slots__)
+    fields.update(command=command, sage_root=args.sage_root)
+    if command == "list":
+        fields.update(package_class=tuple(args.package_class), has_files=tuple(args.has_files),
+                      no_files=tuple(args.no_files), trees=tuple(args.trees),
+                      # --exclude A B --exclude C: a group per use
+                      exclude=tuple(tuple(group) for group in args.exclude),
+                      include_dependencies=args.include_dependencies,
+                      exclude_dependencies=args.exclude_dependencies)
+    elif command == "properties":
+        fields.update(package_class=tuple(args.package_class), format=args.format)
+    elif command == "tarball":
+        fields.update(package_name=args.package_name)
+    elif command == "name":
+        fields.update(tarball_filename=args.tarball_filename)
+    else:
+        raise UsageError("unknown sage-package subcommand %s" % command)
+    return SagePackageRequest(**fields)

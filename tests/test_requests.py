@@ -70,6 +70,25 @@ def test_every_option_is_carried_into_the_settings_or_the_request(command):
     assert not set(options.NOT_CARRIED) & read, "carried, yet named in NOT_CARRIED"
 
 
+SAGE_PACKAGE_ARGV = {"list": ["--exclude", "a", "b", "--exclude", "c"], "properties": ["six"],
+                     "tarball": ["six"], "name": ["six-1.0.tar.gz"]}
+
+
+@pytest.mark.parametrize("command", sorted(SAGE_PACKAGE_ARGV))
+def test_every_sage_package_option_is_carried_into_its_request(command):
+    from sagedl.commands.sagepackage import make_parser
+    parser = make_parser(command)
+    recorder = ReadRecorder(parser.parse_args(SAGE_PACKAGE_ARGV[command]))
+    req = options.sage_package_request(command, recorder)
+    missing = dests(parser) - recorder._read - set(options.SAGE_PACKAGE_NOT_CARRIED)
+    assert not missing, "options no request carries: %s" % sorted(missing)
+    assert req.command == command
+    if command == "list":
+        assert req.exclude == (("a", "b"), ("c",)) and req.package_class == (":all-or-nothing:",)
+    with pytest.raises(AttributeError):
+        req.command = "download"
+
+
 def test_not_carried_names_only_real_options():
     every = set()
     for command in COMMANDS:
@@ -122,7 +141,7 @@ def test_a_value_needs_every_field_and_no_other():
         MirrorsRequest(fastest=True, no_probe=False, colour="red")
 # Reading a Namespace is the command line's job: below it, options come as
 # the values above (RunSettings through the Session, and each command's request).
-NAMESPACE_READERS = ("cli.py", "options.py", os.path.join("commands", "sagepackage.py"))
+NAMESPACE_READERS = ("cli.py", "options.py")
 
 
 def names(path):
