@@ -1,5 +1,6 @@
-"""The command line's options: every argparse parser sagedl has, and how
-argv is split into a command and its arguments.
+"""The command line's options: every argparse parser sagedl has, how argv
+is split into a command and its arguments, and the immutable values a
+parsed command line becomes (RunSettings, and one request per command).
 
 Why a module of its own: cli.py dispatches and turns errors into exit
 codes; what the options are (their names, types, defaults, help) is a
@@ -309,7 +310,7 @@ def _list_parser():
     return p
 
 
-# -- the commands live beside what they do, each taking the run's Session:
+# -- the commands live beside what they do, each taking the run's Session and its request:
 # single.py (URL_OR_TARBALL), bulk.py (download), sitemirror.py (make-mirror,
 # verify), showmirrors.py (--print-fastest-mirror, list-mirrors).  Planning
 # (which sources, in which order) is sources.py's.
