@@ -418,3 +418,29 @@ sys.stdout.write("ok")
     r = subprocess.run([pypy, "-c", code, str(tmp_path / "out")], env=dict(clean_env(tmp_path),
                        PYTHONPATH=REPO), stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=60)
     assert r.stdout == b"ok", r.stderr
+
+
+@pytest.mark.parametrize("nursery_env, collections", [({}, 3), ({"PYPY_GC_NURSERY": "4MB"}, 0)])
+def test_on_pypy_a_large_transfer_collects_at_its_start_and_every_step(
+        tmp_path, monkeypatch, nursery_env, collections):
+    """PyPy's nursery (sized from the CPU's cache: 240 MB on this VM) only
+    shrinks back at a collection, so the threaded sink collects at the first
+    block and every NURSERY_STEP bytes -- unless the user sized the nursery."""
+    import gc
+    calls = []
+    monkeypatch.setattr(pipeline, "RAW_BLOCKS", True)
+    monkeypatch.setattr(pipeline, "NURSERY_STEP", 4096 * 4)
+    monkeypatch.setattr(gc, "collect", lambda: calls.append(1))
+    monkeypatch.delenv("PYPY_GC_NURSERY", raising=False)
+    for k, v in nursery_env.items():
+        monkeypatch.setenv(k, v)
+    data = make_data(4096 * 10, seed=9)
+    fd = os.open(str(tmp_path / "out"), os.O_WRONLY | os.O_CREAT, 0o644)
+    sink = pipeline.ThreadedSink(fd, Hasher(Expected()), 4096, ring=3)
+    try:
+        feed(sink, data, [4096] * 10)
+        sink.finish()
+    finally:
+        sink.close()
+        os.close(fd)
+    assert len(calls) == collections      # at 4, 20 and 36 KiB written

@@ -57,7 +57,17 @@ block (up to 153 MB of GC garbage).  The simple Sink hands over each read
 (the whole buffer when a read filled it, as compat_buffer_slice does for
 everyone): it serves small files and 2.7.
 
+The split of work -- the caller receives, the worker hashes and writes --
+was measured against the caller writing too and the worker only hashing
+(2026-12-03, Intel Xeon VM, 3.11, 1 GiB over loopback, bench/ab.py, 7
+interleaved runs): the threads' CPU evened out (0.70-0.78 s receiving and
+writing, 0.63-0.73 s hashing, against 0.30 s and 1.04 s) but the download
+was no faster (HTTP 1.46 s against 1.32 s, HTTPS 1.75 s against 1.59 s):
+both cores were busy with sagedl, nginx and writeback (bench/README.md).
+
 ``Syncer`` flushes the data to disk behind the writes, for both sinks.
+``Nursery`` keeps PyPy's young generation from growing the process during
+a large transfer.
 """
 
 from __future__ import absolute_import
@@ -95,6 +105,12 @@ WHOLE_BLOCKS = hasattr(sys, "pypy_version_info")
 # Blocks outside the GC, written by write(2) itself: PyPy's way (see the
 # module docstring); not elsewhere.
 RAW_BLOCKS = hasattr(sys, "pypy_version_info")
+# PyPy: a full collection when a large transfer starts and every this many
+# bytes after (see Nursery).  A collection costs PyPy 5-6 ms, the first one
+# about 20 ms (it moves start-up's survivors out of the nursery): 40 ms per
+# GiB in all.  Over HTTPS the hot loop makes about 170 MB of garbage per GiB,
+# so 256 MiB stays below the 70 MB of nursery that start-up already touched.
+NURSERY_STEP = 256 << 20
 
 
 def open_sink(fd, hasher, block_size, remaining, env=os.environ):
@@ -257,6 +273,7 @@ class ThreadedSink(object):
         self._error = None          # sys.exc_info() of the worker's failure
         self._cond = threading.Condition()
         self._syncer = Syncer(fd)
+        self._nursery = Nursery.when_needed()
         self.written = 0
         self._thread = threading.Thread(target=self._run, name="sagedl-write")
         self._thread.daemon = True
@@ -320,6 +337,7 @@ class ThreadedSink(object):
         cond = self._cond
         ready, free, bufs, views = self._ready, self._free, self._bufs, self._views
         update, fd, syncer, raw = self._update, self._fd, self._syncer, self._raw
+        nursery = self._nursery
         try:
             while True:
                 with cond:
@@ -339,6 +357,8 @@ class ThreadedSink(object):
                 self.written += n
                 if self.written >= syncer.next_at:
                     syncer.wrote(self.written)
+                if nursery is not None and self.written >= nursery.next_at:
+                    nursery.collect(self.written)
                 with cond:
                     free.append(i)
                     self._busy = False
@@ -399,3 +419,37 @@ class Syncer(object):
             self._stopped = True
             self._cond.notify()
         self._thread.join()
+
+
+class Nursery(object):
+    """PyPy only: collect now and then, so its young generation does not
+    grow the process.
+
+    PyPy allocates young objects by moving a pointer through a "nursery"
+    it sizes from the cache size the CPU reports: half of it, 240 MB on
+    this project's VM (491,520 KB in /proc/cpuinfo).  Only a collection
+    moves the pointer back, so every page the pointer passed stays in the
+    process: a 1 GiB download over HTTPS peaked at 167-295 MB, against
+    83 MB with PYPY_GC_NURSERY=4MB.  The pyz's sh preamble sets that
+    variable, but not when PyPy is named on the command line, and nothing
+    can change the size once PyPy runs.  A collection moves the pointer back
+    to the pages already touched, so collecting when a large transfer
+    starts and every NURSERY_STEP bytes after keeps the peak at what
+    start-up reached (137 MB over HTTPS, 128 MB over HTTP; bench/README.md).
+    Not when PYPY_GC_NURSERY is set: the nursery is then what the user chose.
+    """
+
+    @classmethod
+    def when_needed(cls, env=os.environ):
+        if RAW_BLOCKS and not env.get("PYPY_GC_NURSERY"):
+            return cls()
+        return None
+
+    def __init__(self):
+        import gc
+        self._collect = gc.collect
+        self.next_at = 0            # at the first block: start-up's garbage
+
+    def collect(self, written):
+        self._collect()
+        self.next_at = written + NURSERY_STEP
