@@ -230,11 +230,12 @@ def tarball_sources(session, tree, tarball, bases=None):
         entries, bases, mirror_lists, allow_upstream = [], [], None, True
         env = {}    # SAGE_SERVER too is not a source here
     else:
-        explicit = session.explicit_mirrors() is not None
-        entries = [] if explicit else session.upstream_d(tree)
+        choice = session.mirror_choice()
+        explicit = choice.explicit() is not None
+        entries = [] if explicit else choice.upstream_d(tree)
         if bases is None:
-            bases = session.mirror_bases        # called when the mirrors' turn comes
-        mirror_lists = None if explicit else session.mirror_list_resolver()
+            bases = choice.bases        # called when the mirrors' turn comes
+        mirror_lists = None if explicit else choice.resolved_list
         allow_upstream, env = settings.allow_upstream, session.env
 
     def skipped(what, url, problem):
@@ -319,10 +320,10 @@ def plan_fetch(session, target, dest, size=None, sha256=None, sha1=None):
     if tree is None:
         name = target
         expected = Expected(size, sha256, sha1)
-        if session.explicit_mirrors() is None:
+        if session.mirror_choice().explicit() is None:
             raise UsageError("%s is not a URL and there is no Sage tree to look it up in" % target,
                              hint="give a URL, --mirror URL, or run inside a Sage tree (--sage-root DIR)")
-        sources = [Source(with_slash(b) + name) for b in session.mirror_bases()]
+        sources = [Source(with_slash(b) + name) for b in session.mirror_choice().bases()]
         return FetchPlan(name, place(dest, name), sources, expected)
     tarball = tree.resolve(target)
     name = tarball.filename
@@ -381,7 +382,7 @@ class TarballSources(object):
             yield Source(url)
 
     def _rotated_bases(self):
-        return rotated(self.session.mirror_bases(), self.turn)
+        return rotated(self.session.mirror_choice().bases(), self.turn)
 
     def _next(self, urls):
         if self.lock is None:

@@ -57,12 +57,12 @@ def pool(session, tree):
     """The scheduler's mirror base URLs, best first (see the module
     docstring); may probe the public lists."""
     from sagedl.plan.sources import with_slash
-    explicit = session.explicit_mirrors()
+    explicit = session.mirror_choice().explicit()
     server = (session.env.get("SAGE_SERVER") or "").rstrip("/")
     if server:
         bases = [server + "/"] + [with_slash(m) for m in explicit or ()]
     elif explicit is not None:
-        bases = session.mirror_bases()
+        bases = session.mirror_choice().bases()
     else:
         bases = public_mirrors(session, tree)
     out = []
@@ -79,21 +79,21 @@ def public_mirrors(session, tree, count=POOL):
     nor probed."""
     from sagedl.net.urls import url_problem
     from sagedl.plan.sources import mirror_list_urls
-    resolve = session.mirror_list_resolver()
-    lists = [u for u in mirror_list_urls(session.upstream_d(tree), session.env)
+    choice = session.mirror_choice()
+    lists = [u for u in mirror_list_urls(choice.upstream_d(tree), session.env)
              if url_problem(u) is None]
     chosen = []
     for url in lists:
-        _add_answered(session, chosen, resolve(url) or (), count)
+        _add_answered(session, chosen, choice.resolved_list(url) or (), count)
         if len(chosen) >= 2:
             return chosen
-    _add_answered(session, chosen, session.mirror_bases(), count)
+    _add_answered(session, chosen, choice.bases(), count)
     return chosen
 
 
 def _add_answered(session, chosen, bases, count):
     for b in bases:
-        if len(chosen) < count and b not in chosen and session.answered_probe(b):
+        if len(chosen) < count and b not in chosen and session.mirror_choice().answered_probe(b):
             chosen.append(b)
 
 
