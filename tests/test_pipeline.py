@@ -1,15 +1,17 @@
 """The receive -> hash -> write pipeline (sagedl/engine/pipeline.py): the threaded
-sink and the simple one keep the same guarantees.
+sink, the simple one and the splice one keep the same guarantees.
 
-Both paths run here on small files: in-process by lowering
+Every path runs here on small files: in-process by lowering
 pipeline.LARGE_TRANSFER (or raising it past the file), in a subprocess with
-SAGEDL_PIPELINE=thread|simple.  Speed is measured in bench/, never here.
+SAGEDL_PIPELINE=thread|simple|splice.  Speed is measured in bench/, never here.
 """
 
 import errno
 import hashlib
 import os
 import signal
+import socket
+import stat
 import subprocess
 import sys
 
@@ -20,28 +22,53 @@ from helpers import (REPO, assert_one_line_error, clean_env, interruptible, make
                      size_of, wait_until, wait_until_client_has_read)
 from sagedl.engine import pipeline
 from sagedl.engine.verify import Expected, Hasher
-from sagedl.errors import EXIT_CHECKSUM, EXIT_DISK, EXIT_INTERRUPTED, EXIT_NETWORK, EXIT_OK
+from sagedl.errors import (EXIT_CHECKSUM, EXIT_DISK, EXIT_INTERRUPTED, EXIT_NETWORK, EXIT_OK,
+                           SourceFailure)
+from sagedl.net import http1, splice
 
 # thread: the threaded sink handing over each read (CPython's way); whole:
 # handing over full bytearray blocks (PyPy's way without _cffi_backend);
 # raw: blocks outside the GC written by write(2) itself (PyPy's way);
-# simple: one thread.
-PATHS = ["thread", "whole", "raw", "simple"]
+# simple: one thread; splice: socket -> pipe -> file by splice(2), hashed
+# by a worker reading the file back (plain HTTP, Linux, Python 3.10+).
+PATHS = ["thread", "whole", "raw", "simple", "splice"]
 # A worker that never signals would hang the engine: fail fast instead.
 pytestmark = pytest.mark.timeout(90)
 
 
+needs_splice = pytest.mark.skipif(not splice.AVAILABLE, reason="no os.splice (Linux, 3.10+)")
+
+
+def skip_unless_possible(kind):
+    if kind == "raw":
+        pytest.importorskip("_cffi_backend")
+    if kind == "splice" and not splice.AVAILABLE:
+        pytest.skip("no os.splice (Linux, 3.10+)")
+
+
 @pytest.fixture(params=PATHS)
 def path(request, monkeypatch):
-    """Make the engine pick the threaded or the simple sink for any size."""
-    threaded = request.param != "simple"
-    if request.param == "raw":
-        pytest.importorskip("_cffi_backend")
+    """Make the engine pick the threaded, the simple or the splice sink for
+    any size; the splice one must really be used (plain HTTP, a length)."""
+    kind = request.param
+    skip_unless_possible(kind)
+    threaded = kind != "simple"
     monkeypatch.setattr(pipeline, "LARGE_TRANSFER", 0 if threaded else 1 << 62)
     monkeypatch.setattr(pipeline, "threads_pay", lambda: threaded)
-    monkeypatch.setattr(pipeline, "WHOLE_BLOCKS", request.param == "whole")
-    monkeypatch.setattr(pipeline, "RAW_BLOCKS", request.param == "raw")
-    return request.param
+    monkeypatch.setattr(pipeline, "WHOLE_BLOCKS", kind == "whole")
+    monkeypatch.setattr(pipeline, "RAW_BLOCKS", kind == "raw")
+    monkeypatch.setattr(pipeline, "SPLICE", kind == "splice")
+    opened = []
+    real_open = pipeline.SpliceSink.open.__func__
+
+    def open_and_count(cls, fd, hasher):
+        sink = real_open(cls, fd, hasher)
+        opened.append(sink)
+        return sink
+    monkeypatch.setattr(pipeline.SpliceSink, "open", classmethod(open_and_count))
+    yield kind
+    assert bool(opened) == (kind == "splice"), opened
+    assert None not in opened
 
 
 def full_disk_write(limit, write=os.write):
@@ -55,10 +82,26 @@ def full_disk_write(limit, write=os.write):
     return fake
 
 
+def full_disk_splice(limit, real=getattr(os, "splice", None)):
+    """os.splice into a regular file on a disk that holds limit bytes of
+    it, as full_disk_write; splices into a pipe are left alone."""
+    def fake(src, dst, count, *args, **kwargs):
+        if stat.S_ISREG(os.fstat(dst).st_mode):
+            room = limit - os.fstat(dst).st_size
+            if room <= 0:
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+            count = min(count, room)
+        return real(src, dst, count, *args, **kwargs)
+    return fake
+
+
 def disk_holds(monkeypatch, limit):
-    """The disk holds limit bytes of the file, for os.write and for the
-    write(2) RawBlocks calls (which then fails with ENOSPC, as write(2) does)."""
+    """The disk holds limit bytes of the file, for os.write, os.splice and
+    for the write(2) RawBlocks calls (which then fails with ENOSPC, as
+    write(2) does)."""
     monkeypatch.setattr(pipeline.os, "write", full_disk_write(limit))
+    if splice.AVAILABLE:
+        monkeypatch.setattr(pipeline.os, "splice", full_disk_splice(limit))
     init = pipeline.RawBlocks.__init__
 
     def small_disk(raw):
@@ -76,8 +119,9 @@ def disk_holds(monkeypatch, limit):
 
 
 def new_sink(kind, fd, hasher, block):
-    if kind == "raw":
-        pytest.importorskip("_cffi_backend")
+    skip_unless_possible(kind)
+    if kind == "splice":
+        return pipeline.SpliceSink.open(fd, hasher)
         return pipeline.ThreadedSink(fd, hasher, block, ring=3, raw=pipeline.RawBlocks())
     if kind != "simple":
         return pipeline.ThreadedSink(fd, hasher, block, ring=3, whole_blocks=kind == "whole")
@@ -92,7 +136,11 @@ def feed(sink, data, sizes):
         while n:
             view = sink.buffer()
             k = min(n, len(view))
-            view[:k] = data[pos:pos + k]
+            if getattr(sink, "spliced", False):
+                # Room in a pipe: what Response.splice_into fills.
+                assert os.write(view.fd, data[pos:pos + k]) == k
+            else:
+                view[:k] = data[pos:pos + k]
             sink.put(k)
             pos += k
             n -= k
@@ -229,6 +277,212 @@ def test_the_choice_of_sink(tmp_path, remaining, env, threaded):
     assert sink.threaded == threaded
 
 
+class FakeConnection(object):
+    """What http1.Response reads of its connection before the body."""
+
+    def __init__(self, tls=False):
+        self.is_tls = tls
+        self.timeout = 10
+
+
+def response(headers, tls=False):
+    return http1.Response(FakeConnection(tls), "GET", "http://127.0.0.1/f", 200, "OK", headers)
+
+
+PLAIN = {"content-length": str(1 << 30)}
+
+
+@pytest.mark.parametrize("remaining, resp, env, spliced", [
+    pytest.param(pipeline.LARGE_TRANSFER, response(PLAIN), {}, True, marks=needs_splice),
+    (pipeline.LARGE_TRANSFER, response(PLAIN, tls=True), {}, False),          # TLS: decrypted in Python
+    (pipeline.LARGE_TRANSFER, response({"transfer-encoding": "chunked"}), {}, False),
+    (None, response({}), {}, False),                                          # no length
+    (pipeline.LARGE_TRANSFER, response({}), {}, False),     # --size known, body without a length
+    (None, response(PLAIN), {}, False),                     # a caller without a limit
+    (1 << 20, response(PLAIN), {}, False),                                    # small: one thread
+    pytest.param(1 << 20, response(PLAIN), {"SAGEDL_PIPELINE": "splice"}, True, marks=needs_splice),
+    (pipeline.LARGE_TRANSFER, response(PLAIN), {"SAGEDL_PIPELINE": "thread"}, False),
+    (pipeline.LARGE_TRANSFER, None, {}, False),                               # no response
+])
+def test_the_splice_sink_is_chosen_only_for_plain_bodies_of_known_length(
+        tmp_path, remaining, resp, env, spliced):
+    fd = os.open(str(tmp_path / "out"), os.O_WRONLY | os.O_CREAT, 0o644)
+    try:
+        sink = pipeline.open_sink(fd, Hasher(Expected()), 1024, remaining, env, response=resp)
+        sink.close()
+    finally:
+        os.close(fd)
+    assert getattr(sink, "spliced", False) == spliced
+    assert sink.threaded == (spliced or remaining is None or remaining >= pipeline.LARGE_TRANSFER
+                             or env.get("SAGEDL_PIPELINE") == "thread") or not sys.version_info[0] >= 3
+
+
+@pytest.mark.parametrize("why", ["no os.splice", "pypy", "python 2"])
+def test_without_os_splice_on_pypy_and_on_python_2_the_large_path_is_unchanged(
+        tmp_path, monkeypatch, why):
+    """Where os.splice is missing (Python < 3.10, not Linux), on PyPy (its
+    own way, RawBlocks, was not measured against splicing) and on 2.7 (one
+    thread), a large plain body takes the sink it took before."""
+    if why == "no os.splice":
+        monkeypatch.setattr(splice, "AVAILABLE", False)
+    elif why == "pypy":
+        monkeypatch.setattr(pipeline, "SPLICE", False)
+    else:
+        monkeypatch.setattr(pipeline, "threads_pay", lambda: False)
+    fd = os.open(str(tmp_path / "out"), os.O_WRONLY | os.O_CREAT, 0o644)
+    try:
+        sink = pipeline.open_sink(fd, Hasher(Expected()), 1024, pipeline.LARGE_TRANSFER, {},
+                                  response=response(PLAIN))
+        sink.close()
+    finally:
+        os.close(fd)
+    assert not getattr(sink, "spliced", False)
+    assert sink.threaded == (why != "python 2")
+
+
+def connected(body_sent, buffered=b"", timeout=10, length=None):
+    """A Response whose connection holds ``buffered`` (read with the head)
+    and whose peer has sent ``body_sent``; returns (response, peer)."""
+    ours, peer = socket.socketpair()
+    ours.settimeout(timeout)
+    conn = http1.Connection(None, None, ours, timeout)
+    conn.buf += buffered
+    if body_sent:
+        peer.sendall(body_sent)
+    if length is None:
+        length = len(buffered) + len(body_sent)
+    return http1.Response(conn, "GET", "http://127.0.0.1/f", 200, "OK",
+                          {"content-length": str(length)}), peer
+
+
+def drain(pipe, n):
+    return os.read(pipe.r, n)
+
+
+@needs_splice
+def test_bytes_read_with_the_head_go_into_the_pipe_first():
+    resp, peer = connected(b"B" * 5000, buffered=b"A" * 300)
+    pipe = splice.Pipe()
+    try:
+        assert resp.can_splice()
+        n = resp.splice_into(pipe.space())
+        assert drain(pipe, n) == b"A" * 300
+        got = b""
+        while len(got) < 5000:
+            n = resp.splice_into(pipe.space()[:1000])     # --limit-rate's smaller reads
+            assert 0 < n <= 1000
+            got += drain(pipe, n)
+        assert got == b"B" * 5000
+        assert resp.splice_into(pipe.space()) == 0        # the length is reached
+    finally:
+        pipe.close()
+        resp.conn.close()
+        peer.close()
+
+
+@needs_splice
+def test_a_silent_socket_is_the_read_timeout_and_an_early_close_a_short_body():
+    """The socket's fd is non-blocking (it has a timeout): splice waits in
+    poll() for the read timeout, then fails as recv_into would."""
+    resp, peer = connected(b"", timeout=0.3, length=10)      # promised, never sent
+    pipe = splice.Pipe()
+    try:
+        with pytest.raises(SourceFailure, match="read timeout"):
+            resp.splice_into(pipe.space())
+        peer.sendall(b"12345")
+        peer.close()
+        assert resp.splice_into(pipe.space()) == 5
+        with pytest.raises(SourceFailure, match="short body"):
+            resp.splice_into(pipe.space())
+    finally:
+        pipe.close()
+        resp.conn.close()
+
+
+@needs_splice
+def test_a_file_system_splice_cannot_write_to_is_written_through_user_space(tmp_path,
+                                                                           monkeypatch):
+    real = os.splice
+
+    def no_splice_into_files(src, dst, count, *args, **kwargs):
+        if stat.S_ISREG(os.fstat(dst).st_mode):
+            raise OSError(errno.EINVAL, os.strerror(errno.EINVAL))
+        return real(src, dst, count, *args, **kwargs)
+    monkeypatch.setattr(os, "splice", no_splice_into_files)
+    data = make_data(50000, seed=21)
+    fd = os.open(str(tmp_path / "out"), os.O_WRONLY | os.O_CREAT, 0o644)
+    hasher = Hasher(Expected(sha256=hashlib.sha256(data).hexdigest()))
+    sink = new_sink("splice", fd, hasher, 4096)
+    try:
+        feed(sink, data, [7000] * 7 + [1000])
+        sink.finish()
+    finally:
+        sink.close()
+        os.close(fd)
+    assert hasher.mismatch() is None
+    assert (tmp_path / "out").read_bytes() == data
+
+
+def test_the_splice_sinks_caller_waits_while_the_hash_is_max_lag_behind(tmp_path, monkeypatch):
+    """The caller writes ahead of the hashing worker, but at most MAX_LAG
+    bytes (and the read in flight): what is not hashed yet must still be in
+    the page cache, not read back from the disk.  The worker is held in its
+    first update; the caller must then wait in buffer(), not finish."""
+    import threading
+    skip_unless_possible("splice")
+    block = 4096
+    monkeypatch.setattr(pipeline, "MAX_LAG", 4 * block)
+    release, settled = threading.Event(), threading.Event()
+    feeder = []
+
+    class WatchedCondition(threading.Condition):
+        def wait(self, timeout=None):
+            if threading.current_thread() in feeder:
+                settled.set()           # the caller waits for the worker
+            return super(WatchedCondition, self).wait(timeout)
+
+    class HeldHasher(object):
+        def __init__(self):
+            self.sha256 = hashlib.sha256()
+
+        def update(self, chunk):
+            release.wait(60)
+            self.sha256.update(chunk)
+
+    data = make_data(40 * block, seed=23)
+    fd = os.open(str(tmp_path / "out"), os.O_WRONLY | os.O_CREAT, 0o644)
+    hasher = HeldHasher()
+    real_condition = threading.Condition
+    threading.Condition = WatchedCondition
+    try:
+        sink = pipeline.SpliceSink.open(fd, hasher)
+    finally:
+        threading.Condition = real_condition
+    done = []
+
+    def feed_all():
+        feed(sink, data, [block] * 40)
+        done.append(True)
+        settled.set()
+    t = threading.Thread(target=feed_all)
+    feeder.append(t)
+    try:
+        t.start()
+        assert settled.wait(60)
+        written_while_held = sink.written
+        finished_while_held = bool(done)
+        release.set()
+        t.join(60)
+        sink.finish()
+    finally:
+        release.set()
+        sink.close()
+        os.close(fd)
+    assert not finished_while_held
+    assert written_while_held <= 5 * block
+    assert hasher.sha256.digest() == hashlib.sha256(data).digest()
+
+
 # -- through the engine ---------------------------------------------------------
 
 def test_download_verifies_and_renames(run_cli, server, payload, tmp_path, path):
@@ -266,6 +520,48 @@ def test_a_reset_mid_transfer_keeps_what_arrived_and_the_next_run_resumes(
     r = run_cli(url, dest, "--sha256", payload.sha256, "--progress", "none")
     assert r.code == EXIT_OK, r
     assert server.requests_for(payload.name)[-1].range == "bytes=%d-" % N
+    assert dest.read_bytes() == payload.data
+
+
+def test_a_body_that_ends_early_keeps_its_prefix_and_resumes(run_cli, server, payload,
+                                                             tmp_path, path):
+    dest = tmp_path / payload.name
+    N = 200000
+    url = server.url_for(payload.name, "close-at-%d,once" % N)
+    r = run_cli(url, dest, "--sha256", payload.sha256, "--progress", "none", "--retries", "0")
+    assert r.code == EXIT_NETWORK, r
+    assert "short body" in r.err
+    part = tmp_path / (payload.name + ".part")
+    assert part.read_bytes() == payload.data[:N]
+    r = run_cli(url, dest, "--sha256", payload.sha256, "--progress", "none")
+    assert r.code == EXIT_OK, r
+    assert server.requests_for(payload.name)[-1].range == "bytes=%d-" % N
+    assert dest.read_bytes() == payload.data
+
+
+def mirror(server):
+    """The server as a --mirror base that serves the file as it is."""
+    return server.url_for("x").rsplit("/", 1)[0] + "/"
+
+
+def test_a_silent_source_is_the_read_timeout(run_cli, server, payload, tmp_path, path):
+    dest = tmp_path / payload.name
+    r = run_cli(server.url_for(payload.name, "stall-at-1000"), dest, "--mirror", mirror(server),
+                "--sha256", payload.sha256, "--progress", "lines", "--timeout", "1")
+    assert r.code == EXIT_OK, r
+    assert "read timeout" in r.err
+    assert dest.read_bytes() == payload.data
+
+
+@pytest.mark.timeout(60)   # without the stall rule this transfer trickles for minutes
+def test_a_trickling_source_is_abandoned_by_the_stall_rule(run_cli, server, payload, tmp_path,
+                                                          path):
+    dest = tmp_path / payload.name
+    r = run_cli(server.url_for(payload.name, "trickle-200"), dest, "--mirror", mirror(server),
+                "--sha256", payload.sha256, "--progress", "lines",
+                "--low-speed-limit", "100000", "--low-speed-time", "1")
+    assert r.code == EXIT_OK, r
+    assert "stalled" in r.err
     assert dest.read_bytes() == payload.data
 
 

@@ -117,12 +117,23 @@ class CountingBucket(object):
         return 0.0
 
 
-@pytest.mark.parametrize("pipeline", ["simple", "thread"])
+@pytest.mark.parametrize("pipeline", ["simple", "thread", "splice"])
 def test_the_engine_pays_for_every_byte_in_reads_of_at_most_a_chunk(tmp_path, monkeypatch,
                                                                      pipeline):
     from faultserver import FaultServer
     from helpers import make_data
     from sagedl.engine import download
+    from sagedl.engine import pipeline as sinks
+    from sagedl.net import splice
+    if pipeline == "splice" and not splice.AVAILABLE:
+        pytest.skip("no os.splice (Linux, Python 3.10+)")
+    spliced = []
+    real_put = sinks.SpliceSink.put
+
+    def put(sink, n):
+        spliced.append(n)
+        real_put(sink, n)
+    monkeypatch.setattr(sinks.SpliceSink, "put", put)
     from sagedl.engine.download import Options, Source
     from sagedl.engine.verify import Expected
     from sagedl.net.transport import Transport
@@ -142,3 +153,4 @@ def test_the_engine_pays_for_every_byte_in_reads_of_at_most_a_chunk(tmp_path, mo
     assert (tmp_path / "f.bin").read_bytes() == data
     assert sum(throttle.paid) == len(data)
     assert max(throttle.paid) <= 5000
+    assert bool(spliced) == (pipeline == "splice")

@@ -284,7 +284,7 @@ class Transfer(object):
         (pipeline.py), which hashes and writes it -- in a second thread for
         large transfers.  Returns once every block is hashed and written."""
         sink = open_sink(fd, hasher, self.opts.block_size,
-                         None if limit is None else limit - done)
+                         None if limit is None else limit - done, response=resp)
         try:
             done = self._copy_loop(resp, sink, done, limit)
             try:
@@ -300,6 +300,8 @@ class Transfer(object):
 
     def _copy_loop(self, resp, sink, done, limit):
         readinto, buffer, put = resp.readinto, sink.buffer, sink.put
+        if getattr(sink, "spliced", False):
+            readinto = resp.splice_into     # buffer() is room in a pipe
         report = self.progress.update
         now = compat_monotonic
         window_start, window_bytes = now(), 0

@@ -12,6 +12,7 @@ Connection._recv) is every downloaded byte's way in.
 from __future__ import absolute_import
 
 import errno
+import os
 import re
 import socket
 
@@ -121,6 +122,32 @@ class Response(object):
             self._remaining -= n
             if self._remaining == 0:
                 self._done = True
+        return n
+
+    def can_splice(self):
+        """True when the body can be moved with splice(2) (net/splice.py):
+        plain TCP, on Linux with os.splice, a Content-Length (a chunked body
+        has none: its framing is read in Python)."""
+        if self._remaining is None or self._done or self.conn.is_tls:
+            return False
+        from sagedl.net import splice
+        return splice.AVAILABLE
+
+    def splice_into(self, space):
+        """As readinto, but the next body bytes go into a pipe
+        (``space``: a net.splice.PipeSpace), at most len(space) of them.
+        Only when can_splice().  Bytes read with the head go first."""
+        if self._done:
+            return 0
+        n = self.conn.splice_into(space.fd, min(len(space), self._remaining))
+        if n == 0:
+            self.will_close = True
+            raise SourceFailure(SourceFailure.KIND_NETWORK,
+                                "connection closed early (short body; expected %s bytes)"
+                                % self.length)
+        self._remaining -= n
+        if self._remaining == 0:
+            self._done = True
         return n
 
     def _deadline(self):
@@ -245,6 +272,25 @@ class Connection(object):
             del self.buf[:k]
             return k
         return self._recv(view, n)
+
+    def splice_into(self, pipe_w, n):
+        """Move at most n bytes into the empty pipe pipe_w: first those
+        received with the head, then from the socket with splice(2)."""
+        from sagedl.net.splice import splice_from_socket
+        try:
+            if self.buf:
+                k = min(n, len(self.buf))
+                done = 0
+                while done < k:     # fits: the pipe is empty and larger than a head read
+                    done += os.write(pipe_w, bytes(self.buf[done:k]))
+                del self.buf[:k]
+                return k
+            self.sock.settimeout(self.timeout)      # non-blocking underneath
+            return splice_from_socket(self.sock, pipe_w, n, self.timeout)
+        except socket.timeout:
+            raise _silent("no data for %gs (read timeout)" % self.timeout)
+        except NETWORK_ERRORS as e:
+            raise SourceFailure(SourceFailure.KIND_NETWORK, "connection error: %s" % strerror(e))
 
     def read_line(self, deadline, limit=MAX_HEAD_BYTES, what="the response head"):
         """One CRLF-terminated line (without the terminator), bounded in size and time."""
