@@ -26,7 +26,8 @@ import sys
 from sagedl import __version__
 from sagedl import errors
 from sagedl.errors import SagedlError, UsageError
-from sagedl.options import COMMANDS, PROG, SAGE_PACKAGE_COMMANDS, split_command
+from sagedl.options import (COMMANDS, PROG, SAGE_PACKAGE_COMMANDS, MirrorsRequest, request,
+                            run_settings, split_command)
 
 # -- entry point ---------------------------------------------------------------
 USAGE = """\
@@ -74,18 +75,18 @@ def _stdout_is_a_terminal(stdout):
         return False
 
 
-def _fetch(session, args, stdin):
-    """The sage-download-file form: what to fetch (targets.py), where it
-    goes (output.py, the one place deciding it), then single.py fetches."""
+def _fetch(session, req, stdin):
+    """The sage-download-file form (a FetchRequest): what to fetch
+    (targets.py), where it goes (output.py, the one place deciding it),
+    then single.py fetches."""
     from sagedl.commands.single import cmd_fetch
     from sagedl.commands.targets import split_targets
     from sagedl.plan.output import decide
-    positionals = ([args.url_or_tarball] if args.url_or_tarball else []) + args.destination
-    targets, positional = split_targets(positionals, args.input_file, stdin)
-    dest = decide(targets, args.output, positional, args.remote_name, args.output_dir,
-                  several=len(targets) > 1 or args.input_file is not None,
+    targets, positional = split_targets(list(req.positionals), req.input_file, stdin)
+    dest = decide(targets, req.output, positional, req.remote_name, req.output_dir,
+                  several=len(targets) > 1 or req.input_file is not None,
                   stdout_is_a_terminal=_stdout_is_a_terminal(session.stdout))
-    return cmd_fetch(session, targets, dest)
+    return cmd_fetch(session, req, targets, dest)
 
 
 def main(argv=None, env=None, stdout=None, stderr=None, stdin=None):
@@ -153,31 +154,33 @@ def _main(argv, env, stdout, stderr, stdin):
         if command is None and args.version:
             stdout.write(version_line())
             return 0
+        # The one place a Namespace becomes the values the layers below take.
+        settings, req = run_settings(args), request(command, args)
         from sagedl.session import Session
-        ctx = Session(args, env, stdout, stderr)
+        ctx = Session(settings, env, stdout, stderr)
         if command == "download":
             from sagedl.commands.bulk import cmd_download
-            return cmd_download(ctx)
+            return cmd_download(ctx, req)
         if command == "list-mirrors":
             from sagedl.commands.showmirrors import cmd_list_mirrors
-            return cmd_list_mirrors(ctx)
+            return cmd_list_mirrors(ctx, req)
         if command == "make-mirror":
             from sagedl.commands.sitemirror import cmd_make_mirror
-            return cmd_make_mirror(ctx)
+            return cmd_make_mirror(ctx, req)
         if command == "verify":
             from sagedl.commands.sitemirror import cmd_verify
-            return cmd_verify(ctx)
-        if args.print_fastest_mirror:
+            return cmd_verify(ctx, req)
+        if isinstance(req, MirrorsRequest):     # --print-fastest-mirror
             from sagedl.commands.showmirrors import cmd_print_fastest_mirror
             return cmd_print_fastest_mirror(ctx)
-        if not args.url_or_tarball and args.input_file is None:
+        if not req.positionals and req.input_file is None:
             raise UsageError("nothing to download",
                              hint="give a URL or tarball name, or --print-fastest-mirror")
         if args.url_or_tarball:
             mistyped = _mistyped_command(ctx, args.url_or_tarball)
             if mistyped is not None:
                 raise mistyped
-        return _fetch(ctx, args, stdin)
+        return _fetch(ctx, req, stdin)
     except SagedlError as e:
         _report(stderr, e, debug)
         return e.exit_code

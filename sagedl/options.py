@@ -1,5 +1,6 @@
-"""The command line's options: every argparse parser sagedl has, and how
-argv is split into a command and its arguments.
+"""The command line's options: every argparse parser sagedl has, how argv
+is split into a command and its arguments, and the immutable values a
+parsed command line becomes (RunSettings, and one request per command).
 
 Why a module of its own: cli.py dispatches and turns errors into exit
 codes; what the options are (their names, types, defaults, help) is a
@@ -309,7 +310,7 @@ def _list_parser():
     return p
 
 
-# -- the commands live beside what they do, each taking the run's Session:
+# -- the commands live beside what they do, each taking the run's Session and its request:
 # single.py (URL_OR_TARBALL), bulk.py (download), sitemirror.py (make-mirror,
 # verify), showmirrors.py (--print-fastest-mirror, list-mirrors).  Planning
 # (which sources, in which order) is sources.py's.
@@ -403,3 +404,194 @@ def split_command(argv):
     # would swallow positionals that followed it.
     tail = positionals.index("--") if "--" in positionals else len(positionals)
     return command, parser, positionals[:tail] + options + positionals[tail:]
+
+
+# -- what a command line asks for: immutable values -----------------------------
+# argparse's Namespace stops here.  It is mutable, and an option a command's
+# parser lacks is no error but a getattr default somewhere below; these
+# values have every field, set once.  requests() is the one place that reads
+# a Namespace: the layers below take a RunSettings (through the Session) and
+# their command's request.
+
+class Value(object):
+    """A record whose fields (the subclass's __slots__) are all given at
+    construction and never change: no setters, and tuples, not lists."""
+
+    __slots__ = ()
+
+    def __init__(self, **fields):
+        missing = [f for f in self.__slots__ if f not in fields]
+        unknown = sorted(f for f in fields if f not in self.__slots__)
+        if missing or unknown:
+            raise TypeError("%s: missing %s, unknown %s"
+                            % (self.__class__.__name__, missing, unknown))
+        for name in self.__slots__:
+            object.__setattr__(self, name, fields[name])
+
+    def __setattr__(self, name, value):
+        raise AttributeError("%s is immutable" % self.__class__.__name__)
+
+    def __delattr__(self, name):
+        raise AttributeError("%s is immutable" % self.__class__.__name__)
+
+    def fields(self):
+        return dict((name, getattr(self, name)) for name in self.__slots__)
+
+    def __eq__(self, other):
+        return type(self) is type(other) and self.fields() == other.fields()
+
+    def __ne__(self, other):
+        return not self == other
+
+    def __hash__(self):
+        return hash((type(self),) + tuple(getattr(self, name) for name in self.__slots__))
+
+    def __repr__(self):
+        return "%s(%s)" % (self.__class__.__name__, ", ".join(
+            "%s=%r" % (name, getattr(self, name)) for name in self.__slots__))
+
+
+class RunSettings(Value):
+    """What every command shares (_add_common's options): where sources come
+    from, the network's limits, the display, the files' rules.  None: the
+    option was not given, and its user (Session, the scheduler) applies the
+    default its help names."""
+
+    __slots__ = (
+        # sources
+        "mirrors", "mirrors_file", "allow_upstream", "upstream_only", "sage_root",
+        # network
+        "timeout", "connect_timeout", "low_speed_limit", "low_speed_time", "retries",
+        "limit_rate", "per_mirror", "split", "check_certificate", "ca_bundle",
+        # display: --log's Sage levels folded into quiet and debug
+        "quiet", "debug", "progress",
+        # files
+        "force", "lock_timeout", "max_size")
+
+
+class FetchRequest(Value):
+    """``sagedl URL_OR_TARBALL [DESTINATION...]`` (sage-download-file):
+    the positionals in order, and what says where the bytes go and what
+    they must hash to."""
+
+    __slots__ = ("positionals", "input_file", "output", "remote_name", "output_dir",
+                 "size", "sha256", "sha1")
+
+
+class MirrorsRequest(Value):
+    """``--print-fastest-mirror`` (fastest) and ``list-mirrors``."""
+
+    __slots__ = ("fastest", "no_probe")
+
+
+class DownloadRequest(Value):
+    """``sagedl download PKG...`` (sage-package download)."""
+
+    __slots__ = ("packages", "exclude", "has_file", "no_file", "tags", "jobs", "on_error")
+
+
+class MakeMirrorRequest(Value):
+    """``sagedl make-mirror DIR [PKG...]``."""
+
+    __slots__ = ("directory", "packages", "exclude", "has_file", "no_file", "jobs", "on_error",
+                 "base_url")
+
+
+class VerifyRequest(Value):
+    """``sagedl verify DIR [PKG...]``."""
+
+    __slots__ = ("directory", "packages", "exclude", "has_file", "no_file")
+
+
+class SagePackageRequest(Value):
+    """sage-package's read-only subcommands (commands/sagepackage.py's
+    parsers): ``command`` is properties, list, tarball or name; a field that
+    subcommand has no argument for is None."""
+
+    __slots__ = ("command", "sage_root", "package_class", "has_files", "no_files", "trees",
+                 "exclude", "include_dependencies", "exclude_dependencies", "format",
+                 "package_name", "tarball_filename")
+
+
+# Options that reach no request, and why.
+NOT_CARRIED = {
+    "version": "answered by cli.py before any request is built",
+    "verbose": "read from argv by cli.py before parsing, so a refused command line is verbose too",
+    "resume": "accepted for curl and wget habits; resuming is always on",
+    "tree": "accepted and, as by sage_bootstrap's download, not applied",
+}
+
+
+def run_settings(args):
+    """The RunSettings of a parsed command line (any command's)."""
+    level = (args.log or "").upper()
+    return RunSettings(
+        mirrors=tuple(args.mirror), mirrors_file=args.mirrors_file,
+        allow_upstream=args.allow_upstream, upstream_only=args.upstream_only,
+        sage_root=args.sage_root,
+        timeout=args.timeout, connect_timeout=args.connect_timeout,
+        low_speed_limit=args.low_speed_limit, low_speed_time=args.low_speed_time,
+        retries=args.retries, limit_rate=args.limit_rate,
+        per_mirror=args.max_connections_per_mirror, split=args.split,
+        check_certificate=not args.no_check_certificate, ca_bundle=args.ca_bundle,
+        quiet=args.quiet or level in ("WARNING", "ERROR", "CRITICAL"),
+        debug=args.debug or level == "DEBUG", progress=args.progress,
+        force=args.force, lock_timeout=args.lock_timeout, max_size=args.max_size)
+
+
+def request(command, args):
+    """The request of ``command`` (None: the sage-download-file form) from
+    its parsed command line."""
+    if command is None:
+        if args.print_fastest_mirror:
+            return MirrorsRequest(fastest=True, no_probe=False)
+        return FetchRequest(
+            positionals=tuple(([args.url_or_tarball] if args.url_or_tarball else [])
+                              + args.destination),
+            input_file=args.input_file, output=args.output, remote_name=args.remote_name,
+            output_dir=args.output_dir, size=args.size, sha256=args.sha256, sha1=args.sha1)
+    if command == "list-mirrors":
+        return MirrorsRequest(fastest=False, no_probe=args.no_probe)
+    selection = dict(packages=tuple(args.packages), has_file=tuple(args.has_file),
+                     no_file=tuple(args.no_file))
+    if command == "download":
+        # --exclude A B --exclude C: a list per use
+        return DownloadRequest(exclude=tuple(n for names in args.exclude for n in names),
+                               tags=tuple(args.tags), jobs=args.jobs, on_error=args.on_error,
+                               **selection)
+    if command == "make-mirror":
+        return MakeMirrorRequest(directory=args.directory, exclude=tuple(args.exclude),
+                                 jobs=args.jobs, on_error=args.on_error, base_url=args.base_url,
+                                 **selection)
+    if command == "verify":
+        return VerifyRequest(directory=args.directory, exclude=tuple(args.exclude), **selection)
+    raise UsageError("unknown command %s" % command)
+
+
+# sage-package's options that reach no request, and why.
+SAGE_PACKAGE_NOT_CARRIED = {
+    "log": "accepted for Sage compatibility; ignored",
+    "debug": "read from argv by cli.py (a traceback on errors)",
+}
+
+
+def sage_package_request(command, args):
+    """The SagePackageRequest of a sage-package subcommand's parsed arguments."""
+    fields = dict.fromkeys(SagePackageRequest.__slots__)
+    fields.update(command=command, sage_root=args.sage_root)
+    if command == "list":
+        fields.update(package_class=tuple(args.package_class), has_files=tuple(args.has_files),
+                      no_files=tuple(args.no_files), trees=tuple(args.trees),
+                      # --exclude A B --exclude C: a group per use
+                      exclude=tuple(tuple(group) for group in args.exclude),
+                      include_dependencies=args.include_dependencies,
+                      exclude_dependencies=args.exclude_dependencies)
+    elif command == "properties":
+        fields.update(package_class=tuple(args.package_class), format=args.format)
+    elif command == "tarball":
+        fields.update(package_name=args.package_name)
+    elif command == "name":
+        fields.update(tarball_filename=args.tarball_filename)
+    else:
+        raise UsageError("unknown sage-package subcommand %s" % command)
+    return SagePackageRequest(**fields)

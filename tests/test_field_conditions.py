@@ -204,7 +204,7 @@ def test_offline_the_release_hosts_are_not_spread_over(tmp_path):
 
 
 def test_the_live_mirror_list_gives_up_its_lookup_sooner_than_a_download(tmp_path):
-    from sagedl.session import SMALL_DOCUMENT_CONNECT
+    from sagedl.plan.mirrorchoice import SMALL_DOCUMENT_CONNECT
     tree = tree_with_upstream(tmp_path, "30-mirror_list", "https://lists.example.org/mirror_list")
     with netns.offline(dns_hole=True) as net:
         r = net.run(sagedl("--print-fastest-mirror"),

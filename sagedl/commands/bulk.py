@@ -276,18 +276,17 @@ def now():
 
 
 # -- the download command --------------------------------------------------------------
-def cmd_download(session):
-    """sage-package download: one absolute path per tarball on stdout, packages sorted."""
-    a = session.args
+def cmd_download(session, request):
+    """sage-package download (an options.DownloadRequest): one absolute path
+    per tarball on stdout, packages sorted."""
     tree = session.tree(required=True)
-    exclude = [name for names in a.exclude for name in names]   # --exclude A B --exclude C
     sage = errors.sage_exit_codes(session.env)
-    tarballs = select_tarballs(tree, a.packages, exclude, a.has_file, a.no_file, a.tags,
-                               broken_ok=True, empty_ok=sage)
+    tarballs = select_tarballs(tree, request.packages, request.exclude, request.has_file,
+                               request.no_file, request.tags, broken_ok=True, empty_ok=sage)
     if not tarballs and sage:
         return 0    # sage_bootstrap: nothing to download is a success, said by nothing
 
-    return fetch_tarballs(session, tree, tarballs, _PathLister(session.stdout),
+    return fetch_tarballs(session, request, tree, tarballs, _PathLister(session.stdout),
                           saved_to=tree.distfiles(session.env))
 
 
@@ -313,8 +312,9 @@ class _PathLister(object):
         self.stream.flush()
 
 
-def fetch_tarballs(session, tree, tarballs, emit, saved_to=None):
-    """Fetch tarballs into the distfiles, ``--jobs`` at a time; ``emit(job,
+def fetch_tarballs(session, request, tree, tarballs, emit, saved_to=None):
+    """Fetch tarballs into the distfiles, ``--jobs`` at a time (the
+    ``request``'s: download's or make-mirror's); ``emit(job,
     display)`` in the order given (display: the bulk line, or None).  Ends
     with a summary (several files) and returns the exit code: the worst
     failure's, or 0.
@@ -330,9 +330,8 @@ def fetch_tarballs(session, tree, tarballs, emit, saved_to=None):
     """
     from sagedl.errors import report
     from sagedl.plan.sources import plan_tarballs
-    a = session.args
     if not tarballs:
-        raise UsageError("no package matches %s" % " ".join(a.packages))
+        raise UsageError("no package matches %s" % " ".join(request.packages))
     planned = iter(plan_tarballs(session, tree, [t for t in tarballs
                                                  if not isinstance(t, BrokenPackage)]))
     jobs = []
@@ -341,13 +340,13 @@ def fetch_tarballs(session, tree, tarballs, emit, saved_to=None):
             jobs.append(Job(i, t, t.path, None))
         else:
             jobs.append(Job(i, *next(planned)))
-    run = _BulkRun(session, jobs, emit)
+    run = _BulkRun(session, request, jobs, emit)
     agg, single, recorder = run.agg, run.single, run.recorder
     streak = NetworkStreak()
     start = now()
     try:
-        spread_over_mirrors(session, tree, jobs, agg, recorder)
-        run_jobs(jobs, run.fetch_one, run.nworkers, agg, a.on_error == "stop", run.emit,
+        spread_over_mirrors(session, tree, jobs, agg, recorder, request.jobs)
+        run_jobs(jobs, run.fetch_one, run.nworkers, agg, request.on_error == "stop", run.emit,
                  stop_after=streak, debug_log=session.stderr.write if session.debug else None)
     except KeyboardInterrupt:
         # The workers are daemon threads: they die at exit without their
@@ -375,7 +374,7 @@ def fetch_tarballs(session, tree, tarballs, emit, saved_to=None):
             if j.result is None:
                 j.error = SagedlError("%s: not downloaded (a worker stopped)" % j.tarball.filename)
         failed = [j for j in jobs if j.error is not None]
-    if a.on_error == "warn":
+    if request.on_error == "warn":
         failed = [j for j in failed if not isinstance(j.error, UNAVAILABLE)]
     fetched = [j for j in jobs if j.result is not None and j.result.status == "downloaded"]
     if single:
@@ -389,7 +388,7 @@ def fetch_tarballs(session, tree, tarballs, emit, saved_to=None):
     if saved_to and fetched:
         session.saved(os.path.join(saved_to, ""))
     if failed:
-        if a.on_error == "stop":
+        if request.on_error == "stop":
             report(session.stderr, failed[0].error, session.debug)
         return max(j.error.exit_code for j in failed)
     return 0
@@ -401,17 +400,16 @@ class _BulkRun(object):
     health record.  run_jobs calls fetch_one on the workers and emit, in
     job order, for each finished job."""
 
-    def __init__(self, session, jobs, emit):
-        a = session.args
+    def __init__(self, session, request, jobs, emit):
         self.session = session
         self._emit = emit
-        self.nworkers = max(1, min(a.jobs, len(jobs)))
+        self.nworkers = max(1, min(request.jobs, len(jobs)))
         self.single = len(jobs) == 1
         self.agg = None if self.single else _aggregate(session, jobs)
         self.transport = session.transport()   # shows the --no-check-certificate warning once
         self.options = session.options()
         self.recorder = session.health_recorder()
-        self.warn_only = a.on_error == "warn"
+        self.warn_only = request.on_error == "warn"
         self._verdict_said = False
 
     def fetch_one(self, job, local):
@@ -462,10 +460,11 @@ class _BulkRun(object):
                               % (job.tarball.listed_as, text))
 
 
-def spread_over_mirrors(session, tree, jobs, agg, recorder):
+def spread_over_mirrors(session, tree, jobs, agg, recorder, nchecks):
     """With several mirrors, the scheduler fetches what it can first
     (spread.py); each job it settled gets ``spread`` (its Item), the rest
-    go through download.py as before."""
+    go through download.py as before.  ``nchecks``: how many files already
+    there are verified at once (--jobs)."""
     from sagedl.plan import spread
     for job in jobs:
         job.spread = None
@@ -479,7 +478,7 @@ def spread_over_mirrors(session, tree, jobs, agg, recorder):
             first.setdefault(job.path, job)
     items = dict((path, spread.Item(job.tarball, path)) for path, job in first.items())
     ordered = [items[job.path] for job in jobs if first.get(job.path) is job]
-    spread.fetch(session, tree, ordered, agg, recorder)
+    spread.fetch(session, tree, ordered, agg, recorder, nchecks)
     for job in jobs:
         item = items.get(job.path)
         if first.get(job.path) is job and (item.result is not None or item.error is not None):
@@ -551,7 +550,7 @@ UNAVAILABLE = (NotFoundError, NetworkError)
 
 def _aggregate(session, jobs):
     from sagedl.ui.aggregate import AggregateProgress
-    mode = "none" if session.quiet else session.args.progress
+    mode = "none" if session.quiet else session.settings.progress
     if mode == "dots":
         mode = "lines"
     agg = AggregateProgress(session.stderr, mode=mode, env=session.env)

@@ -165,28 +165,30 @@ def find_root(explicit, env, cwd=None):
     return tree.root
 
 
-def run(command, args, env):
-    """The lines (lists of str parts) that ``sage-package COMMAND`` prints."""
-    tree = Tree(find_root(args.sage_root, env))
+def run(request, env):
+    """The lines (lists of str parts) that ``sage-package COMMAND`` prints,
+    for an options.SagePackageRequest."""
+    command = request.command
+    tree = Tree(find_root(request.sage_root, env))
     if command == "list":
-        if args.trees and not tree.dialect.list_tree:
+        if request.trees and not tree.dialect.list_tree:
             # This tree's sage-package has no such option: argparse's refusal.
             raise UsageError("unrecognized arguments: --tree", hint="see 'sagedl list --help'")
-        selectors = args.package_class
-        if selectors == [":all-or-nothing:"]:
-            selectors = ([] if args.include_dependencies or args.exclude_dependencies
+        selectors = request.package_class
+        if selectors == (":all-or-nothing:",):
+            selectors = ([] if request.include_dependencies or request.exclude_dependencies
                          else [":all:"])
-        return [[n] for n in select(tree, selectors, has_files=args.has_files,
-                                    no_files=args.no_files, trees=args.trees,
-                                    exclude=args.exclude,
-                                    include_dependencies=args.include_dependencies,
-                                    exclude_dependencies=args.exclude_dependencies)]
+        return [[n] for n in select(tree, selectors, has_files=request.has_files,
+                                    no_files=request.no_files, trees=request.trees,
+                                    exclude=request.exclude,
+                                    include_dependencies=request.include_dependencies,
+                                    exclude_dependencies=request.exclude_dependencies)]
     if command == "properties":
-        return properties_lines(tree, args.package_class, args.format)
+        return properties_lines(tree, request.package_class, request.format)
     if command == "tarball":
-        return tarball_lines(tree, args.package_name)
+        return tarball_lines(tree, request.package_name)
     if command == "name":
-        return name_lines(tree, args.tarball_filename)
+        return name_lines(tree, request.tarball_filename)
     raise UsageError("unknown sage-package subcommand %s" % command)
 
 
@@ -250,8 +252,9 @@ def cmd_sage_package(argv, env, stdout):
     reports as every other command's."""
     command = argv[0]
     try:
+        from sagedl.options import sage_package_request
         args = make_parser(command).parse_args(_argv_text(argv[1:]))
-        data = render(run(command, args, env))
+        data = render(run(sage_package_request(command, args), env))
     except RuntimeError as e:   # RecursionError (3.5+) is one
         raise SagePackageError("%s: %s" % (e.__class__.__name__, e))
     except UnicodeError as e:   # a name or path this locale cannot encode or decode

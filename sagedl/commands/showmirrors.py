@@ -32,29 +32,30 @@ def cmd_print_fastest_mirror(session):
     """
     from sagedl.plan.sources import usable_bases
     tree = session.tree()
-    explicit = session.explicit_mirrors()
+    choice = session.mirror_choice()
+    explicit = choice.explicit()
     if explicit is not None:
         from sagedl.mirrors.mirrorlist import Mirror
         from sagedl.plan.sources import with_slash
         listed = [Mirror(with_slash(u)) for u in explicit]
-    elif tree is not None and not session.args.mirrors_file:
+    elif tree is not None and not session.settings.mirrors_file:
         from sagedl.mirrors.mirrorlist import MIRROR_LIST_URL
         from sagedl.plan.sources import mirror_list_urls
-        lists = mirror_list_urls(session.upstream_d(tree), session.env) or [MIRROR_LIST_URL]
-        listed = session.live_list(lists[0])
+        lists = mirror_list_urls(choice.upstream_d(tree), session.env) or [MIRROR_LIST_URL]
+        listed = choice.live_list(lists[0])
         server = (session.env.get("SAGE_SERVER") or "").rstrip("/")
         if server:
             session.stdout.write(server + "/\n")
             return 0
     else:
-        listed = session.configured_mirrors()
+        listed = choice.configured()
     from sagedl.net.urls import redact
     if not listed:
         from sagedl.errors import NotFoundError
         raise NotFoundError("no mirrors to choose from: SAGEDL_MIRRORS is set and empty",
                             hint="unset SAGEDL_MIRRORS to use the mirror list, or name "
                                  "mirrors in it")
-    ranked = session.ranked(listed)
+    ranked = choice.ranked(listed)
     for r in ranked:
         if r.ok:
             session.say("%5d ms  %s" % (round(r.latency * 1000), redact(r.mirror.url)))
@@ -81,23 +82,24 @@ def no_mirror_answered(ranked):
                              "and the mirror URLs")
 
 
-def cmd_list_mirrors(session):
+def cmd_list_mirrors(session, request):
     """A table of the configured mirrors, freshly ranked: name, region,
-    latency, health, last result."""
+    latency, health, last result (an options.MirrorsRequest)."""
     from sagedl.mirrors import health
     from sagedl.mirrors.mirrorlist import Mirror
     from sagedl.mirrors.probe import SKIPPED, Ranked
-    if session.explicit_mirrors() is not None:
-        listed = [Mirror(u) for u in session.mirror_bases()]
+    choice = session.mirror_choice()
+    if choice.explicit() is not None:
+        listed = [Mirror(u) for u in choice.bases()]
     else:
-        listed = session.configured_mirrors()
-    if session.args.no_probe:
+        listed = choice.configured()
+    if request.no_probe:
         ranked = [Ranked(m, SKIPPED, None, "not measured") for m in listed]
     else:
-        ranked = session.ranked(listed, fresh=True)
+        ranked = choice.ranked(listed, fresh=True)
     text = format_table(ranked, health.load_health(session.env))
     session.stdout.write(native_str(text))   # mirror names are unicode; a pipe takes bytes on 2.7
-    if not session.args.no_probe and not any(r.ok for r in ranked):
+    if not request.no_probe and not any(r.ok for r in ranked):
         raise no_mirror_answered(ranked)    # the table above says why, mirror by mirror
     return 0
 

@@ -15,17 +15,18 @@ import os
 from sagedl import errors
 
 
-def cmd_fetch(session, targets, dest):
-    """The sage-download-file form: one URL or tarball, or several (more
-    URLs, -i FILE), each to where output.decide's ``dest`` places it.
+def cmd_fetch(session, request, targets, dest):
+    """The sage-download-file form (an options.FetchRequest): one URL or
+    tarball, or several (more URLs, -i FILE), each to where output.decide's
+    ``dest`` places it.
     As wget does, a failed file does not stop the others; the exit code is
     the worst failure's."""
     if len(targets) == 1:
-        return fetch_one(session, targets[0], dest)
+        return fetch_one(session, request, targets[0], dest)
     failed = []
     for target in targets:
         try:
-            fetch_one(session, target, dest)
+            fetch_one(session, request, target, dest)
         except errors.SagedlError as e:
             errors.report(session.stderr, e, session.debug)
             failed.append(e.exit_code)
@@ -34,12 +35,12 @@ def cmd_fetch(session, targets, dest):
     return max(failed) if failed else 0
 
 
-def fetch_one(session, target, dest):
+def fetch_one(session, request, target, dest):
     """Fetch one file and deliver it where its plan's Placement says."""
     from sagedl.engine import fsutil
     from sagedl.net.urls import redact
     from sagedl.plan.sources import plan_fetch
-    plan = plan_fetch(session, target, dest)
+    plan = plan_fetch(session, target, dest, request.size, request.sha256, request.sha1)
     if callable(plan.sources):
         plan.sources = _SaidEach(plan.name, plan.sources)
     else:                       # -v: the sources, planned already

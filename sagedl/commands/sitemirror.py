@@ -122,13 +122,14 @@ def _write_atomic(path, text):
     fsutil.write_atomic(path, text.encode("utf-8"))
 
 
-def cmd_make_mirror(ctx):
+def cmd_make_mirror(ctx, request):
+    """``make-mirror`` (an options.MakeMirrorRequest)."""
     from sagedl.commands import bulk
-    a = ctx.args
     tree = ctx.tree(required=True)
-    directory = os.path.abspath(a.directory)
+    directory = os.path.abspath(request.directory)
     # A site mirror serves every platform: all wheels of wheel-only packages.
-    tarballs = unique(bulk.select_tarballs(tree, a.packages, a.exclude, a.has_file, a.no_file))
+    tarballs = unique(bulk.select_tarballs(tree, request.packages, request.exclude,
+                                           request.has_file, request.no_file))
     placed = []
 
     def emit(job, display):
@@ -137,12 +138,12 @@ def cmd_make_mirror(ctx):
             place(job.path, os.path.join(directory, *key.split("/")))
         placed.append((job.tarball, keys))
 
-    code = bulk.fetch_tarballs(ctx, tree, tarballs, emit)
+    code = bulk.fetch_tarballs(ctx, request, tree, tarballs, emit)
     try:
         compat_makedirs(directory)
     except OSError as e:
         raise DiskError("cannot create %s: %s" % (directory, e.strerror or e))
-    if not write_index(directory, placed, a.base_url):
+    if not write_index(directory, placed, request.base_url):
         ctx.warn("no %s written: give --base-url URL, the URL this directory is served at"
                  % os.path.join(directory, "mirror_list"))
     ctx.say("mirror %s: %d of %d tarballs" % (directory, len(placed), len(tarballs)))
@@ -187,16 +188,17 @@ def is_own_file(name):
     return name.endswith(OWN_SUFFIXES) or re.search(r"\.bad\.[0-9]+$", name) is not None
 
 
-def cmd_verify(ctx):
+def cmd_verify(ctx, request):
+    """``verify`` (an options.VerifyRequest)."""
     from sagedl.commands import bulk
     from sagedl.engine.verify import Expected, verify_file
-    a = ctx.args
     tree = ctx.tree(required=True)
-    directory = os.path.abspath(a.directory)
+    directory = os.path.abspath(request.directory)
     if not os.path.isdir(directory):
         raise UsageError("not a directory: %s" % directory)
     found, is_mirror = scan(directory)
-    tarballs = unique(bulk.select_tarballs(tree, a.packages, a.exclude, a.has_file, a.no_file))
+    tarballs = unique(bulk.select_tarballs(tree, request.packages, request.exclude,
+                                           request.has_file, request.no_file))
     # A build machine's distfiles hold the wheel of its own platform only:
     # there a wheel-only package is missing when none of its wheels is.
     counts = {}
@@ -232,7 +234,7 @@ def cmd_verify(ctx):
     index_files = ("SHA256SUMS", "mirror_list")
     extra = [k for k in found if k not in expected_keys and k not in index_files
              and not is_own_file(k)]
-    if a.packages != [":all:"]:
+    if request.packages != (":all:",):
         # A partial selection cannot call the other files extra; only those
         # no package of the tree knows.
         known = set(t.filename for t in tree.all_tarballs())

@@ -221,8 +221,8 @@ def tarball_sources(session, tree, tarball, bases=None):
     ranking comes before any other source: its verdict (offline, DNS dead)
     is what gives the .upstream.d servers short deadlines (reachability.py).
     """
-    args = session.args
-    if args.upstream_only:
+    settings = session.settings
+    if settings.upstream_only:
         if not tarball.upstream_url:
             raise UsageError("%s has no upstream_url in %s" % (tarball.filename, tarball.checksums_ini
                                                                or "its checksums.ini"),
@@ -230,12 +230,13 @@ def tarball_sources(session, tree, tarball, bases=None):
         entries, bases, mirror_lists, allow_upstream = [], [], None, True
         env = {}    # SAGE_SERVER too is not a source here
     else:
-        explicit = session.explicit_mirrors() is not None
-        entries = [] if explicit else session.upstream_d(tree)
+        choice = session.mirror_choice()
+        explicit = choice.explicit() is not None
+        entries = [] if explicit else choice.upstream_d(tree)
         if bases is None:
-            bases = session.mirror_bases        # called when the mirrors' turn comes
-        mirror_lists = None if explicit else session.mirror_list_resolver()
-        allow_upstream, env = args.allow_upstream, session.env
+            bases = choice.bases        # called when the mirrors' turn comes
+        mirror_lists = None if explicit else choice.resolved_list
+        allow_upstream, env = settings.allow_upstream, session.env
 
     def skipped(what, url, problem):
         session.warn_once(what, "skipping %s: URL %s %s" % (what, _shown(url), problem))
@@ -288,10 +289,11 @@ class FetchPlan(object):
         self.tarball = self.tree = None    # a Sage tarball's: the multi-mirror scheduler plans from them
 
 
-def plan_fetch(session, target, dest):
+def plan_fetch(session, target, dest, size=None, sha256=None, sha1=None):
     """The FetchPlan of one file of ``sagedl URL_OR_TARBALL...`` (the
     sage-download-file form); ``dest`` is the run's destination, as
-    output.decide made it.
+    output.decide made it; size, sha256, sha1: what the command line
+    expects of the file (a Sage tarball's checksums.ini fills in the rest).
 
     * A URL: that URL, then the same file name under each --mirror.
     * A tarball or package name in a Sage tree: Sage's sources (see
@@ -303,7 +305,6 @@ def plan_fetch(session, target, dest):
     from sagedl.engine.download import Source
     from sagedl.engine.verify import Expected
     from sagedl.plan.output import place
-    a = session.args
     target = text_name(target)   # 3.6 in a C locale: argv has surrogates
     if dest:   # PyPy in a C locale decodes argv as UTF-8 but paths as ASCII
         dest = native_name(text_name(dest))
@@ -311,22 +312,22 @@ def plan_fetch(session, target, dest):
         from sagedl.net.urls import check_url
         check_url(target)
         name = url_basename(target)
-        sources = [Source(target)] + [Source(b + name) for b in (a.mirror or [])]
-        return FetchPlan(name, place(dest, name), sources, Expected(a.size, a.sha256, a.sha1))
+        sources = [Source(target)] + [Source(b + name) for b in session.settings.mirrors]
+        return FetchPlan(name, place(dest, name), sources, Expected(size, sha256, sha1))
     from sagedl.sage.names import check_filename
     check_filename(target)
     tree = session.tree()
     if tree is None:
         name = target
-        expected = Expected(a.size, a.sha256, a.sha1)
-        if session.explicit_mirrors() is None:
+        expected = Expected(size, sha256, sha1)
+        if session.mirror_choice().explicit() is None:
             raise UsageError("%s is not a URL and there is no Sage tree to look it up in" % target,
                              hint="give a URL, --mirror URL, or run inside a Sage tree (--sage-root DIR)")
-        sources = [Source(with_slash(b) + name) for b in session.mirror_bases()]
+        sources = [Source(with_slash(b) + name) for b in session.mirror_choice().bases()]
         return FetchPlan(name, place(dest, name), sources, expected)
     tarball = tree.resolve(target)
     name = tarball.filename
-    expected = Expected(a.size, a.sha256 or tarball.sha256, a.sha1 or tarball.sha1)
+    expected = Expected(size, sha256 or tarball.sha256, sha1 or tarball.sha1)
 
     cached = os.path.join(ensure_distfiles(session, tree), native_name(name))
     plan = FetchPlan(name, place(dest, name, home=cached), TarballSources(session, tree, tarball),
@@ -381,7 +382,7 @@ class TarballSources(object):
             yield Source(url)
 
     def _rotated_bases(self):
-        return rotated(self.session.mirror_bases(), self.turn)
+        return rotated(self.session.mirror_choice().bases(), self.turn)
 
     def _next(self, urls):
         if self.lock is None:

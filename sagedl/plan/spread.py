@@ -73,19 +73,19 @@ POOL = 5    # public mirrors one run spreads over (see above)
 def applies(session):
     """Whether the scheduler may take part at all; which mirrors it gets,
     if any, is pool()'s answer, asked only when a file needs fetching."""
-    return not session.args.upstream_only
+    return not session.settings.upstream_only
 
 
 def pool(session, tree):
     """The scheduler's mirror base URLs, best first (see the module
     docstring); may probe the public lists."""
     from sagedl.plan.sources import with_slash
-    explicit = session.explicit_mirrors()
+    explicit = session.mirror_choice().explicit()
     server = (session.env.get("SAGE_SERVER") or "").rstrip("/")
     if server:
         bases = [server + "/"] + [with_slash(m) for m in explicit or ()]
     elif explicit is not None:
-        bases = session.mirror_bases()
+        bases = session.mirror_choice().bases()
     else:
         bases = public_mirrors(session, tree)
     out = []
@@ -102,29 +102,27 @@ def public_mirrors(session, tree, count=POOL):
     nor probed."""
     from sagedl.net.urls import url_problem
     from sagedl.plan.sources import mirror_list_urls
-    resolve = session.mirror_list_resolver()
-    lists = [u for u in mirror_list_urls(session.upstream_d(tree), session.env)
+    choice = session.mirror_choice()
+    lists = [u for u in mirror_list_urls(choice.upstream_d(tree), session.env)
              if url_problem(u) is None]
     chosen = []
     for url in lists:
-        _add_answered(session, chosen, resolve(url) or (), count)
+        _add_answered(session, chosen, choice.resolved_list(url) or (), count)
         if len(chosen) >= 2:
             return chosen
-    _add_answered(session, chosen, session.mirror_bases(), count)
+    _add_answered(session, chosen, choice.bases(), count)
     return chosen
 
 
 def _add_answered(session, chosen, bases, count):
     for b in bases:
-        if len(chosen) < count and b not in chosen and session.answered_probe(b):
+        if len(chosen) < count and b not in chosen and session.mirror_choice().answered_probe(b):
             chosen.append(b)
 
 
 def settings(session):
     from sagedl.plan import scheduler
-    a = session.args
-    per = getattr(a, "max_connections_per_mirror", None)
-    split = getattr(a, "split", None)
+    per, split = session.settings.per_mirror, session.settings.split
     return scheduler.Settings(session.options(),
                               per_mirror=per if per else scheduler.PER_MIRROR,
                               split=scheduler.SPLIT if split is None else split)
@@ -143,12 +141,12 @@ class Item(object):
         self.left = False        # for download.py from the start
 
 
-def fetch(session, tree, items, progress, recorder):
+def fetch(session, tree, items, progress, recorder, nchecks=1):
     """Fetch ``items`` (Item) over the session's mirrors; ``progress``: an
     AggregateProgress, or None for one file on the session's display.
     ``recorder``: the health record (made when first called, see
-    session._LazyRecorder)."""
-    todo = not_present(session, items)
+    session._LazyRecorder).  ``nchecks``: see not_present."""
+    todo = not_present(session, items, nchecks)
     if not todo:
         return items
     from sagedl.plan import scheduler
@@ -173,18 +171,18 @@ def fetch(session, tree, items, progress, recorder):
     return items
 
 
-def not_present(session, items):
+def not_present(session, items, nchecks=1):
     """[(item, Expected)] of the items not already there and verified; the
     verified ones get their Result.  No network, no planning -- nor the
     import of what a transfer needs (the probe).  Several files are checked
-    --jobs at a time (PresentCheck)."""
+    ``nchecks`` (a bulk download's --jobs) at a time (PresentCheck)."""
     from sagedl.engine.verify import Expected
     checks = []
     for item in items:
         expected = Expected(None, item.tarball.sha256, item.tarball.sha1)
         if expected.known():
             checks.append((item, expected))
-    jobs = min(getattr(session.args, "jobs", 1) or 1, len(checks))
+    jobs = min(nchecks, len(checks))
     PresentCheck(session, checks).run(jobs)
     todo = []
     for item, expected in checks:
