@@ -254,12 +254,12 @@ def release_lines(session, tree):
     on the public path only, and not when the probe found the network
     unreachable.  Called after pool(), whose probe gives that verdict."""
     if (session.env.get("SAGE_SERVER") or "").rstrip("/") \
-            or session.explicit_mirrors() is not None:
+            or session.mirror_choice().explicit() is not None:
         return []
     if session.verdict is not None and session.verdict.conclusive:
         return []
     lines = []
-    for kind, value in session.upstream_d(tree):
+    for kind, value in session.mirror_choice().upstream_d(tree):
         if kind == "mirror_list":
             break
         lines.append(value)
