@@ -21,6 +21,7 @@ from faultserver import FaultServer
 from helpers import (REPO, assert_one_line_error, clean_env, interruptible, make_data, run_module,
                      size_of, wait_until, wait_until_client_has_read)
 from sagedl.engine import pipeline
+from sagedl.engine import splicesink
 from sagedl.engine.verify import Expected, Hasher
 from sagedl.errors import (EXIT_CHECKSUM, EXIT_DISK, EXIT_INTERRUPTED, EXIT_NETWORK, EXIT_OK,
                            SourceFailure)
@@ -431,7 +432,7 @@ def test_the_splice_sinks_caller_waits_while_the_hash_is_max_lag_behind(tmp_path
     import threading
     skip_unless_possible("splice")
     block = 4096
-    monkeypatch.setattr(pipeline, "MAX_LAG", 4 * block)
+    monkeypatch.setattr(splicesink, "MAX_LAG", 4 * block)
     release, settled = threading.Event(), threading.Event()
     feeder = []
 
