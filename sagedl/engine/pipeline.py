@@ -16,8 +16,9 @@ module only does the work per accepted block, in one of three ways:
   thread hashes and writes the previous ones; recv_into, hashlib's update
   and os.write all release the GIL, so they really overlap.  Blocks travel
   by index, never copied (on CPython; PyPy: below).
-* ``SpliceSink``: large plain-HTTP bodies of known length on Linux with
-  os.splice (CPython 3.10+).  Even split, the threaded sink's work needs
+* ``SpliceSink``: large plain-HTTP bodies of known length on Linux, where
+  Python can call splice(2) (os.splice on CPython 3.10+, sagedl/libc.py on
+  PyPy).  Even split, the threaded sink's work needs
   more CPU than two cores shared with the server have (bench/README.md);
   this one does less of it: the body goes socket -> pipe -> file with
   splice(2), never through Python's memory, and the worker hashes what
@@ -75,8 +76,8 @@ was no faster (HTTP 1.46 s against 1.32 s, HTTPS 1.75 s against 1.59 s):
 both cores were busy with sagedl, nginx and writeback (bench/README.md).
 
 ``Syncer`` (syncer.py) flushes the data to disk behind the writes, for every sink; the splice sink lives in splicesink.py.
-``Nursery`` keeps PyPy's young generation from growing the process during
-a large transfer.
+``Nursery`` (nursery.py) keeps PyPy's young generation from growing the
+process during a large transfer.
 """
 
 from __future__ import absolute_import
@@ -87,6 +88,7 @@ import sys
 
 from sagedl.compat import PY2, compat_buffer_slice
 from sagedl.engine.fsutil import write_all
+from sagedl.engine.nursery import Nursery
 from sagedl.engine.splicesink import SpliceSink
 from sagedl.engine.syncer import SYNC_STEP, Syncer  # noqa: F401 (SYNC_STEP: tests, bench)
 
@@ -108,16 +110,12 @@ WHOLE_BLOCKS = hasattr(sys, "pypy_version_info")
 # Blocks outside the GC, written by write(2) itself: PyPy's way (see the
 # module docstring); not elsewhere.
 RAW_BLOCKS = hasattr(sys, "pypy_version_info")
-# PyPy: a full collection when a large transfer starts and every this many
-# bytes after (see Nursery).  A collection costs PyPy 5-6 ms, the first one
-# about 20 ms (it moves start-up's survivors out of the nursery): 40 ms per
-# GiB in all.  Over HTTPS the hot loop makes about 170 MB of garbage per GiB,
-# so 256 MiB stays below the 70 MB of nursery that start-up already touched.
-NURSERY_STEP = 256 << 20
 # Large plain-HTTP bodies of known length go through SpliceSink where it
-# applies (splice_applies), except on PyPy, whose way (RawBlocks) was not
-# measured against it.
-SPLICE = not hasattr(sys, "pypy_version_info")
+# applies (splice_applies), PyPy included: 1 GiB over loopback HTTP as
+# ``pypy3 sagedl.pyz``, bench/ab.py, 5 interleaved runs, 2026-12-04 04:50
+# UTC: a median 1.29 s (peak RSS 123 MB) against 1.55 s (125-166 MB) on
+# RawBlocks, and 1.05 s for CPython 3.11 splicing.
+SPLICE = True
 
 
 def open_sink(fd, hasher, block_size, remaining, env=os.environ, response=None):
@@ -179,32 +177,22 @@ class RawBlocks(object):
     """
 
     def __init__(self):
-        import _cffi_backend as cb
-        char_p = cb.new_pointer_type(cb.new_primitive_type("char"))
-        self._array = cb.new_array_type(char_p, None)
-        signature = cb.new_function_type(
-            (cb.new_primitive_type("int"), char_p, cb.new_primitive_type("size_t")),
-            cb.new_primitive_type("ssize_t"), False)
-        self.write = cb.load_library(None).load_function(signature, "write")
-        self._newp, self._buffer, self.get_errno = cb.newp, cb.buffer, cb.get_errno
+        from sagedl.libc import calls
+        self._c = calls()
+        self.write = self._c.write
 
     def new(self, size):
-        p = self._newp(self._array, size)
-        return p, memoryview(self._buffer(p))
+        p = self._c.new(size)
+        return p, memoryview(self._c.buffer(p))
 
     def chunk(self, block, n):
-        return self._buffer(block[0], n)
+        return self._c.buffer(block[0], n)
 
     def write_all(self, fd, block, n):
         """write(2) until n bytes are written; an error is an OSError."""
-        p, done = block[0], 0
+        p, done, write = block[0], 0, self.write
         while done < n:
-            k = self.write(fd, p + done, n - done)
-            if k < 0:
-                code = self.get_errno()
-                if code == errno.EINTR:
-                    continue
-                raise OSError(code, os.strerror(code))
+            k = write(fd, p + done, n - done)
             if k == 0:
                 raise OSError(errno.EIO, "write(2) wrote nothing")
             done += k
@@ -394,37 +382,3 @@ class ThreadedSink(object):
                 self._error = sys.exc_info()
                 self._busy = False
                 cond.notify_all()
-
-
-class Nursery(object):
-    """PyPy only: collect now and then, so its young generation does not
-    grow the process.
-
-    PyPy allocates young objects by moving a pointer through a "nursery"
-    it sizes from the cache size the CPU reports: half of it, 240 MB on
-    this project's VM (491,520 KB in /proc/cpuinfo).  Only a collection
-    moves the pointer back, so every page the pointer passed stays in the
-    process: a 1 GiB download over HTTPS peaked at 167-295 MB, against
-    83 MB with PYPY_GC_NURSERY=4MB.  The pyz's sh preamble sets that
-    variable, but not when PyPy is named on the command line, and nothing
-    can change the size once PyPy runs.  A collection moves the pointer back
-    to the pages already touched, so collecting when a large transfer
-    starts and every NURSERY_STEP bytes after keeps the peak at what
-    start-up reached (137 MB over HTTPS, 128 MB over HTTP; bench/README.md).
-    Not when PYPY_GC_NURSERY is set: the nursery is then what the user chose.
-    """
-
-    @classmethod
-    def when_needed(cls, env=os.environ):
-        if RAW_BLOCKS and not env.get("PYPY_GC_NURSERY"):
-            return cls()
-        return None
-
-    def __init__(self):
-        import gc
-        self._collect = gc.collect
-        self.next_at = 0            # at the first block: start-up's garbage
-
-    def collect(self, written):
-        self._collect()
-        self.next_at = written + NURSERY_STEP

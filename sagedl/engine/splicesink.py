@@ -15,6 +15,7 @@ import os
 import sys
 
 from sagedl.engine.fsutil import write_all
+from sagedl.engine.nursery import Nursery
 from sagedl.engine.syncer import Syncer
 
 # SpliceSink: the worker reads what was written back in pieces of
@@ -46,8 +47,8 @@ class SpliceSink(object):
     order, so the file only holds a prefix of what was received; the worker
     hashes in order, at most MAX_LAG bytes behind; its error surfaces at the
     caller's next buffer(), put() or finish(); close() keeps what is written.
-    Used only for plain HTTP bodies of known length on Linux with
-    os.splice (Python 3.10+): Response.can_splice.
+    Used only for plain HTTP bodies of known length on Linux with splice(2)
+    (os.splice on CPython 3.10+, libc's on PyPy): Response.can_splice.
     """
 
     threaded = True
@@ -88,6 +89,7 @@ class SpliceSink(object):
         self._error = None
         self._cond = threading.Condition()
         self._syncer = Syncer(fd)
+        self._nursery = Nursery.when_needed()
         self._thread = threading.Thread(target=self._run, name="sagedl-hash")
         self._thread.daemon = True
         self._thread.start()
@@ -123,6 +125,9 @@ class SpliceSink(object):
         syncer = self._syncer
         if self.written >= syncer.next_at:
             syncer.wrote(self.written)
+        nursery = self._nursery
+        if nursery is not None and self.written >= nursery.next_at:
+            nursery.collect(self.written)
         cond = self._cond
         with cond:
             self._queued = self.written
@@ -153,8 +158,8 @@ class SpliceSink(object):
     # -- the worker
     def _run(self):
         cond = self._cond
-        view = memoryview(bytearray(HASH_READ))
         try:
+            back = ReadBack(self._reader, HASH_READ)
             while True:
                 with cond:
                     while self._queued == self._hashed and not self._stopping:
@@ -165,7 +170,7 @@ class SpliceSink(object):
                     # (MAX_LAG) goes on as soon as the worker catches up.
                     begin = self._hashed
                     end = min(self._queued, begin + HASH_GRAB)
-                self._hash_range(view, begin, end)
+                self._hash_range(back, begin, end)
                 with cond:
                     self._hashed = end
                     cond.notify_all()
@@ -174,13 +179,44 @@ class SpliceSink(object):
                 self._error = sys.exc_info()
                 cond.notify_all()
 
-    def _hash_range(self, view, begin, end):
+    def _hash_range(self, back, begin, end):
         """Hash the bytes [begin, end) of what was written, read back from
-        the page cache in pieces of len(view)."""
-        reader, update, start, size = self._reader, self._update, self._start, len(view)
+        the page cache in pieces of back.size."""
+        update, start, size = self._update, self._start, back.size
         while begin < end:
-            k = os.preadv(reader, [view[:min(size, end - begin)]], start + begin)
+            k = back.read(min(size, end - begin), start + begin)
             if k <= 0:
                 raise OSError(errno.EIO, "the file is shorter than what was written to it")
-            update(view[:k])
+            update(back.chunk(k))
             begin += k
+
+
+class ReadBack(object):
+    """One small buffer the worker reads the file back into at an offset:
+    os.preadv into a bytearray on CPython; on PyPy (whose os has no preadv
+    before 3.10, and copies through a temporary buffer) pread(2) into memory
+    outside the GC, which hashlib takes without a copy (sagedl/libc.py)."""
+
+    def __init__(self, fd, size):
+        self.fd, self.size = fd, size
+        if hasattr(sys, "pypy_version_info") or not hasattr(os, "preadv"):
+            from sagedl.libc import calls
+            self._c = calls()
+            self._p = self._c.new(size)
+            self.read, self.chunk = self._pread, self._raw_chunk
+        else:
+            self._view = memoryview(bytearray(size))
+
+    def read(self, n, offset):
+        """Read at most n bytes at offset into the buffer; the count read."""
+        return os.preadv(self.fd, [self._view[:n]], offset)
+
+    def chunk(self, k):
+        """The first k bytes of the buffer, for hashlib."""
+        return self._view[:k]
+
+    def _pread(self, n, offset):
+        return self._c.pread(self.fd, self._p, n, offset)
+
+    def _raw_chunk(self, k):
+        return self._c.buffer(self._p, k)

@@ -2,12 +2,13 @@
 through Python's memory.
 
 Why a module of its own: this is the transport side of the engine's splice
-sink (sagedl/engine/pipeline.py, SpliceSink): the socket's pages go into a
-pipe the engine owns, and the engine moves them from the pipe into the
-``.part`` file.  Only Linux has splice(2) and only Python 3.10 and later
-have os.splice; everywhere else ``AVAILABLE`` is False and nothing here is
-used.  TLS bodies never come here: their bytes must be decrypted in user
-space.
+sink (sagedl/engine/splicesink.py): the socket's pages go into a pipe the
+engine owns, and the engine moves them from the pipe into the ``.part``
+file.  Only Linux has splice(2).  CPython has os.splice from 3.10; PyPy
+calls splice(2) through its built-in _cffi_backend (sagedl/libc.py), as
+Debian's PyPy 3.9 has no os.splice.  Everywhere else ``AVAILABLE`` is False
+and nothing here is used.  TLS bodies never come here: their bytes must be
+decrypted in user space.
 """
 
 from __future__ import absolute_import
@@ -17,13 +18,37 @@ import os
 import socket
 import sys
 
-AVAILABLE = hasattr(os, "splice") and sys.platform.startswith("linux")
+_OS_SPLICE = hasattr(os, "splice")
+
+
+def _libc_splice():
+    """PyPy without os.splice: splice(2) through _cffi_backend, if it has one."""
+    if not hasattr(sys, "pypy_version_info"):
+        return False
+    try:
+        import _cffi_backend  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+AVAILABLE = sys.platform.startswith("linux") and (_OS_SPLICE or _libc_splice())
 # The pipe between the socket and the file: 1 MiB, the threaded sink's
 # block size (fewer, larger moves).  Unprivileged processes may ask for up
 # to /proc/sys/fs/pipe-max-size (1 MiB by default); a smaller pipe still works.
 PIPE_SIZE = 1 << 20
 F_SETPIPE_SZ = 1031             # fcntl.F_SETPIPE_SZ, missing before 3.10's fcntl
 F_GETPIPE_SZ = 1032
+
+
+def move(fd_in, fd_out, n, flags=0):
+    """splice(2) of at most n bytes from fd_in to fd_out (one is a pipe):
+    os.splice where Python has it, else libc's (PyPy).  The count moved;
+    OSError as os.splice raises it (BlockingIOError for EAGAIN)."""
+    if _OS_SPLICE:
+        return os.splice(fd_in, fd_out, n, flags=flags)
+    from sagedl.libc import calls
+    return calls().splice(fd_in, fd_out, n, flags)
 
 
 class Pipe(object):
@@ -52,7 +77,7 @@ class Pipe(object):
         kernel copies them into the page cache; Python never sees them).
         An error is the OSError of the write; the file then holds a prefix."""
         while n:
-            k = os.splice(self.r, fd, n)
+            k = move(self.r, fd, n)
             if k == 0:
                 raise OSError(errno.EIO, "splice moved nothing from a full pipe")
             n -= k
@@ -100,11 +125,12 @@ def splice_from_socket(sock, pipe_w, n, timeout):
     ``timeout`` seconds of silence, as recv_into would: socket.timeout then.
     """
     import select
+    from sagedl.libc import SPLICE_F_MOVE, SPLICE_F_NONBLOCK
     fd = sock.fileno()
-    flags = os.SPLICE_F_MOVE | os.SPLICE_F_NONBLOCK
+    flags = SPLICE_F_MOVE | SPLICE_F_NONBLOCK
     while True:
         try:
-            return os.splice(fd, pipe_w, n, flags=flags)
+            return move(fd, pipe_w, n, flags)
         except (BlockingIOError, InterruptedError):
             pass
         poller = select.poll()
