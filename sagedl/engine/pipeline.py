@@ -48,7 +48,7 @@ faults and 0.20 s when write(2) is called on the block's own memory, as
 memory back to its host, which makes each of those faults slower still
 (bench/hostmem.py).  So on PyPy the blocks are memory outside the GC
 (RawBlocks: its built-in _cffi_backend, a standard part of PyPy) and are
-written by calling write(2) through it; recv_into and hashlib take a
+written by calling write(2) through it (sagedl/libc.py); recv_into and hashlib take a
 buffer over that memory without a copy (measured: no extra faults).  A
 1 GiB download over loopback HTTP (bench/ab.py, 5 interleaved runs, the
 machine shared with test runs, load 3-5) took PyPy3 a median 2.68 s this
