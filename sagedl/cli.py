@@ -29,6 +29,8 @@ from sagedl.errors import SagedlError, UsageError
 from sagedl.options import (COMMANDS, PROG, SAGE_PACKAGE_COMMANDS, MirrorsRequest, request,
                             run_settings, split_command)
 
+PYPY = hasattr(sys, "pypy_version_info")
+
 # -- entry point ---------------------------------------------------------------
 USAGE = """\
 usage: sagedl [options] URL_OR_TARBALL [DESTINATION]
@@ -47,6 +49,14 @@ def version_line():
     if pypy is not None:
         return "sagedl %s (PyPy %d.%d.%d, Python %s)\n" % ((__version__,) + tuple(pypy[:3]) + (python,))
     return "sagedl %s (Python %s)\n" % (__version__, python)
+
+
+def _collect_on_pypy(env):
+    """PyPy only: collect start-up's garbage before it grows the process
+    (engine/nursery.py says why and what it saves).  Not for --version."""
+    if PYPY:
+        from sagedl.engine.nursery import collect_startup_garbage
+        collect_startup_garbage(env)
 
 
 def _mistyped_command(session, name):
@@ -135,6 +145,7 @@ def _main(argv, env, stdout, stderr, stdin):
     if not argv:
         stderr.write(USAGE)
         return errors.EXIT_USAGE
+    _collect_on_pypy(env)           # start-up's imports are done
     sage_package = None
     if argv[0] in SAGE_PACKAGE_COMMANDS or (argv[0].startswith("--") and
                                             any(a in SAGE_PACKAGE_COMMANDS for a in argv)):
@@ -158,6 +169,7 @@ def _main(argv, env, stdout, stderr, stdin):
         settings, req = run_settings(args), request(command, args)
         from sagedl.session import Session
         ctx = Session(settings, env, stdout, stderr)
+        _collect_on_pypy(env)       # the command is set up; its work starts
         if command == "download":
             from sagedl.commands.bulk import cmd_download
             return cmd_download(ctx, req)

@@ -825,3 +825,44 @@ sys.stdout.write("ok")
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=60)
     assert r.stdout == b"ok", r.stderr
     assert out.read_bytes() == data
+
+
+@pytest.mark.parametrize("argv, nursery_env, collections", [
+    (["--version"], {}, 0),                     # start-up is all it does
+    (None, {}, 2),                              # after the imports, after the set-up
+    (None, {"PYPY_GC_NURSERY": "4MB"}, 0),      # the user sized the nursery
+])
+def test_on_pypy_start_up_garbage_is_collected_before_the_command_works(
+        tmp_path, monkeypatch, argv, nursery_env, collections):
+    """Start-up's garbage would push PyPy's nursery through 60 MB of fresh
+    pages before the first collection (engine/nursery.py): the command line
+    collects once its imports are done and once the command is set up,
+    before any network or disk work -- not for --version, and not when the
+    user chose the nursery's size."""
+    import gc
+    from sagedl import cli
+    from sagedl.engine import nursery, transfer
+    events = []
+    monkeypatch.setattr(cli, "PYPY", True)
+    monkeypatch.setattr(nursery, "PYPY", True)
+    monkeypatch.setattr(gc, "collect", lambda: events.append("collect"))
+    real_open = transfer.open_sink
+
+    def open_sink(*args, **kwargs):
+        events.append("transfer")
+        return real_open(*args, **kwargs)
+    monkeypatch.setattr(transfer, "open_sink", open_sink)
+    env = dict(clean_env(tmp_path), **nursery_env)
+    data = make_data(5000, seed=41)
+    with FaultServer({"s.tar.gz": data}) as s:
+        if argv is None:
+            argv = [s.url_for("s.tar.gz"), str(tmp_path / "s.tar.gz"),
+                    "--sha256", hashlib.sha256(data).hexdigest(), "-q"]
+        out = open(os.devnull, "w")
+        try:
+            assert cli.main(argv, env=env, stdout=out, stderr=out) == EXIT_OK
+        finally:
+            out.close()
+    assert events.count("collect") == collections
+    if collections:
+        assert events.index("transfer") > max(i for i, e in enumerate(events) if e == "collect")
