@@ -25,11 +25,10 @@ import sys
 
 from sagedl import __version__
 from sagedl import errors
+from sagedl.compat import PYPY
 from sagedl.errors import SagedlError, UsageError
 from sagedl.options import (COMMANDS, PROG, SAGE_PACKAGE_COMMANDS, MirrorsRequest, request,
                             run_settings, split_command)
-
-PYPY = hasattr(sys, "pypy_version_info")
 
 # -- entry point ---------------------------------------------------------------
 USAGE = """\

@@ -13,6 +13,10 @@ import sys
 import time
 
 PY2 = sys.version_info[0] == 2
+# PyPy: its os module copies buffers, lacks os.splice and os.preadv on 3.9,
+# and its garbage collector wants help (engine/pipeline.py, engine/nursery.py,
+# sagedl/libc.py).
+PYPY = hasattr(sys, "pypy_version_info")
 
 # No http.client shim: it imports ssl and email at start-up, and the
 # transport speaks HTTP itself (see transport.py).
@@ -105,4 +109,4 @@ def compat_replace(src, dst):
     getattr(os, "replace", os.rename)(src, dst)
 
 
-COMPAT_NAMES = sorted(n for n in dir() if n.startswith("compat_")) + ["PY2"]
+COMPAT_NAMES = sorted(n for n in dir() if n.startswith("compat_")) + ["PY2", "PYPY"]

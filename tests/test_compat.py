@@ -6,7 +6,7 @@ import pytest
 
 from pyz import interpreter_params, require_interpreter, REPO
 
-EXPECTED = ["PY2", "compat_buffer_slice", "compat_integer_types", "compat_makedirs",
+EXPECTED = ["PY2", "PYPY", "compat_buffer_slice", "compat_integer_types", "compat_makedirs",
             "compat_monotonic",
             "compat_quote", "compat_replace", "compat_shlex_quote", "compat_str",
             "compat_text_types", "compat_unquote", "compat_urljoin", "compat_urlsplit"]

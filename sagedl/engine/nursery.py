@@ -10,9 +10,9 @@ PyPy's garbage collector, not about moving bytes.
 from __future__ import absolute_import
 
 import os
-import sys
 
-PYPY = hasattr(sys, "pypy_version_info")
+from sagedl.compat import PYPY
+
 # PyPy: a full collection when a large transfer starts and every this many
 # bytes after (see Nursery).  A collection costs PyPy 5-6 ms, the first one
 # about 20 ms (it moves start-up's survivors out of the nursery): 40 ms per

@@ -48,8 +48,9 @@ faults and 0.20 s when write(2) is called on the block's own memory, as
 memory back to its host, which makes each of those faults slower still
 (bench/hostmem.py).  So on PyPy the blocks are memory outside the GC
 (RawBlocks: its built-in _cffi_backend, a standard part of PyPy) and are
-written by calling write(2) through it (sagedl/libc.py); recv_into and hashlib take a
-buffer over that memory without a copy (measured: no extra faults).  A
+written by calling write(2) through it (sagedl/libc.py); recv_into and
+hashlib take a buffer over that memory without a copy (measured: no extra
+faults).  A
 1 GiB download over loopback HTTP (bench/ab.py, 5 interleaved runs, the
 machine shared with test runs, load 3-5) took PyPy3 a median 2.68 s this
 way, 5.96 s with bytearrays, and 3.11 2.96 s.  On a PyPy without
@@ -86,7 +87,7 @@ import errno
 import os
 import sys
 
-from sagedl.compat import PY2, compat_buffer_slice
+from sagedl.compat import PY2, PYPY, compat_buffer_slice
 from sagedl.engine.fsutil import write_all
 from sagedl.engine.nursery import Nursery
 from sagedl.engine.splicesink import SpliceSink
@@ -106,10 +107,10 @@ THREADED_BLOCK = 1 << 20
 # the worker can hash and write the bytearray itself (a slice is copied
 # there); on CPython after every read (a slice costs nothing there).  The
 # two measured the same speed on each interpreter: see the module docstring.
-WHOLE_BLOCKS = hasattr(sys, "pypy_version_info")
+WHOLE_BLOCKS = PYPY
 # Blocks outside the GC, written by write(2) itself: PyPy's way (see the
 # module docstring); not elsewhere.
-RAW_BLOCKS = hasattr(sys, "pypy_version_info")
+RAW_BLOCKS = PYPY
 # Large plain-HTTP bodies of known length go through SpliceSink where it
 # applies (splice_applies), PyPy included: 1 GiB over loopback HTTP as
 # ``pypy3 sagedl.pyz``, bench/ab.py, 5 interleaved runs, 2026-12-04 04:50

@@ -14,6 +14,7 @@ import errno
 import os
 import sys
 
+from sagedl.compat import PYPY
 from sagedl.engine.fsutil import write_all
 from sagedl.engine.nursery import Nursery
 from sagedl.engine.syncer import Syncer
@@ -159,7 +160,7 @@ class SpliceSink(object):
     def _run(self):
         cond = self._cond
         try:
-            back = ReadBack(self._reader, HASH_READ)
+            back = ReadBack.open(self._reader, HASH_READ)
             while True:
                 with cond:
                     while self._queued == self._hashed and not self._stopping:
@@ -192,20 +193,17 @@ class SpliceSink(object):
 
 
 class ReadBack(object):
-    """One small buffer the worker reads the file back into at an offset:
-    os.preadv into a bytearray on CPython; on PyPy (whose os has no preadv
-    before 3.10, and copies through a temporary buffer) pread(2) into memory
-    outside the GC, which hashlib takes without a copy (sagedl/libc.py)."""
+    """One small buffer the worker reads the file back into at an offset,
+    with os.preadv into a bytearray.  ``ReadBack.open`` gives PyPy a
+    RawReadBack instead."""
+
+    @staticmethod
+    def open(fd, size):
+        return RawReadBack(fd, size) if PYPY else ReadBack(fd, size)
 
     def __init__(self, fd, size):
         self.fd, self.size = fd, size
-        if hasattr(sys, "pypy_version_info") or not hasattr(os, "preadv"):
-            from sagedl.libc import calls
-            self._c = calls()
-            self._p = self._c.new(size)
-            self.read, self.chunk = self._pread, self._raw_chunk
-        else:
-            self._view = memoryview(bytearray(size))
+        self._view = memoryview(bytearray(size))
 
     def read(self, n, offset):
         """Read at most n bytes at offset into the buffer; the count read."""
@@ -215,8 +213,20 @@ class ReadBack(object):
         """The first k bytes of the buffer, for hashlib."""
         return self._view[:k]
 
-    def _pread(self, n, offset):
+
+class RawReadBack(object):
+    """ReadBack on PyPy, whose os has no preadv before 3.10 and copies
+    through a temporary buffer: pread(2) into memory outside the GC, which
+    hashlib takes without a copy (sagedl/libc.py)."""
+
+    def __init__(self, fd, size):
+        from sagedl.libc import calls
+        self.fd, self.size = fd, size
+        self._c = calls()
+        self._p = self._c.new(size)
+
+    def read(self, n, offset):
         return self._c.pread(self.fd, self._p, n, offset)
 
-    def _raw_chunk(self, k):
+    def chunk(self, k):
         return self._c.buffer(self._p, k)

@@ -18,12 +18,15 @@ import os
 import socket
 import sys
 
+from sagedl.compat import PYPY
+from sagedl.libc import SPLICE_F_MOVE, SPLICE_F_NONBLOCK
+
 _OS_SPLICE = hasattr(os, "splice")
 
 
 def _libc_splice():
     """PyPy without os.splice: splice(2) through _cffi_backend, if it has one."""
-    if not hasattr(sys, "pypy_version_info"):
+    if not PYPY:
         return False
     try:
         import _cffi_backend  # noqa: F401
@@ -125,12 +128,10 @@ def splice_from_socket(sock, pipe_w, n, timeout):
     ``timeout`` seconds of silence, as recv_into would: socket.timeout then.
     """
     import select
-    from sagedl.libc import SPLICE_F_MOVE, SPLICE_F_NONBLOCK
     fd = sock.fileno()
-    flags = SPLICE_F_MOVE | SPLICE_F_NONBLOCK
     while True:
         try:
-            return move(fd, pipe_w, n, flags)
+            return move(fd, pipe_w, n, SPLICE_F_MOVE | SPLICE_F_NONBLOCK)
         except (BlockingIOError, InterruptedError):
             pass
         poller = select.poll()
